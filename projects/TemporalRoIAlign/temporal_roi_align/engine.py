@@ -1,0 +1,129 @@
+"""Training and evaluation in Detectron2's DefaultTrainer idiom."""
+import contextlib
+import logging
+import os
+from datetime import timedelta
+
+import detectron2.engine.defaults as d2_defaults
+import detectron2.utils.comm as comm
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from detectron2.config import get_cfg
+from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.engine import launch as d2_launch
+
+from .config import add_video_config
+from .data import build_video_test_loader, build_video_train_loader
+from .evaluation import VIDEvaluator
+
+__all__ = ["VideoTrainer", "launch", "setup_cfg"]
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _ddp_on_cpu_without_device_ids():
+    """DefaultTrainer gives DDP ``device_ids=[local_rank]``, which DDP rejects for CPU models."""
+    create_ddp_model = d2_defaults.create_ddp_model
+
+    def create(model, **kwargs):
+        if next(model.parameters()).device.type == "cpu":
+            kwargs.setdefault("device_ids", None)
+        return create_ddp_model(model, **kwargs)
+
+    d2_defaults.create_ddp_model = create
+    try:
+        yield
+    finally:
+        d2_defaults.create_ddp_model = create_ddp_model
+
+
+class VideoTrainer(DefaultTrainer):
+    """DefaultTrainer with frame-group loaders (target + support frames) and the VID evaluator."""
+
+    def __init__(self, cfg):
+        with _ddp_on_cpu_without_device_ids():
+            super().__init__(cfg)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_video_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_video_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return VIDEvaluator(dataset_name, output_folder)
+
+
+def setup_cfg(config_file: str, opts=(), *, args=None):
+    """
+    Config from a yaml file plus ``KEY VALUE`` overrides. On a machine without CUDA the model runs
+    on the CPU whatever MODEL.DEVICE says. With ``args`` (argparse namespace of
+    ``default_argument_parser``), also runs Detectron2's ``default_setup`` (logging, output dir).
+    """
+    if not os.path.isfile(config_file):
+        raise SystemExit(f"{config_file}: config file not found")
+    cfg = get_cfg()
+    add_video_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    if args is not None:
+        default_setup(cfg, args)
+        if cfg.MODEL.DEVICE == "cpu":
+            logger.info("CUDA is not available: running on the CPU")
+    return cfg
+
+
+def launch(main_func, num_processes, num_machines=1, machine_rank=0, dist_url=None, args=(),
+           timeout=timedelta(minutes=30)):
+    """
+    Detectron2's ``launch`` where CUDA is available (NCCL, one process per GPU); otherwise
+    ``num_processes`` CPU processes per machine joined with the gloo backend.
+    """
+    if torch.cuda.is_available() or num_processes * num_machines == 1:
+        return d2_launch(main_func, num_processes, num_machines, machine_rank, dist_url, args, timeout)
+    if dist_url in (None, "auto"):
+        if num_machines != 1:
+            raise ValueError("--dist-url auto only works on one machine")
+        dist_url = f"tcp://127.0.0.1:{_free_port()}"
+    mp.spawn(
+        _cpu_worker,
+        nprocs=num_processes,
+        args=(main_func, num_processes, num_machines, machine_rank, dist_url, args, timeout),
+        daemon=False,
+    )
+
+
+def _cpu_worker(local_rank, main_func, num_processes, num_machines, machine_rank, dist_url, args, timeout):
+    dist.init_process_group(
+        backend="gloo",
+        init_method=dist_url,
+        world_size=num_processes * num_machines,
+        rank=machine_rank * num_processes + local_rank,
+        timeout=timeout,
+    )
+    for i in range(num_machines):
+        group = dist.new_group(list(range(i * num_processes, (i + 1) * num_processes)))
+        if i == machine_rank:
+            comm._LOCAL_PROCESS_GROUP = group
+    comm.synchronize()
+    try:
+        main_func(*args)
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,5 @@
+from .backbone import ChannelReducedBackbone, build_channel_reduced_resnet_backbone
+from .meta_arch import FeatureCache, VideoRCNN
+from .poolers import TemporalROIPooler
+from .roi_heads import VideoROIHeads
+from .selsa import SelsaAggregator, SelsaBoxHead

@@ -1,0 +1,21 @@
+import torch
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import build_backbone
+
+from temporal_roi_align.model_zoo import get_config_file
+from temporal_roi_align.engine import setup_cfg
+
+
+def test_dc5_backbone_has_stride_16_conv5_reduced_to_512_channels():
+    cfg = setup_cfg(get_config_file("Base-VID-DC5.yaml"), ["MODEL.RESNETS.DEPTH", 50])
+    backbone = build_backbone(cfg, ShapeSpec(channels=3))
+    shapes = backbone.output_shape()
+    assert shapes["res4"].stride == 16 and shapes["res5"].stride == 16
+    assert shapes["res5_reduced"].channels == 512 and shapes["res4"].channels == 1024
+    # conv5's 3x3 convs are dilated by 2 instead of striding.
+    assert backbone.bottom_up.res5[0].conv2.dilation == (2, 2)
+    assert backbone.bottom_up.res5[0].conv2.stride == (1, 1)
+    with torch.no_grad():
+        out = backbone(torch.zeros(1, 3, 65, 97))
+    assert out["res5_reduced"].shape == (1, 512, 5, 7)
+    assert (out["res5_reduced"] >= 0).all()

@@ -1,0 +1,103 @@
+"""The video meta-architecture on tiny synthetic frame groups, for each detector variant."""
+import pytest
+import torch
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+
+from temporal_roi_align.engine import setup_cfg
+from temporal_roi_align.model_zoo import get_config_file
+
+VARIANTS = ["single_frame", "troi", "selsa", "selsa_troi"]
+
+
+def tiny_cfg(variant, *opts):
+    return setup_cfg(
+        get_config_file(f"toy/{variant}.yaml"),
+        ["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", 3, *opts],
+    )
+
+
+def frame(file_name, seed, height=64, width=96):
+    g = torch.Generator().manual_seed(seed)
+    return {"image": torch.randint(0, 255, (3, height, width), generator=g, dtype=torch.uint8),
+            "file_name": file_name}
+
+
+def group(video, target, supports, with_instances=False):
+    x = frame(f"{video}/{target}.JPEG", hash((video, target)) % 1000)
+    x.update(height=64, width=96, image_id=f"{video}/{target}")
+    x["supports"] = [frame(f"{video}/{s}.JPEG", hash((video, s)) % 1000) for s in supports]
+    if with_instances:
+        inst = Instances((64, 96))
+        inst.gt_boxes = Boxes(torch.tensor([[10.0, 12.0, 50.0, 40.0]]))
+        inst.gt_classes = torch.tensor([1])
+        x["instances"] = inst
+    return x
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_training_step_gives_finite_losses_and_gradients(variant):
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg(variant))
+    model.train()
+    batch = [group("a", 0, [1, 2], True), group("b", 3, [4, 5], True)]
+    losses = model(batch)
+    assert set(losses) == {"loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc"}
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert all(g is not None for n, g in grads.items() if "roi_heads" in n), "ROI heads must all get gradients"
+    if "troi" in variant:
+        assert any(n.startswith("roi_heads.box_pooler.aggregation") for n in grads)
+    if "selsa" in variant:
+        assert grads["roi_heads.box_head.aggregators.0.fc_embed.weight"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("variant", ["troi", "selsa_troi"])
+def test_supports_change_the_output_and_backbone_runs_once_per_frame(variant):
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg(variant, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0))
+    model.eval()
+    calls = []
+    model.backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    video = [group("v", t, [s for s in range(5) if s != t][:3]) for t in range(5)]
+    with torch.no_grad():
+        cached = [model([x])[0]["instances"] for x in video]
+    assert sum(calls) == 5, "each of the 5 distinct frames goes through the backbone once"
+
+    model.feature_cache.capacity = 0
+    with torch.no_grad():
+        uncached = [model([x])[0]["instances"] for x in video]
+        other_supports = model([group("v", 0, [7, 8, 9])])[0]["instances"]
+    for a, b in zip(cached, uncached):
+        torch.testing.assert_close(a.scores, b.scores)
+        torch.testing.assert_close(a.pred_boxes.tensor, b.pred_boxes.tensor)
+    assert not torch.equal(cached[0].scores[:5], other_supports.scores[:5])
+
+
+def test_cache_is_cleared_when_training_resumes():
+    model = build_model(tiny_cfg("troi"))
+    model.eval()
+    with torch.no_grad():
+        model([group("v", 0, [1, 2])])
+    assert len(model.feature_cache) == 3
+    model.train()
+    assert len(model.feature_cache) == 0
+
+
+def test_single_frame_detector_ignores_supports():
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg("single_frame", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0))
+    model.eval()
+    with torch.no_grad():
+        a = model([group("v", 0, [1, 2])])[0]["instances"]
+        b = model([group("v", 0, [])])[0]["instances"]
+    torch.testing.assert_close(a.scores, b.scores)
+
+
+def test_unequal_support_counts_in_a_batch_are_an_error():
+    model = build_model(tiny_cfg("troi"))
+    model.train()
+    with pytest.raises(ValueError, match="same number of supports"):
+        model([group("a", 0, [1], True), group("b", 0, [1, 2], True)])
