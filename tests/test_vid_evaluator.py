@@ -1,3 +1,5 @@
+import contextlib
+import io
 import json
 import logging
 import math
@@ -5,6 +7,8 @@ import uuid
 
 import pytest
 import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode, Boxes, Instances
@@ -255,3 +259,60 @@ def test_result_key_clash_is_rejected(register):
     name = register([frame(0, 0, 0, [])], ["slow", "cat"])
     with pytest.raises(ValueError, match="slow"):
         VIDEvaluator(name, distributed=False)
+
+
+
+def test_matches_plain_cocoeval(register):
+    """AP, AP50, AP75 agree with pycocotools' own COCOeval.summarize() on random data."""
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=gen)
+
+    def boxes(n):
+        xy = rand(n, 2) * 200
+        return torch.cat([xy, xy + 10 + rand(n, 2) * 60], 1)
+
+    dicts, preds = [], {}
+    for i in range(12):
+        gt_boxes = boxes(4)
+        dicts.append(frame(i, i // 4, i % 4, [(b, k % 3, k) for k, b in enumerate(gt_boxes.tolist())]))
+        jittered = (gt_boxes + torch.randn(4, 4, generator=gen) * 4).tolist()
+        preds[i] = [(b, float(rand(1)), k % 3) for k, b in enumerate(jittered + boxes(3).tolist())]
+    res = run(register(dicts, ["a", "b", "c"]), preds)["bbox"]
+
+    def xywh(box):
+        x0, y0, x1, y1 = box
+        return [x0, y0, x1 - x0, y1 - y0]
+
+    annotations = []
+    for d in dicts:
+        for a in d["annotations"]:
+            x, y, w, h = xywh(a["bbox"])
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": d["image_id"],
+                 "category_id": a["category_id"], "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0}
+            )  # fmt: skip
+    gt = COCO()
+    gt.dataset = {
+        "images": [{"id": d["image_id"]} for d in dicts],
+        "categories": [{"id": k} for k in range(3)],
+        "annotations": annotations,
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        dt = gt.loadRes(
+            [
+                {"image_id": i, "category_id": c, "bbox": xywh(b), "score": s}
+                for i, dets in preds.items()
+                for b, s, c in dets
+            ]
+        )
+        E = COCOeval(gt, dt, "bbox")
+        E.evaluate()
+        E.accumulate()
+        E.summarize()
+    assert 0 < res["AP"] < res["AP50"] < 100
+    assert res["AP"] == pytest.approx(E.stats[0] * 100, abs=1e-3)
+    assert res["AP50"] == pytest.approx(E.stats[1] * 100, abs=1e-3)
+    assert res["AP75"] == pytest.approx(E.stats[2] * 100, abs=1e-3)

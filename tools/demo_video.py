@@ -62,8 +62,7 @@ def main(argv=None):
     detections = []
     for index, (frame, instances) in enumerate(tqdm(zip(frames, predictions), total=len(frames), desc="frames")):
         shown = instances[instances.scores >= args.confidence]
-        rgb = frame[:, :, ::-1] if cfg.INPUT.FORMAT == "BGR" else frame
-        writer.write(Visualizer(rgb, metadata).draw_instance_predictions(shown).get_image()[:, :, ::-1])
+        writer.write(Visualizer(frame[:, :, ::-1], metadata).draw_instance_predictions(shown).get_image()[:, :, ::-1])
         detections.append({
             "frame": index,
             "boxes": instances.pred_boxes.tensor.tolist(),
