@@ -22,6 +22,7 @@ def selsa_reference(agg: SelsaAggregator, x, ref):
     return agg.fc(out)
 
 
+@torch.no_grad()
 def test_aggregator_matches_reference():
     torch.manual_seed(0)
     agg = SelsaAggregator(24, num_groups=4)
@@ -51,6 +52,7 @@ def test_box_head_attends_within_each_image_only():
     assert out.shape == (5, 16) and (out >= 0).all()
 
 
+@torch.no_grad()
 def test_box_head_matches_manual_composition():
     torch.manual_seed(0)
     head = SelsaBoxHead(

@@ -261,7 +261,6 @@ def test_result_key_clash_is_rejected(register):
         VIDEvaluator(name, distributed=False)
 
 
-
 def test_matches_plain_cocoeval(register):
     """AP, AP50, AP75 agree with pycocotools' own COCOeval.summarize() on random data."""
     gen = torch.Generator().manual_seed(0)
@@ -276,7 +275,9 @@ def test_matches_plain_cocoeval(register):
     dicts, preds = [], {}
     for i in range(12):
         gt_boxes = boxes(4)
-        dicts.append(frame(i, i // 4, i % 4, [(b, k % 3, k) for k, b in enumerate(gt_boxes.tolist())]))
+        dicts.append(
+            frame(i, i // 4, i % 4, [(b, k % 3, k) for k, b in enumerate(gt_boxes.tolist())])
+        )
         jittered = (gt_boxes + torch.randn(4, 4, generator=gen) * 4).tolist()
         preds[i] = [(b, float(rand(1)), k % 3) for k, b in enumerate(jittered + boxes(3).tolist())]
     res = run(register(dicts, ["a", "b", "c"]), preds)["bbox"]

@@ -3,6 +3,7 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
 
 from temporal_roi_align.engine import setup_cfg
 from temporal_roi_align.model_zoo import get_config_file
@@ -41,7 +42,8 @@ def test_training_step_gives_finite_losses_and_gradients(variant):
     model = build_model(tiny_cfg(variant))
     model.train()
     batch = [group("a", 0, [1, 2], True), group("b", 3, [4, 5], True)]
-    losses = model(batch)
+    with EventStorage():
+        losses = model(batch)
     assert set(losses) == {"loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc"}
     total = sum(losses.values())
     assert torch.isfinite(total)
@@ -99,5 +101,5 @@ def test_single_frame_detector_ignores_supports():
 def test_unequal_support_counts_in_a_batch_are_an_error():
     model = build_model(tiny_cfg("troi"))
     model.train()
-    with pytest.raises(ValueError, match="same number of supports"):
+    with pytest.raises(ValueError, match="same number of supports"), EventStorage():
         model([group("a", 0, [1], True), group("b", 0, [1, 2], True)])

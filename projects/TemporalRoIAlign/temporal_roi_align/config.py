@@ -52,3 +52,15 @@ def add_video_config(cfg):
     cfg.VIDEO.CACHE_FRAMES = 64
     # "float32", "float16" or "bfloat16": precision of cached features.
     cfg.VIDEO.CACHE_DTYPE = "float32"
+
+    # ---- Checkpoints converted from the public video toolbox (mmtracking 0.x): what its test
+    # pipeline does that the keys above cannot express. See docs/converting_checkpoints.md and
+    # configs/ImageNetVID/converted/. ----
+    # "detectron2": ResizeShortestEdge (PIL bilinear, antialiased; rounds after scaling twice).
+    # "mmcv": the toolbox's resize, temporal_roi_align.checkpoint.ToolboxResizeShortestEdge
+    # (one factor min(MAX_SIZE / long side, MIN_SIZE / short side), sides int(side * factor + 0.5),
+    # OpenCV INTER_LINEAR on uint8).
+    cfg.INPUT.RESIZE_STYLE = "detectron2"
+    # INPUT.SUPPORT.TEST_MODE "uniform_with_target" means the toolbox's test supports: the
+    # NUM_TEST frames round(i * (L - 1) / (NUM_TEST - 1)), i = 0..NUM_TEST-1, of the
+    # video's L frames (the target not skipped; half to even), then the target frame itself.

@@ -8,28 +8,14 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
-__all__ = ["VideoPredictor", "uniform_support_indices", "stride_support_indices"]
+from .data import select_test_supports
+
+__all__ = ["VideoPredictor", "past_support_indices"]
 
 
-def uniform_support_indices(video_length: int, num_supports: int) -> List[int]:
-    """``num_supports`` frames spread evenly over the whole video (the same for every target)."""
-    if num_supports <= 0 or video_length <= 0:
-        return []
-    return np.linspace(0, video_length - 1, num_supports).round().astype(int).tolist()
-
-
-def stride_support_indices(frame_id: int, video_length: int, num_supports: int, stride: int,
-                           past_only: bool = False) -> List[int]:
-    """
-    ``num_supports`` frames ``stride`` apart around ``frame_id`` (before it only when
-    ``past_only``), clamped to the first/last frame past the video's ends.
-    """
-    if past_only:
-        offsets = [-(i + 1) * stride for i in range(num_supports)]
-    else:
-        half = num_supports // 2
-        offsets = [o * stride for o in range(-half, num_supports - half + 1) if o != 0][:num_supports]
-    return [min(max(frame_id + o, 0), video_length - 1) for o in offsets]
+def past_support_indices(frame_id: int, num_supports: int, stride: int) -> List[int]:
+    """``num_supports`` past frames ``stride`` apart, the first frame repeated before the start."""
+    return [max(frame_id - (i + 1) * stride, 0) for i in range(num_supports)]
 
 
 class VideoPredictor:
@@ -39,8 +25,8 @@ class VideoPredictor:
     cache (``VIDEO.CACHE_FRAMES`` frames at ``VIDEO.CACHE_DTYPE``) serves it as a support again.
 
     - :meth:`predict_video` (``VIDEO.MODE: offline``): random access to the whole video; supports
-      per ``INPUT.SUPPORT.TEST_MODE`` (``uniform``: NUM_TEST frames over the whole video, the
-      paper's default; ``stride``: NUM_TEST frames TEST_STRIDE apart around the target).
+      chosen as the test loader does (``INPUT.SUPPORT.TEST_MODE``, see ``select_test_supports``:
+      ``uniform`` spreads NUM_TEST frames over the whole video, the paper's default).
     - :meth:`predict_stream` (``online``): frames arrive one at a time; supports are the NUM_TEST
       past frames TEST_STRIDE apart (the first frame repeated at the start of the stream).
     """
@@ -54,8 +40,6 @@ class VideoPredictor:
         self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
         self.input_format = cfg.INPUT.FORMAT
         support = cfg.INPUT.SUPPORT
-        if support.TEST_MODE not in ("uniform", "stride"):
-            raise ValueError(f"INPUT.SUPPORT.TEST_MODE must be 'uniform' or 'stride', got {support.TEST_MODE!r}")
         self.test_mode, self.num_supports, self.stride = support.TEST_MODE, support.NUM_TEST, support.TEST_STRIDE
         self._video = 0
 
@@ -72,13 +56,11 @@ class VideoPredictor:
     def predict_video(self, frames: Sequence[np.ndarray]) -> Iterator[Instances]:
         """Offline mode over a whole video (a list of frames, or any sequence with random access)."""
         self._video += 1
-        length = len(frames)
-        uniform = uniform_support_indices(length, self.num_supports)
-        for t in range(length):
-            if self.test_mode == "uniform":
-                ids = uniform
-            else:
-                ids = stride_support_indices(t, length, self.num_supports, self.stride)
+        frame_ids = list(range(len(frames)))
+        for t in frame_ids:
+            ids = []
+            if self.num_supports:
+                ids = select_test_supports(t, frame_ids, self.num_supports, self.test_mode, self.stride)
             target = self._frame_input(frames[t], f"video{self._video}/{t}")
             yield self._predict(target, [self._frame_input(frames[i], f"video{self._video}/{i}") for i in ids])
 
@@ -88,7 +70,7 @@ class VideoPredictor:
         history = {}
         for t, frame in enumerate(frames):
             history[t] = self._frame_input(frame, f"video{self._video}/{t}")
-            ids = stride_support_indices(t, t + 1, self.num_supports, self.stride, past_only=True)
+            ids = past_support_indices(t, self.num_supports, self.stride)
             yield self._predict(history[t], [history[i] for i in ids])
             for i in [i for i in history if 0 < i <= t - self.stride * self.num_supports]:
                 del history[i]

@@ -1,0 +1,30 @@
+"""Video datasets, frame-group mapper and loaders. Importing this registers the builtin
+datasets (see :mod:`.datasets.builtin` and datasets/README.md)."""
+
+from .build import build_video_test_loader, build_video_train_loader
+from .dataset_mapper import (
+    VideoDatasetMapper,
+    read_frame,
+    select_test_supports,
+    sample_train_supports,
+)
+from .datasets import builtin as _builtin  # noqa: F401  registers the builtin names
+from .datasets.common import datasets_root, frame_file_name
+from .samplers import VideoInferenceSampler
+from .toy import TOY_CATEGORIES, default_toy_root, ensure_toy_vid, make_toy_vid
+
+__all__ = [
+    "VideoDatasetMapper",
+    "VideoInferenceSampler",
+    "build_video_train_loader",
+    "build_video_test_loader",
+    "datasets_root",
+    "default_toy_root",
+    "ensure_toy_vid",
+    "frame_file_name",
+    "make_toy_vid",
+    "read_frame",
+    "select_test_supports",
+    "sample_train_supports",
+    "TOY_CATEGORIES",
+]

@@ -1,4 +1,5 @@
 """COCO-style evaluation for ImageNet VID, with the FGFA motion breakdown and frame subsets."""
+
 import contextlib
 import copy
 import io
@@ -82,9 +83,11 @@ def motion_ious(dataset_dicts, frame_range=10):
     for d in dataset_dicts:
         t = d["frame_id"]
         for i, ann in enumerate(d.get("annotations", [])):
-            track = tracks[d["video_id"], ann["track_id"]] if "track_id" in ann else {}
+            track = tracks.get((d["video_id"], ann["track_id"]), {}) if "track_id" in ann else {}
             neighbours = [
-                track[f] for f in range(t - frame_range, t + frame_range + 1) if f != t and f in track
+                track[f]
+                for f in range(t - frame_range, t + frame_range + 1)
+                if f != t and f in track
             ]
             if neighbours:
                 box = _convert(ann["bbox"], ann["bbox_mode"], BoxMode.XYXY_ABS)
@@ -147,10 +150,10 @@ class VIDEvaluator(DatasetEvaluator):
     """COCO-style bbox evaluation for video object detection (ImageNet VID).
 
     The primary metric is "AP50": COCOeval's AP at IoU 0.5 (101-point interpolation, at most
-    ``max_dets_per_image`` detections per frame), computed like the VID mAP of mmtracking, on which
-    Temporal RoI Align was released. It is not the ImageNet devkit's VOC-style AP with a size-dependent IoU
-    threshold, so numbers can differ slightly from the devkit's. All metrics are in % (0-100), as
-    in detectron2's COCOEvaluator; nan where a metric has no ground truth.
+    ``max_dets_per_image`` detections per frame), computed like the VID mAP of mmtracking, on
+    which Temporal RoI Align was released. It is not the ImageNet devkit's VOC-style AP with a
+    size-dependent IoU threshold, so numbers can differ slightly from the devkit's. All metrics
+    are in % (0-100), as in detectron2's COCOEvaluator; nan where a metric has no ground truth.
 
     Result keys, under ``results["bbox"]``:
 
@@ -161,8 +164,8 @@ class VIDEvaluator(DatasetEvaluator):
       neither as positives nor as misses, and a detection matched to one is dropped instead of
       being a false positive. Matching follows COCOeval: a detection takes the best-IoU
       unmatched non-ignored object, and an ignored one only if none is left above the threshold.
-      The flag is ``ignore``, not ``iscrowd``: a crowd object changes the IoU (intersection over
-      the detection's area) and can absorb any number of detections, which FGFA's does not.
+      The flag is ``ignore``, not ``iscrowd``: a crowd object would change the IoU (intersection
+      over the detection's area) and absorb any number of detections.
       Objects with no neighbour within the window (motion IoU nan) have no measurable motion:
       they are ignored in all three buckets and count only in the overall metrics.
     * "AP50-<subset>" for each subset: AP50 on the evaluated frames the subset selects. By
@@ -210,7 +213,11 @@ class VIDEvaluator(DatasetEvaluator):
         self._metadata = MetadataCatalog.get(dataset_name)
         self._class_names = list(self._metadata.thing_classes)
 
-        suffixes = self._class_names + list(MOTION_BUCKETS) + list(subsets or ["degraded"])
+        suffixes = (
+            self._class_names
+            + list(MOTION_BUCKETS)
+            + list(["degraded"] if subsets is None else subsets)
+        )
         duplicates = sorted(n for n, c in Counter(suffixes).items() if c > 1)
         if duplicates:
             raise ValueError(f"Result keys AP50-<name> would clash for names {duplicates}")

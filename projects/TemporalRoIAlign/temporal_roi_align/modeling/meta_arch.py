@@ -161,7 +161,7 @@ class VideoRCNN(GeneralizedRCNN):
                 image.tensor.expand(len(supports), -1, -1, -1),
                 [tuple(s["image"].shape[-2:]) for s in supports],
             )
-            support_maps = {k: torch.stack(v) for k, v in support_features.items()}
+            support_maps = {k: torch.cat(v) for k, v in support_features.items()}
             support_proposals = self._support_proposals(support_images, support_maps, 1)
         elif not supports and self.roi_heads.uses_support_proposals:
             support_proposals = [[]]

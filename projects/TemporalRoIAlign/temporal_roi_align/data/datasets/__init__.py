@@ -1,0 +1,28 @@
+"""Video dataset loaders. The builtin names are registered by ``temporal_roi_align.data``
+(see :mod:`.builtin`)."""
+
+from .coco_video import load_coco_video_json, register_coco_video_instances
+from .common import compact_frame_list, datasets_root, frame_file_name
+from .imagenet_vid import (
+    VID_CATEGORIES,
+    load_imagenet_vid,
+    prepare_imagenet_vid_splits,
+    register_imagenet_vid,
+    sample_key_frames,
+)
+from .ytvis import load_ytvis_json, register_ytvis_instances
+
+__all__ = [
+    "VID_CATEGORIES",
+    "compact_frame_list",
+    "datasets_root",
+    "frame_file_name",
+    "load_coco_video_json",
+    "load_imagenet_vid",
+    "load_ytvis_json",
+    "prepare_imagenet_vid_splits",
+    "register_coco_video_instances",
+    "register_imagenet_vid",
+    "register_ytvis_instances",
+    "sample_key_frames",
+]

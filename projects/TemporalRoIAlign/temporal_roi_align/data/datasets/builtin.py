@@ -1,0 +1,145 @@
+"""Registers the builtin video datasets, rooted at ``$DETECTRON2_DATASETS`` (default ``./datasets``).
+
+Registering touches no file: the root is read and the data loaded only when a dataset is
+requested, and a missing dataset raises an error naming the path and how to get it.
+
+=====================================  ==================================================================
+name                                   files under $DETECTRON2_DATASETS
+=====================================  ==================================================================
+imagenet_vid_train_15frames            ILSVRC2015/ImageSets/VID_train_15frames.txt (+ Data/VID, Annotations/VID)
+imagenet_det_train_30classes           ILSVRC2015/ImageSets/DET_train_30classes.txt (+ Data/DET, Annotations/DET)
+imagenet_vid_val                       ILSVRC2015/ImageSets/VID_val_videos.txt, every frame of each video
+imagenet_vid_train_15frames_cocofmt    ILSVRC2015/annotations/imagenet_vid_train.json (key frames: is_vid_train_frame)
+imagenet_vid_val_cocofmt               ILSVRC2015/annotations/imagenet_vid_val.json
+ytvis_2019_train, ytvis_2019_val       ytvis_2019/{train,valid}.json, ytvis_2019/{train,valid}/JPEGImages
+ytvis_2021_train, ytvis_2021_val       ytvis_2021/{train,valid}.json, ytvis_2021/{train,valid}/JPEGImages
+toy_vid_train, toy_vid_val             toy_vid/ImageSets/{VID_train_15frames,VID_val_videos}.txt (generated)
+=====================================  ==================================================================
+"""
+
+import os
+from functools import partial
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from ..toy import TOY_CATEGORIES
+from .coco_video import load_coco_video_json
+from .common import datasets_root, require_dir
+from .imagenet_vid import VID_CATEGORIES, load_imagenet_vid
+from .ytvis import load_ytvis_json
+
+__all__ = ["register_all_video_datasets"]
+
+_README = "see datasets/README.md"
+_VID_HINT = (
+    "Download ILSVRC2015 VID (and DET) there and run `python datasets/prepare_imagenet_vid.py` "
+    f"to write the split files; {_README}."
+)
+_COCOFMT_HINT = (
+    "Write it from ImageNet VID with mmtracking's tools/convert_datasets/ilsvrc/imagenet2coco_vid.py, "
+    f"or use the imagenet_vid_* names that read the raw tree; {_README}."
+)
+_YTVIS_HINT = f"Download YouTube-VIS there; {_README}."
+_TOY_HINT = (
+    "Create it with `python tools/make_toy_vid.py` (the quickstart creates it on first use), "
+    "or call temporal_roi_align.data.ensure_toy_vid()."
+)
+
+_ILSVRC = "ILSVRC2015"
+# name: (root folder, split file, subset, all frames, categories, hint)
+_XML_DATASETS = {
+    "imagenet_vid_train_15frames": (
+        _ILSVRC, "ImageSets/VID_train_15frames.txt", "VID", False, VID_CATEGORIES, _VID_HINT
+    ),
+    "imagenet_det_train_30classes": (
+        _ILSVRC, "ImageSets/DET_train_30classes.txt", "DET", False, VID_CATEGORIES, _VID_HINT
+    ),
+    "imagenet_vid_val": (
+        _ILSVRC, "ImageSets/VID_val_videos.txt", "VID", True, VID_CATEGORIES, _VID_HINT
+    ),
+    "toy_vid_train": (
+        "toy_vid", "ImageSets/VID_train_15frames.txt", "VID", False, TOY_CATEGORIES, _TOY_HINT
+    ),
+    "toy_vid_val": (
+        "toy_vid", "ImageSets/VID_val_videos.txt", "VID", True, TOY_CATEGORIES, _TOY_HINT
+    ),
+}  # fmt: skip
+
+# name: (json file, image root, key frame field)
+_COCO_VIDEO_DATASETS = {
+    "imagenet_vid_train_15frames_cocofmt": (
+        f"{_ILSVRC}/annotations/imagenet_vid_train.json", f"{_ILSVRC}/Data/VID", "is_vid_train_frame"
+    ),
+    "imagenet_vid_val_cocofmt": (
+        f"{_ILSVRC}/annotations/imagenet_vid_val.json", f"{_ILSVRC}/Data/VID", None
+    ),
+}  # fmt: skip
+
+# name: (json file, image root)
+_YTVIS_DATASETS = {
+    "ytvis_2019_train": ("ytvis_2019/train.json", "ytvis_2019/train/JPEGImages"),
+    "ytvis_2019_val": ("ytvis_2019/valid.json", "ytvis_2019/valid/JPEGImages"),
+    "ytvis_2021_train": ("ytvis_2021/train.json", "ytvis_2021/train/JPEGImages"),
+    "ytvis_2021_val": ("ytvis_2021/valid.json", "ytvis_2021/valid/JPEGImages"),
+}
+
+
+def _require_file(path: str, what: str, hint: str):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path} does not exist. {hint}")
+
+
+def _load_xml(name, folder, split_file, subset, all_frames, categories, hint):
+    root = os.path.join(datasets_root(), folder)
+    require_dir(root, f"Dataset '{name}': folder", hint)
+    _require_file(os.path.join(root, split_file), f"Dataset '{name}': split file", hint)
+    return load_imagenet_vid(
+        root,
+        split_file,
+        subset=subset,
+        all_frames=all_frames,
+        categories=categories,
+        dataset_name=name,
+    )
+
+
+def _load_coco_video(name, json_file, image_root, key_frame_field):
+    json_file = os.path.join(datasets_root(), json_file)
+    _require_file(json_file, f"Dataset '{name}': annotation file", _COCOFMT_HINT)
+    return load_coco_video_json(
+        json_file,
+        os.path.join(datasets_root(), image_root),
+        dataset_name=name,
+        key_frame_field=key_frame_field,
+    )
+
+
+def _load_ytvis(name, json_file, image_root):
+    json_file = os.path.join(datasets_root(), json_file)
+    _require_file(json_file, f"Dataset '{name}': annotation file", _YTVIS_HINT)
+    return load_ytvis_json(json_file, os.path.join(datasets_root(), image_root), dataset_name=name)
+
+
+def register_all_video_datasets():
+    """Register the names above (done once when ``temporal_roi_align.data`` is imported)."""
+    for name, (folder, split_file, subset, all_frames, categories, hint) in _XML_DATASETS.items():
+        loader = partial(_load_xml, name, folder, split_file, subset, all_frames, categories, hint)
+        DatasetCatalog.register(name, loader)
+        MetadataCatalog.get(name).set(
+            thing_classes=[c for c, _ in categories],
+            thing_wnids=[w for _, w in categories],
+            evaluator_type="coco",
+        )
+    for name, (json_file, image_root, key_field) in _COCO_VIDEO_DATASETS.items():
+        DatasetCatalog.register(
+            name, partial(_load_coco_video, name, json_file, image_root, key_field)
+        )
+        MetadataCatalog.get(name).set(
+            thing_classes=[c for c, _ in VID_CATEGORIES], evaluator_type="coco"
+        )
+    for name, (json_file, image_root) in _YTVIS_DATASETS.items():
+        DatasetCatalog.register(name, partial(_load_ytvis, name, json_file, image_root))
+        MetadataCatalog.get(name).set(evaluator_type="ytvis")
+
+
+register_all_video_datasets()

@@ -1,0 +1,153 @@
+"""COCO-style video JSON: the ``videos``/``images``/``annotations``/``categories`` layout of public
+video toolboxes (e.g. the ImageNet VID files of mmtracking)::
+
+    videos:      [{"id", "name"}, ...]
+    images:      [{"id", "video_id", "frame_id", "file_name", "height", "width"}, ...]
+    annotations: [{"id", "image_id", "category_id", "instance_id", "bbox": [x, y, w, h],
+                   "iscrowd", "area", "segmentation" (optional)}, ...]
+    categories:  [{"id", "name"}, ...]
+"""
+
+import logging
+import os
+from collections import defaultdict
+from typing import List, Optional
+
+import pycocotools.mask as mask_util
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
+
+from .common import (
+    DroppedBoxes,
+    clip_box,
+    compact_frame_list,
+    contiguous_categories,
+    load_json,
+    set_thing_classes,
+)
+
+__all__ = ["load_coco_video_json", "register_coco_video_instances"]
+
+logger = logging.getLogger(__name__)
+
+
+def convert_segmentation(segm, height: int, width: int, source: str):
+    """Polygons (invalid ones dropped) or compressed RLE, as detectron2 expects; None if empty."""
+    if isinstance(segm, dict):
+        if isinstance(segm.get("counts"), list):
+            segm = mask_util.frPyObjects(segm, *segm.get("size", (height, width)))
+        return segm
+    if isinstance(segm, list):
+        polygons = [p for p in segm if len(p) % 2 == 0 and len(p) >= 6]
+        return polygons or None
+    raise ValueError(f"{source}: segmentation must be polygons or RLE, got {type(segm).__name__}")
+
+
+def load_coco_video_json(
+    json_file: str,
+    image_root: str,
+    *,
+    dataset_name: Optional[str] = None,
+    key_frame_field: Optional[str] = None,
+) -> List[dict]:
+    """Load a COCO-style video JSON into per-frame dataset dicts.
+
+    Args:
+        image_root: directory the images' ``file_name`` are relative to.
+        dataset_name: if given, the JSON's classes are recorded as its ``thing_classes``.
+        key_frame_field: if given (e.g. ``"is_vid_train_frame"``), only images where this field is
+            true become dicts; all images of a video still serve as its frames (supports).
+
+    ``frame_id`` is the image's position in its video after sorting by the JSON's ``frame_id``.
+    Images without ``video_id`` are 1-frame videos; annotations without ``instance_id`` get their
+    own ``id`` as track id. Boxes are clipped to the image; boxes with no area left are dropped.
+    """
+    data = load_json(json_file)
+    for key in ("images", "categories"):
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"{json_file}: missing list '{key}'")
+    names, id_map = contiguous_categories(data["categories"], json_file)
+    set_thing_classes(dataset_name, names, id_map, json_file)
+
+    anns_per_image = defaultdict(list)
+    for ann in data.get("annotations") or []:
+        if "image_id" not in ann:
+            raise ValueError(f"{json_file}: annotation {ann.get('id')} has no 'image_id'")
+        anns_per_image[ann["image_id"]].append(ann)
+
+    videos = defaultdict(list)
+    for img in data["images"]:
+        missing = [k for k in ("id", "file_name", "height", "width") if k not in img]
+        if missing:
+            raise ValueError(f"{json_file}: image {img.get('id')} lacks {missing}")
+        if "video_id" in img:
+            videos[img["video_id"]].append(img)
+        else:
+            videos[f"image/{img['id']}"].append(img)
+
+    dropped, dicts = DroppedBoxes(), []
+    for video_id, images in videos.items():
+        images.sort(key=lambda im: im.get("frame_id", 0))
+        frames = compact_frame_list([os.path.join(image_root, im["file_name"]) for im in images])
+        for frame_id, img in enumerate(images):
+            if key_frame_field is not None and not img.get(key_frame_field, False):
+                continue
+            source = f"{json_file} (image {img['id']})"
+            annos = []
+            for ann in anns_per_image.get(img["id"], []):
+                if ann.get("category_id") not in id_map:
+                    raise ValueError(
+                        f"{json_file}: annotation {ann.get('id')} has category_id "
+                        f"{ann.get('category_id')!r}, not one of {sorted(id_map)}"
+                    )
+                try:
+                    x, y, w, h = (float(v) for v in ann["bbox"])
+                except (KeyError, TypeError, ValueError):
+                    raise ValueError(
+                        f"{json_file}: annotation {ann.get('id')} needs 'bbox': [x, y, w, h]"
+                    ) from None
+                box = clip_box([x, y, x + w, y + h], img["width"], img["height"])
+                if box is None:
+                    dropped.add(source, [x, y, x + w, y + h])
+                    continue
+                obj = {
+                    "bbox": box,
+                    "bbox_mode": BoxMode.XYXY_ABS,
+                    "category_id": id_map[ann["category_id"]],
+                    "iscrowd": int(ann.get("iscrowd", 0)),
+                    "track_id": ann.get("instance_id", ann.get("id")),
+                }
+                if ann.get("segmentation") is not None:
+                    segm = convert_segmentation(
+                        ann["segmentation"], img["height"], img["width"], source
+                    )
+                    if segm is not None:
+                        obj["segmentation"] = segm
+                annos.append(obj)
+            dicts.append(
+                {
+                    "file_name": os.path.join(image_root, img["file_name"]),
+                    "image_id": img["id"],
+                    "height": img["height"],
+                    "width": img["width"],
+                    "video_id": video_id,
+                    "frame_id": frame_id,
+                    "video_length": len(images),
+                    "video_frames": frames,
+                    "annotations": annos,
+                }
+            )
+    dropped.log(dataset_name or json_file)
+    logger.info(f"Loaded {len(dicts)} images of {len(videos)} videos from {json_file}")
+    return dicts
+
+
+def register_coco_video_instances(
+    name: str, metadata: dict, json_file: str, image_root: str, **kwargs
+):
+    """Register a COCO-style video JSON (like detectron2's ``register_coco_instances``).
+    ``kwargs`` go to :func:`load_coco_video_json`."""
+    DatasetCatalog.register(
+        name, lambda: load_coco_video_json(json_file, image_root, dataset_name=name, **kwargs)
+    )
+    MetadataCatalog.get(name).set(evaluator_type="coco", **metadata)

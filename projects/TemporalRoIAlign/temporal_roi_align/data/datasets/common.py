@@ -1,0 +1,136 @@
+"""Helpers shared by the video dataset loaders and the mapper."""
+
+import json
+import logging
+import os
+import re
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+__all__ = ["datasets_root", "frame_file_name", "compact_frame_list", "frame_pattern"]
+
+logger = logging.getLogger(__name__)
+
+# A video's frames: a `str.format` pattern taking the 0-based frame index, or the file names.
+VideoFrames = Union[str, Sequence[str]]
+
+_NUMBERED_FILE = re.compile(r"^(.*?)(\d+)(\.[^./\\]+)$")
+
+
+def datasets_root() -> str:
+    """``$DETECTRON2_DATASETS``, default ``./datasets`` (read at call time, not at import)."""
+    return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
+
+
+def frame_file_name(dataset_dict: dict, index: int) -> str:
+    """File name of frame ``index`` (0-based) of the video that ``dataset_dict`` belongs to."""
+    frames = dataset_dict["video_frames"]
+    if not 0 <= index < dataset_dict["video_length"]:
+        raise IndexError(
+            f"frame {index} is outside video {dataset_dict['video_id']!r} "
+            f"of {dataset_dict['video_length']} frames"
+        )
+    if isinstance(frames, str):
+        return frames.format(index)
+    return frames[index]
+
+
+def _escape(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def frame_pattern(directory: str, digits: int, extension: str) -> str:
+    """Pattern of frames named like ``<directory>/000000.JPEG`` (``digits`` zero-padded)."""
+    return os.path.join(_escape(directory), "{:0%dd}" % digits) + _escape(extension)
+
+
+def compact_frame_list(file_names: Sequence[str]) -> VideoFrames:
+    """A pattern when the files are numbered 0, 1, 2, ... (same prefix, padding and extension),
+    else a tuple of the names. Patterns keep each dataset dict small however long its video."""
+    matches = [_NUMBERED_FILE.match(f) for f in file_names]
+    if file_names and all(matches):
+        prefix, first, ext = matches[0].groups()
+        if all(m.group(1) == prefix and m.group(3) == ext for m in matches):
+            numbers = [m.group(2) for m in matches]
+            # Width 1 covers unpadded numbers too: "%01d" % 10 == "10".
+            if numbers == ["%0*d" % (len(first), i) for i in range(len(numbers))]:
+                return _escape(prefix) + "{:0%dd}" % len(first) + _escape(ext)
+    return tuple(file_names)
+
+
+def clip_box(box: Sequence[float], width: int, height: int) -> Optional[List[float]]:
+    """Clip an XYXY box to the image; None when nothing of it is left inside."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
+    y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return [x0, y0, x1, y1]
+
+
+class DroppedBoxes:
+    """Counts boxes dropped while loading a dataset and logs one summary warning."""
+
+    def __init__(self):
+        self.count = 0
+        self.example: Optional[Tuple[str, Sequence[float]]] = None
+
+    def add(self, source: str, box: Sequence[float]):
+        self.count += 1
+        if self.example is None:
+            self.example = (source, list(box))
+
+    def log(self, dataset: str):
+        if self.count:
+            source, box = self.example
+            logger.warning(
+                f"{dataset}: dropped {self.count} instances whose box has no area inside the image "
+                f"or whose mask is empty (first: box {box} in {source})"
+            )
+
+
+def require_dir(path: str, what: str, hint: str = ""):
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{what} {path} does not exist." + (f" {hint}" if hint else ""))
+
+
+def load_json(json_file: str) -> Dict:
+    if not os.path.isfile(json_file):
+        raise FileNotFoundError(f"{json_file}: annotation file does not exist")
+    try:
+        with open(json_file) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{json_file}: not valid JSON ({e})") from e
+
+
+def contiguous_categories(
+    categories: Sequence[dict], source: str
+) -> Tuple[List[str], Dict[int, int]]:
+    """Class names and JSON category id -> contiguous 0-based id, sorted by JSON id."""
+    try:
+        cats = sorted(categories, key=lambda c: c["id"])
+        names = [c["name"] for c in cats]
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{source}: each category needs an 'id' and a 'name' ({e!r})") from e
+    return names, {c["id"]: i for i, c in enumerate(cats)}
+
+
+def set_thing_classes(
+    dataset_name: Optional[str], names: List[str], id_map: Dict[int, int], source: str
+):
+    """Record the classes of a JSON dataset in its metadata, refusing a conflicting list."""
+    if dataset_name is None:
+        return
+    from detectron2.data import MetadataCatalog
+
+    meta = MetadataCatalog.get(dataset_name)
+    registered = getattr(meta, "thing_classes", None)
+    if registered is not None and list(registered) != names:
+        raise ValueError(
+            f"{source}: categories {names} differ from the classes registered for "
+            f"'{dataset_name}' ({list(registered)})"
+        )
+    if registered is None:
+        meta.thing_classes = names
+    if getattr(meta, "thing_dataset_id_to_contiguous_id", None) is None:
+        meta.thing_dataset_id_to_contiguous_id = id_map
