@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from detectron2.config import get_cfg
 from detectron2.engine import DefaultTrainer, default_setup
 from detectron2.engine import launch as d2_launch
+from detectron2.utils.logger import setup_logger
 
 from .config import add_video_config
 from .data import build_video_test_loader, build_video_train_loader
@@ -77,6 +78,7 @@ def setup_cfg(config_file: str, opts=(), *, args=None):
     cfg.freeze()
     if args is not None:
         default_setup(cfg, args)
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="temporal_roi_align")
         if cfg.MODEL.DEVICE == "cpu":
             logger.info("CUDA is not available: running on the CPU")
     return cfg

@@ -8,7 +8,7 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
-from .data import select_test_supports
+from .data import build_test_augmentation, select_test_supports
 
 __all__ = ["VideoPredictor", "past_support_indices"]
 
@@ -37,7 +37,7 @@ class VideoPredictor:
         self.model.eval()
         if cfg.MODEL.WEIGHTS:
             DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
-        self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+        self.aug = T.AugmentationList(build_test_augmentation(cfg))
         self.input_format = cfg.INPUT.FORMAT
         support = cfg.INPUT.SUPPORT
         self.test_mode, self.num_supports, self.stride = support.TEST_MODE, support.NUM_TEST, support.TEST_STRIDE
@@ -47,9 +47,11 @@ class VideoPredictor:
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"frame {key}: expected an HxWx3 image, got shape {frame.shape}")
         if self.input_format == "RGB":
-            frame = frame[:, :, ::-1]
+            frame = np.ascontiguousarray(frame[:, :, ::-1])
         height, width = frame.shape[:2]
-        image = self.aug.get_transform(frame).apply_image(frame)
+        image = T.AugInput(frame)
+        self.aug(image)
+        image = image.image
         image = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         return {"image": image, "height": height, "width": width, "file_name": key}
 

@@ -4,6 +4,7 @@ datasets (see :mod:`.datasets.builtin` and datasets/README.md)."""
 from .build import build_video_test_loader, build_video_train_loader
 from .dataset_mapper import (
     VideoDatasetMapper,
+    build_test_augmentation,
     read_frame,
     select_test_supports,
     sample_train_supports,
@@ -18,6 +19,7 @@ __all__ = [
     "VideoInferenceSampler",
     "build_video_train_loader",
     "build_video_test_loader",
+    "build_test_augmentation",
     "datasets_root",
     "default_toy_root",
     "ensure_toy_vid",

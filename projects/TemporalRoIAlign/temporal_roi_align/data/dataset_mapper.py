@@ -32,6 +32,19 @@ def read_frame(file_name: str, image_format: str) -> np.ndarray:
         raise OSError(f"{file_name}: cannot read image ({type(e).__name__}: {e})") from e
 
 
+def build_test_augmentation(cfg) -> list:
+    """Test-time resizing: Detectron2's, or the toolbox's for converted checkpoints
+    (``INPUT.RESIZE_STYLE: mmcv``)."""
+    resize_style = cfg.INPUT.RESIZE_STYLE
+    if resize_style == "detectron2":
+        return utils.build_augmentation(cfg, is_train=False)
+    if resize_style == "mmcv":
+        from ..checkpoint.transforms import ToolboxResizeShortestEdge
+
+        return [ToolboxResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)]
+    raise ValueError(f"INPUT.RESIZE_STYLE must be 'detectron2' or 'mmcv', got {resize_style!r}")
+
+
 def sample_train_supports(
     target: int, frames: Sequence[int], num: int, frame_range: int = -1, rng=np.random
 ) -> List[int]:
@@ -144,17 +157,8 @@ class VideoDatasetMapper(DatasetMapper):
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
         ret = super().from_config(cfg, is_train)
-        resize_style = cfg.INPUT.get("RESIZE_STYLE", "detectron2")
-        if resize_style not in ("detectron2", "mmcv"):
-            raise ValueError(
-                f"INPUT.RESIZE_STYLE must be 'detectron2' or 'mmcv', got {resize_style!r}"
-            )
-        if resize_style == "mmcv" and not is_train:
-            from ..checkpoint.transforms import ToolboxResizeShortestEdge
-
-            ret["augmentations"] = [
-                ToolboxResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
-            ]
+        if not is_train:
+            ret["augmentations"] = build_test_augmentation(cfg)
         s = cfg.INPUT.SUPPORT
         ret.update(
             num_supports=s.NUM_TRAIN if is_train else s.NUM_TEST,

@@ -1,0 +1,270 @@
+"""
+ImageNet VID checkpoints of the public video toolbox (mmtracking 0.x on mmdetection 2.x) ->
+this project's VideoRCNN: SELSA, SELSA + Temporal RoI Align, and the single-frame Faster R-CNN.
+
+The source names and shapes are those of the toolbox's ``faster_rcnn_r50_dc5`` detector
+(ResNet ``backbone``, ``neck`` = ChannelMapper 3x3 conv + ReLU to 512 channels, ``rpn_head``,
+``roi_head`` with ``bbox_roi_extractor`` and ``bbox_head``), under ``detector.`` in the video
+models. See docs/converting_checkpoints.md for every difference handled.
+"""
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from detectron2.data import MetadataCatalog
+from detectron2.modeling.anchor_generator import build_anchor_generator
+
+from .common import (
+    ConversionError,
+    ConversionReport,
+    Rule,
+    apply_rules,
+    build_meta_model,
+    check_config,
+    config_differences,
+    state_dict_of,
+)
+from .resnet import resnet_rules
+
+__all__ = [
+    "TOOLBOX_VID_CLASSES",
+    "toolbox_base_anchors",
+    "toolbox_config",
+    "toolbox_anchor_order",
+    "convert_toolbox_checkpoint",
+]
+
+# The toolbox's ImageNet VID classes, in the order of its classifier (background comes after).
+TOOLBOX_VID_CLASSES = (
+    "airplane", "antelope", "bear", "bicycle", "bird", "bus", "car", "cattle", "dog", "domestic_cat",
+    "elephant", "fox", "giant_panda", "hamster", "horse", "lion", "lizard", "monkey", "motorcycle",
+    "rabbit", "red_panda", "sheep", "snake", "squirrel", "tiger", "train", "turtle", "watercraft",
+    "whale", "zebra",
+)  # fmt: skip
+
+# The toolbox's RPN anchors: AnchorGenerator(strides=[16], scales=[4, 8, 16, 32],
+# ratios=[0.5, 1, 2]), base size = stride, centred on the cell's corner (center offset 0).
+TOOLBOX_ANCHOR_STRIDE = 16
+TOOLBOX_ANCHOR_SCALES = (4, 8, 16, 32)
+TOOLBOX_ANCHOR_RATIOS = (0.5, 1.0, 2.0)
+
+_PREFIX = r"(?:detector\.)?"  # the video models hold the detector under "detector."
+_HEAD = "roi_heads.box_head."
+
+
+def toolbox_base_anchors() -> torch.Tensor:
+    """The toolbox's anchors of one feature cell at (0, 0), ``[A, 4]`` XYXY, in the order of its
+    RPN output channels: ratio-major (all scales of ratio 0.5, then of 1, then of 2), ratio = h/w,
+    w = 16 * scale / sqrt(ratio), h = 16 * scale * sqrt(ratio)."""
+    boxes = []
+    for ratio in TOOLBOX_ANCHOR_RATIOS:
+        for scale in TOOLBOX_ANCHOR_SCALES:
+            w = TOOLBOX_ANCHOR_STRIDE * scale / math.sqrt(ratio)
+            h = TOOLBOX_ANCHOR_STRIDE * scale * math.sqrt(ratio)
+            boxes.append([-w / 2, -h / 2, w / 2, h / 2])
+    return torch.tensor(boxes, dtype=torch.float64)
+
+
+def toolbox_config(selsa: bool, troi: bool) -> Tuple[Tuple[str, object], ...]:
+    """``(config key, value)`` pairs that reproduce the toolbox's model and test pipeline."""
+    expected = [
+        # Test pipeline: BGR file -> RGB, resize to short side 600 / long side <= 1000, normalise, pad to 16.
+        ("INPUT.FORMAT", "RGB"),
+        ("MODEL.PIXEL_MEAN", (123.675, 116.28, 103.53)),
+        ("MODEL.PIXEL_STD", (58.395, 57.12, 57.375)),
+        ("INPUT.MIN_SIZE_TEST", 600),
+        ("INPUT.MAX_SIZE_TEST", 1000),
+        ("INPUT.RESIZE_STYLE", "mmcv"),
+        # ResNet "pytorch" style, conv5 dilated, BatchNorm in eval mode; neck: 3x3 conv to 512 + ReLU.
+        ("MODEL.RESNETS.STRIDE_IN_1X1", False),
+        ("MODEL.RESNETS.RES5_DILATION", 2),
+        ("MODEL.RESNETS.NORM", "FrozenBN"),
+        ("MODEL.CHANNEL_REDUCTION.IN_FEATURE", "res5"),
+        # RPN on the neck's output; sigmoid objectness; deltas with stds 1; test NMS.
+        ("MODEL.RPN.IN_FEATURES", ("res5_reduced",)),
+        ("MODEL.ANCHOR_GENERATOR.OFFSET", 0.0),
+        ("MODEL.RPN.BBOX_REG_WEIGHTS", (1.0, 1.0, 1.0, 1.0)),
+        ("MODEL.RPN.PRE_NMS_TOPK_TEST", 6000),
+        ("MODEL.RPN.POST_NMS_TOPK_TEST", 300),
+        ("MODEL.RPN.NMS_THRESH", 0.7),
+        # RoIAlign 7x7, aligned (half-pixel offset), 2x2 samples per bin; deltas with stds 0.2.
+        ("MODEL.ROI_HEADS.IN_FEATURES", ("res5_reduced",)),
+        ("MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIAlignV2"),
+        ("MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 7),
+        ("MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO", 2),
+        ("MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS", (5.0, 5.0, 5.0, 5.0)),
+        ("MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0001),
+        ("MODEL.ROI_HEADS.NMS_THRESH_TEST", 0.5),
+        ("TEST.DETECTIONS_PER_IMAGE", 100),
+        ("MODEL.ROI_BOX_HEAD.NAME", "SelsaBoxHead" if selsa else "FastRCNNConvFCHead"),
+        ("MODEL.TEMPORAL_ROI_ALIGN.ENABLED", troi),
+    ]
+    if selsa or troi:
+        # 14 frames spread over the video plus the target frame itself.
+        expected += [("INPUT.SUPPORT.TEST_MODE", "uniform_with_target"), ("INPUT.SUPPORT.NUM_TEST", 14)]
+    if selsa:
+        expected += [
+            ("MODEL.SELSA.NUM_ATTENTION_GROUPS", 16),
+            # The target frame's proposals are references as a support frame's are (pooled by
+            # plain RoIAlign, through the FC layers without aggregation).
+            ("MODEL.SELSA.INCLUDE_TARGET_PROPOSALS", False),
+            ("MODEL.SELSA.SUPPORT_PROPOSALS_TEST", 300),
+        ]
+    if troi:
+        expected += [
+            ("MODEL.TEMPORAL_ROI_ALIGN.TOPK", 2),
+            ("MODEL.TEMPORAL_ROI_ALIGN.NUM_ATTENTION_BLOCKS", 4),
+            ("MODEL.TEMPORAL_ROI_ALIGN.EMBED", "shared"),
+        ]
+    return tuple(expected)
+
+
+def toolbox_anchor_order(cfg, model, source: str = "<checkpoint>") -> List[int]:
+    """
+    For each anchor of the config's RPN, in Detectron2's channel order (size-major: all ratios
+    of the first size, then of the next), the index of the same anchor in the toolbox's order.
+    Raises :class:`ConversionError` unless the two anchor sets are the same boxes on a stride-16 grid.
+    """
+    shapes = model.backbone.output_shape()
+    generator = build_anchor_generator(cfg, [shapes[f] for f in cfg.MODEL.RPN.IN_FEATURES])
+    if list(generator.strides) != [TOOLBOX_ANCHOR_STRIDE]:
+        raise ConversionError(f"{source}: the RPN's anchor strides are {generator.strides}, the toolbox's [16]")
+    ours, theirs = next(iter(generator.cell_anchors)).double(), toolbox_base_anchors()
+    order = []
+    for box in ours:
+        same = torch.nonzero(torch.isclose(theirs, box, atol=1e-3).all(dim=1)).flatten().tolist()
+        if len(ours) != len(theirs) or len(same) != 1:
+            raise ConversionError(
+                f"{source}: MODEL.ANCHOR_GENERATOR (SIZES {list(cfg.MODEL.ANCHOR_GENERATOR.SIZES)}, ASPECT_RATIOS "
+                f"{list(cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS)}) does not give the toolbox's anchors "
+                "(sizes 64, 128, 256, 512, ratios h/w 0.5, 1, 2)"
+            )
+        order += same
+    return order
+
+
+def _reorder(order: Sequence[int], group: int, name: str, source: str, keep_last: bool = False):
+    """Transform taking output rows ``order`` (in groups of ``group`` rows), plus the last row
+    unchanged when ``keep_last``."""
+    rows = torch.tensor([i * group + k for i in order for k in range(group)])
+    expected = len(rows) + keep_last
+
+    def transform(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.shape[0] != expected:
+            raise ConversionError(f"{source}: {name} has {tensor.shape[0]} outputs, expected {expected}")
+        index = torch.cat([rows, torch.tensor([expected - 1])]) if keep_last else rows
+        return tensor.index_select(0, index.to(tensor.device))
+
+    return transform
+
+
+def _class_order(source_classes, cfg, report: ConversionReport, strict: bool) -> Optional[List[int]]:
+    """Indices into ``source_classes`` in the order of the target dataset's classes, or None to
+    keep the order. Background is the last logit in both models."""
+    dataset = cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None
+    target = MetadataCatalog.get(dataset).get("thing_classes", None) if dataset else None
+    source_classes = list(source_classes)
+    if target is None:
+        report.notes.append(f"class order kept: the toolbox's {source_classes} ({dataset!r} has no class names)")
+        return None
+    if list(target) == source_classes:
+        report.notes.append(f"class order: the same as {dataset!r}; background last in both")
+        return None
+    if sorted(target) != sorted(source_classes):
+        message = f"the checkpoint's classes {source_classes} are not those of {dataset!r}: {list(target)}"
+        if strict:
+            raise ConversionError(f"{report.source}: {message}")
+        report.notes.append(f"class order kept: {message}")
+        return None
+    report.notes.append(f"class order: the toolbox's reordered to {dataset!r}'s; background last in both")
+    return [source_classes.index(name) for name in target]
+
+
+def convert_toolbox_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", strict: bool = True):
+    """
+    A toolbox ImageNet VID checkpoint (as loaded by ``torch.load``: the tensors under
+    ``"state_dict"``, class names under ``"meta"``) -> the state dict of the model of ``cfg``.
+    SELSA is recognised by ``roi_head.bbox_head.aggregator.*``, Temporal RoI Align by
+    ``roi_head.bbox_roi_extractor.embed_network.*``; neither is the single-frame detector.
+
+    Returns ``(state_dict, ConversionReport)``; raises :class:`ConversionError` (see
+    :func:`apply_rules` for ``strict``; with ``strict``, also when ``cfg`` differs from
+    :func:`toolbox_config`).
+    """
+    state_dict, extra = state_dict_of(checkpoint, source, ("state_dict",))
+    names = [k[len("detector.") :] if k.startswith("detector.") else k for k in state_dict]
+    if any(name.startswith("motion.") for name in names):
+        raise ConversionError(
+            f"{source}: has a flow network ('motion.*': an FGFA or DFF checkpoint); "
+            "this project has no flow-guided model to convert it to"
+        )
+    selsa = any(name.startswith("roi_head.bbox_head.aggregator.") for name in names)
+    troi = any(name.startswith("roi_head.bbox_roi_extractor.embed_network.") for name in names)
+    kind = {(True, True): "SELSA + TRoI", (True, False): "SELSA", (False, True): "TRoI"}.get(
+        (selsa, troi), "single-frame Faster R-CNN"
+    )
+    report = ConversionReport(source)
+    report.notes.append(f"toolbox model: {kind}")
+
+    model = build_meta_model(cfg)
+    differences = config_differences(cfg, toolbox_config(selsa, troi), "the toolbox")
+    if selsa and cfg.MODEL.SELSA.NUM_MODULES != cfg.MODEL.ROI_BOX_HEAD.NUM_FC:
+        differences.append("MODEL.SELSA.NUM_MODULES is not ROI_BOX_HEAD.NUM_FC: the toolbox aggregates after every FC")
+    if model.backbone.size_divisibility != 16:
+        differences.append(f"images are padded to {model.backbone.size_divisibility}, the toolbox pads to 16")
+    check_config(differences, report, strict, f"the toolbox's {kind}")
+    if not differences:
+        report.notes.append("config: the toolbox's preprocessing, box coding and test settings (toolbox_config)")
+
+    anchors = toolbox_anchor_order(cfg, model, source)
+    classes = _class_order((extra.get("meta") or {}).get("CLASSES") or TOOLBOX_VID_CLASSES, cfg, report, strict)
+    rpn_note = "anchors reordered from ratio-major to size-major" if anchors != sorted(anchors) else ""
+    cls_note = reg_note = ""
+    if classes is None:
+        classes = list(range(cfg.MODEL.ROI_HEADS.NUM_CLASSES))
+    else:
+        cls_note, reg_note = "classes reordered, background kept last", "classes reordered"
+    rpn, box = "proposal_generator.rpn_head.", "roi_heads.box_predictor."
+    p = _PREFIX
+    rules = resnet_rules(p + r"backbone\.") + [
+        Rule(rf"{p}neck\.convs\.0\.conv\.(weight|bias)", lambda m: f"backbone.reduce.{m[1]}"),
+        Rule(rf"{p}rpn_head\.rpn_conv\.(weight|bias)", lambda m: f"{rpn}conv.{m[1]}"),
+        Rule(
+            rf"{p}rpn_head\.rpn_cls\.(weight|bias)",
+            lambda m: f"{rpn}objectness_logits.{m[1]}",
+            rpn_note,
+            _reorder(anchors, 1, "rpn_head.rpn_cls (one sigmoid logit per anchor)", source),
+        ),
+        Rule(
+            rf"{p}rpn_head\.rpn_reg\.(weight|bias)",
+            lambda m: f"{rpn}anchor_deltas.{m[1]}",
+            rpn_note,
+            _reorder(anchors, 4, "rpn_head.rpn_reg (4 deltas per anchor)", source),
+        ),
+        Rule(
+            rf"{p}roi_head\.bbox_roi_extractor\.embed_network\.conv\.(weight|bias)",
+            lambda m: f"roi_heads.box_pooler.aggregation.embed.{m[1]}",
+        ),
+        Rule(
+            rf"{p}roi_head\.bbox_head\.shared_fcs\.(\d+)\.(weight|bias)",
+            lambda m: f"{_HEAD}fc{int(m[1]) + 1}.{m[2]}",
+        ),
+        Rule(
+            rf"{p}roi_head\.bbox_head\.aggregator\.(\d+)\.(fc_embed|ref_fc_embed|fc|ref_fc)\.(weight|bias)",
+            lambda m: f"{_HEAD}aggregators.{m[1]}.{m[2]}.{m[3]}",
+        ),
+        Rule(
+            rf"{p}roi_head\.bbox_head\.fc_cls\.(weight|bias)",
+            lambda m: f"{box}cls_score.{m[1]}",
+            cls_note,
+            _reorder(classes, 1, "roi_head.bbox_head.fc_cls (classes + background)", source, keep_last=True),
+        ),
+        Rule(
+            rf"{p}roi_head\.bbox_head\.fc_reg\.(weight|bias)",
+            lambda m: f"{box}bbox_pred.{m[1]}",
+            reg_note,
+            _reorder(classes, 4, "roi_head.bbox_head.fc_reg (4 deltas per class)", source),
+        ),
+    ]
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    return apply_rules(state_dict, rules, shapes, report, strict), report

