@@ -29,3 +29,5 @@ _tra_setup() {
 ( _tra_setup ) || { echo "[env] set-up failed (see the messages above)" >&2; return 1 2>/dev/null || exit 1; }
 export PATH="$_tra_venv/bin:$PATH"
 unset -f _tra_setup
+# detectron2 0.6 scripts its ops with torch.jit, which this torch deprecates loudly on every import.
+export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:\`torch.jit.script\` is deprecated:FutureWarning"
