@@ -1,0 +1,138 @@
+#!/usr/bin/env python
+"""
+Train or evaluate a video detector from a LazyConfig (Python) file, in the conventions of
+Detectron2's tools/lazyconfig_train_net.py:
+
+    python tools/lazyconfig_train_net.py --config-file configs/ablations/troi_R_101_DC5.py
+    python tools/lazyconfig_train_net.py --config-file ... --eval-only train.init_checkpoint=model_final.pth
+    python tools/lazyconfig_train_net.py --config-file configs/ablations/troi_toy.py --num-gpus 2  # gloo on CPU
+
+The config defines ``model``, ``dataloader.{train,test,evaluator}``, ``optimizer``,
+``lr_multiplier`` and ``train`` (configs/common/train.py). Without CUDA, ``train.device`` is set
+to "cpu" and ``--num-gpus N`` starts N CPU processes.
+"""
+
+import logging
+import os
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import LazyConfig, instantiate
+from detectron2.engine import (
+    AMPTrainer,
+    SimpleTrainer,
+    default_argument_parser,
+    default_setup,
+    default_writers,
+    hooks,
+)
+from detectron2.engine.defaults import create_ddp_model
+from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.utils import comm
+
+from temporal_roi_align.engine import launch
+
+logger = logging.getLogger("detectron2")
+
+
+def do_test(cfg, model):
+    if "evaluator" in cfg.dataloader:
+        ret = inference_on_dataset(
+            model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
+        )
+        print_csv_format(ret)
+        return ret
+
+
+def ddp_model(cfg, model, **kwargs):
+    # DDP takes no device_ids for a CPU model.
+    if cfg.train.device == "cpu":
+        kwargs.setdefault("device_ids", None)
+    return create_ddp_model(model, **kwargs)
+
+
+def do_train(args, cfg):
+    model = instantiate(cfg.model)
+    logger.info("Model:\n{}".format(model))
+    model.to(cfg.train.device)
+
+    cfg.optimizer.params.model = model
+    optim = instantiate(cfg.optimizer)
+
+    train_loader = instantiate(cfg.dataloader.train)
+
+    model = ddp_model(cfg, model, **cfg.train.ddp)
+    trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optim)
+    checkpointer = DetectionCheckpointer(
+        model, cfg.train.output_dir, optimizer=optim, trainer=trainer
+    )
+    trainer.register_hooks(
+        [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            (
+                hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
+                if comm.is_main_process()
+                else None
+            ),
+            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+            (
+                hooks.PeriodicWriter(
+                    default_writers(cfg.train.output_dir, cfg.train.max_iter),
+                    period=cfg.train.log_period,
+                )
+                if comm.is_main_process()
+                else None
+            ),
+        ]
+    )
+
+    checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    if args.resume and checkpointer.has_checkpoint():
+        # The checkpoint stores the training iteration that just finished.
+        start_iter = trainer.iter + 1
+    else:
+        start_iter = 0
+    trainer.train(start_iter, cfg.train.max_iter)
+
+
+def setup(args):
+    if not os.path.isfile(args.config_file):
+        raise SystemExit(f"{args.config_file}: config file not found")
+    cfg = LazyConfig.load(args.config_file)
+    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    cuda_missing = cfg.train.device.startswith("cuda") and not torch.cuda.is_available()
+    if cuda_missing:
+        cfg.train.device = "cpu"
+    if cfg.train.amp.enabled and cfg.train.device == "cpu":
+        raise SystemExit(
+            "train.amp.enabled=True needs CUDA (AMPTrainer); set it to False on the CPU"
+        )
+    default_setup(cfg, args)
+    if cuda_missing:
+        logger.info("CUDA is not available: running on the CPU")
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = instantiate(cfg.model)
+        model.to(cfg.train.device)
+        model = ddp_model(cfg, model)
+        DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        print(do_test(cfg, model))
+    else:
+        do_train(args, cfg)
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )

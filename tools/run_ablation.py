@@ -1,0 +1,291 @@
+#!/usr/bin/env python
+"""
+Run an ablation of the Temporal RoI Align paper: every point of the ``GRID`` of an ablation file
+(configs/ablations/*.py) goes through tools/lazyconfig_train_net.py into its own output folder,
+then a table shows mAP@0.5 next to the paper's number (the file's ``PAPER_MAP50``).
+
+    python tools/run_ablation.py configs/ablations/topk_K.py --num-gpus 8
+    python tools/run_ablation.py configs/ablations/topk_K.py --only K=2 --only K=6
+    python tools/run_ablation.py configs/ablations/stride_S.py --toy     # toy model and data, CPU
+    python tools/run_ablation.py configs/ablations/topk_K.py --dry-run   # print the commands
+    python tools/run_ablation.py configs/ablations/topk_K.py train.max_iter=1000   # every point
+
+Points whose overrides differ only in test settings (``dataloader.test.*``,
+``dataloader.evaluator.*``) share one trained model: the first one run trains it, the others
+evaluate its model_final.pth with --eval-only. A model_final.pth or a point's results already in
+the output folder are reused: delete the point's folder to run it again.
+"""
+
+import argparse
+import inspect
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+from detectron2.config import LazyConfig
+from detectron2.utils.registry import locate
+from omegaconf import DictConfig, OmegaConf
+from tabulate import tabulate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_NET = os.path.join(ROOT, "tools", "lazyconfig_train_net.py")
+# The config every ablation file starts from, and its toy-size twin.
+PAPER_BASE = os.path.join(ROOT, "configs", "ablations", "troi_R_101_DC5.py")
+TOY_BASE = os.path.join(ROOT, "configs", "ablations", "troi_toy.py")
+TEST_ONLY = ("dataloader.test.", "dataloader.evaluator.")
+RESULTS = os.path.join("inference", "vid_results.json")
+_MISSING = object()
+
+
+def log(message):
+    print(f"[run_ablation] {message}", flush=True)
+
+
+def load_grid(path):
+    """``(GRID, PAPER_MAP50)`` of an ablation file, checked; PAPER_MAP50 is {} if absent."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"{path}: ablation file not found")
+    try:
+        grid = LazyConfig.load(path, "GRID")
+    except KeyError:
+        raise SystemExit(f"{path} defines no GRID (a list of (name, [overrides]))") from None
+    try:
+        paper = dict(LazyConfig.load(path, "PAPER_MAP50"))
+    except KeyError:
+        paper = {}
+    names = []
+    for point in grid:
+        if not (
+            isinstance(point, (tuple, list))
+            and len(point) == 2
+            and isinstance(point[0], str)
+            and isinstance(point[1], (tuple, list))
+            and all(isinstance(o, str) for o in point[1])
+        ):
+            raise SystemExit(f"{path}: GRID entries must be (name, [overrides]), got {point!r}")
+        if not re.fullmatch(r"[\w.=+-]+", point[0]):
+            raise SystemExit(
+                f"{path}: GRID name {point[0]!r} must be a folder name (letters, digits, _.=+-)"
+            )
+        names.append(point[0])
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SystemExit(f"{path}: GRID names {duplicates} appear more than once")
+    unknown = sorted(set(paper) - set(names))
+    if unknown:
+        raise SystemExit(f"{path}: PAPER_MAP50 names {unknown} are not in GRID")
+    return grid, paper
+
+
+def _leaves(tree, prefix=""):
+    """Dotted key -> value of every value of a nested dict that is not a dict (lists are values)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def rebase(cfg: DictConfig, old_base: DictConfig, new_base: DictConfig) -> DictConfig:
+    """
+    ``new_base`` with the changes that ``cfg``, a config built on ``old_base``, makes to it, found
+    value by value: e.g. an ablation's settings moved from the paper's model and data to the toy's.
+    """
+    old = _leaves(OmegaConf.to_container(old_base, resolve=False))
+    ours = _leaves(OmegaConf.to_container(cfg, resolve=False))
+    removed = sorted(old.keys() - ours.keys())
+    if removed:
+        raise ValueError(f"cannot move a config that removes keys of its base: {removed}")
+    for key, value in ours.items():
+        if key in old and old[key] == value:
+            continue
+        parent = key.rpartition(".")[0]
+        if parent and not isinstance(OmegaConf.select(new_base, parent, default=None), DictConfig):
+            raise ValueError(f"cannot move {key}: the new base has no {parent}")
+        OmegaConf.update(new_base, key, value, merge=False)
+    return new_base
+
+
+def check_overrides(cfg: DictConfig, overrides):
+    """Fails on an override whose key is neither in ``cfg`` nor an argument of the callable it
+    belongs to, before hours of training find it."""
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING:
+            continue
+        parent, _, name = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+        target = node.get("_target_") if isinstance(node, DictConfig) else None
+        if isinstance(target, str):
+            target = locate(target)
+        if target is not None:
+            params = inspect.signature(target).parameters
+            if name in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                continue
+        raise ValueError(f"override {override!r}: the config has no key {key}")
+
+
+def point_config(path, overrides, toy=False) -> DictConfig:
+    """The config of one point: the ablation file (moved to the toy base with ``toy``) plus ``overrides``."""
+    cfg = LazyConfig.load(path)
+    if toy:
+        cfg = rebase(cfg, LazyConfig.load(PAPER_BASE), LazyConfig.load(TOY_BASE))
+    check_overrides(cfg, overrides)
+    return LazyConfig.apply_overrides(cfg, overrides)
+
+
+def training_key(overrides):
+    """The overrides that change training: points with the same key share a trained model."""
+    return tuple(o for o in overrides if not o.startswith(TEST_ONLY))
+
+
+def read_map50(folder):
+    path = os.path.join(folder, RESULTS)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)["bbox"]["AP50"]
+
+
+def _quote(path):
+    """``path`` as a quoted value of an override (hydra's grammar: escape quotes, and the
+    backslashes before a quote or at the end)."""
+    path = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", path)
+    return "'" + re.sub(r"\\+$", lambda m: m.group(0) * 2, path) + "'"
+
+
+def _fmt(value):
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _duration(seconds):
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m{seconds:02d}s"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("ablation", help="an ablation file, e.g. configs/ablations/topk_K.py")
+    parser.add_argument(
+        "--only", action="append", metavar="NAME", help="run this GRID point only (repeatable)"
+    )
+    parser.add_argument(
+        "--toy",
+        action="store_true",
+        help="apply the ablation's changes to troi_R_101_DC5.py to troi_toy.py instead: the toy "
+        "model and data, minutes on a CPU",
+    )
+    parser.add_argument("--output-dir", help="default: ./output/ablations/<ablation>[_toy]")
+    parser.add_argument(
+        "--num-gpus", type=int, default=1, help="processes per point (CPU processes without CUDA)"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every point and print the commands only (--toy still writes its config)",
+    )
+    parser.add_argument("opts", nargs="*", help="overrides for every point, path.key=value")
+    return parser.parse_intermixed_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    grid, paper = load_grid(args.ablation)
+    stem = os.path.splitext(os.path.basename(args.ablation))[0]
+    output_dir = args.output_dir or os.path.join(
+        "output", "ablations", stem + ("_toy" if args.toy else "")
+    )
+    names = [name for name, _ in grid]
+    unknown = sorted(set(args.only or []) - set(names))
+    if unknown:
+        raise SystemExit(f"--only {unknown}: not in the GRID of {args.ablation}: {names}")
+    points = [(n, [*o, *args.opts]) for n, o in grid if not args.only or n in args.only]
+
+    for name, overrides in points:
+        try:
+            point_config(args.ablation, overrides, args.toy)
+        except Exception as e:  # a bad override or config: report it before any long run
+            raise SystemExit(f"{args.ablation}, point {name}: {type(e).__name__}: {e}") from None
+    config_file = args.ablation
+    if args.toy:
+        # lazyconfig_train_net.py reads a file: the ablation moved to the toy base, as yaml.
+        config_file = os.path.join(output_dir, "toy_config.yaml")
+        os.makedirs(output_dir, exist_ok=True)
+        cfg = rebase(
+            LazyConfig.load(args.ablation), LazyConfig.load(PAPER_BASE), LazyConfig.load(TOY_BASE)
+        )
+        LazyConfig.save(cfg, config_file)
+
+    # A model trained for a point of the same training key is evaluated, not trained again.
+    trained = {}
+    for name, overrides in grid:
+        final = os.path.join(output_dir, name, "model_final.pth")
+        if os.path.isfile(final):
+            trained.setdefault(training_key([*overrides, *args.opts]), final)
+
+    log(f"{len(points)} point(s) of {args.ablation} into {output_dir}")
+    start = time.perf_counter()
+    for index, (name, overrides) in enumerate(points, 1):
+        folder = os.path.join(output_dir, name)
+        key = training_key(overrides)
+        prefix = f"({index}/{len(points)}) {name}:"
+        if read_map50(folder) is not None:
+            log(f"{prefix} results already in {folder}, not run again")
+            continue
+        command = [sys.executable, TRAIN_NET, "--config-file", config_file]
+        command += ["--num-gpus", str(args.num_gpus)]
+        if key in trained:
+            command += ["--eval-only", f"train.init_checkpoint={_quote(trained[key])}"]
+            what = f"evaluating {trained[key]}"
+        else:
+            command += ["--resume"]  # continues an interrupted training from its last checkpoint
+            what = "training and evaluating"
+        command += [
+            f"train.output_dir={_quote(folder)}",
+            f"dataloader.evaluator.output_dir={_quote(os.path.join(folder, 'inference'))}",
+            *overrides,
+        ]
+        if args.dry_run:
+            print(shlex.join(command))
+            trained.setdefault(key, os.path.join(folder, "model_final.pth"))
+            continue
+        log(f"{prefix} {what} -> {folder}")
+        point_start = time.perf_counter()
+        returncode = subprocess.run(command).returncode
+        if returncode != 0:
+            raise SystemExit(f"{name} failed (exit code {returncode}); see {folder}/log.txt")
+        trained.setdefault(key, os.path.join(folder, "model_final.pth"))
+        log(
+            f"{prefix} done in {_duration(time.perf_counter() - point_start)}, "
+            f"mAP@0.5 {_fmt(read_map50(folder))} (total {_duration(time.perf_counter() - start)})"
+        )
+    if args.dry_run:
+        return
+
+    rows = []
+    for name, _ in points:
+        ours, theirs = read_map50(os.path.join(output_dir, name)), paper.get(name)
+        difference = None if ours is None or theirs is None else ours - theirs
+        rows.append(
+            [name, _fmt(ours), _fmt(theirs), _fmt(difference), os.path.join(output_dir, name)]
+        )
+    print(f"\n{stem}{' (toy)' if args.toy else ''}: mAP@0.5 (%); the paper's on ImageNet VID val")
+    print(
+        tabulate(
+            rows,
+            headers=["point", "mAP@0.5", "paper", "difference", "output"],
+            disable_numparse=True,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
