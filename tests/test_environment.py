@@ -1,0 +1,76 @@
+"""The set-up: detectron2 imports fully, the fallback _C names missing ops, the installer's patch."""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INSTALL = os.path.join(REPO, "tools", "install")
+
+
+def load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_detectron2_and_the_package_import():
+    code = "import detectron2.layers, detectron2.evaluation, detectron2.engine, detectron2.model_zoo, temporal_roi_align"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
+
+
+def test_fallback_names_the_missing_op_and_the_remedy():
+    fallback = load("fallback_C", os.path.join(INSTALL, "detectron2_C_fallback.py"))
+    with pytest.raises(fallback.MissingCompiledOpError, match=r"detectron2\._C\.box_iou_rotated .*compiled op") as e:
+        fallback.box_iou_rotated(torch.zeros(1, 5), torch.zeros(1, 5))
+    assert "INSTALL.md" in str(e.value) and "use_fast_impl=False" in str(e.value)
+    assert fallback.has_cuda() is False
+    with pytest.raises(AttributeError):
+        fallback.__wrapped__
+
+
+def test_a_python_only_detectron2_raises_the_fallback_error_for_rotated_iou():
+    import detectron2._C as C
+
+    if not hasattr(C, "MissingCompiledOpError"):
+        pytest.skip("a compiled detectron2 is installed")
+    from detectron2.layers.rotated_boxes import pairwise_iou_rotated
+
+    with pytest.raises(NotImplementedError, match="box_iou_rotated"):
+        pairwise_iou_rotated(torch.zeros(1, 5), torch.zeros(1, 5))
+
+
+def test_installer_empties_the_extension_list_and_adds_the_fallback(tmp_path):
+    installer = load("install_detectron2", os.path.join(INSTALL, "install_detectron2.py"))
+    (tmp_path / "detectron2").mkdir()
+    (tmp_path / "setup.py").write_text('setup(\n    install_requires=["black==21.4b2",],\n    ext_modules=get_extensions(),\n)\n')
+    installer.patch_sources(str(tmp_path))
+    patched = (tmp_path / "setup.py").read_text()
+    assert "ext_modules=[]," in patched and "get_extensions()" not in patched and '"black",' in patched
+    assert (tmp_path / "detectron2" / "_C.py").read_text().startswith('"""Stand-in for ``detectron2._C``')
+
+
+def test_installer_refuses_an_unexpected_setup_py(tmp_path):
+    installer = load("install_detectron2", os.path.join(INSTALL, "install_detectron2.py"))
+    (tmp_path / "detectron2").mkdir()
+    (tmp_path / "setup.py").write_text("setup(ext_modules=build())\n")
+    with pytest.raises(SystemExit, match="cannot empty its extension list"):
+        installer.patch_sources(str(tmp_path))
+
+
+def test_add_video_config_and_registries():
+    from detectron2.config import get_cfg
+    from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY, ROI_BOX_HEAD_REGISTRY, ROI_HEADS_REGISTRY
+
+    from temporal_roi_align import add_video_config
+
+    cfg = get_cfg()
+    add_video_config(cfg)
+    assert cfg.MODEL.TEMPORAL_ROI_ALIGN.TOPK == 4 and cfg.MODEL.TEMPORAL_ROI_ALIGN.NUM_ATTENTION_BLOCKS == 4
+    assert cfg.INPUT.SUPPORT.NUM_TRAIN == 2 and cfg.INPUT.SUPPORT.NUM_TEST == 14
+    assert "VideoRCNN" in META_ARCH_REGISTRY and "VideoROIHeads" in ROI_HEADS_REGISTRY
+    assert "SelsaBoxHead" in ROI_BOX_HEAD_REGISTRY and "build_channel_reduced_resnet_backbone" in BACKBONE_REGISTRY
