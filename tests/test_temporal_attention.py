@@ -1,0 +1,148 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from temporal_roi_align.layers import TemporalAttentionalAggregation
+
+
+def reference_embeddings(module, frames, embed):
+    """psi^n of every block n, [F, R, C, h, w]; "grouped": a separate 3x3 conv per block."""
+    weight, bias = module.embed.weight, module.embed.bias
+    flat = frames.flatten(0, 1)
+    if embed == "shared":
+        return F.conv2d(flat, weight, bias, padding=1).view_as(frames)
+    group = module.channels // module.num_blocks
+    per_block = [
+        F.conv2d(
+            flat[:, n * group : (n + 1) * group],
+            weight[n * group : (n + 1) * group],
+            bias[n * group : (n + 1) * group],
+            padding=1,
+        )
+        for n in range(module.num_blocks)
+    ]
+    return torch.cat(per_block, dim=1).view_as(frames)
+
+
+def reference_aggregation(module, target, supports, embed):
+    """Eq. 5-8 cell by cell and block by block, target first among the frames."""
+    frames = torch.cat([target[None], supports])
+    embeddings = reference_embeddings(module, frames, embed)
+    num_frames, num_rois, channels, roi_h, roi_w = frames.shape
+    group = channels // module.num_blocks
+    out = []
+    for r in range(num_rois):
+        per_block = []
+        for n in range(module.num_blocks):
+            block = slice(n * group, (n + 1) * group)
+            rows = []
+            for y in range(roi_h):
+                row = []
+                for x in range(roi_w):
+                    logits = [
+                        (embeddings[f, r, block, y, x] * embeddings[0, r, block, y, x]).sum() / math.sqrt(group)
+                        for f in range(num_frames)
+                    ]
+                    exps = [torch.exp(logit) for logit in logits]
+                    total = sum(exps)
+                    row.append(sum(e / total * frames[f, r, block, y, x] for f, e in enumerate(exps)))
+                rows.append(torch.stack(row, dim=-1))
+            per_block.append(torch.stack(rows, dim=-2))
+        out.append(torch.cat(per_block))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("embed", ["shared", "grouped"])
+@pytest.mark.parametrize(
+    "channels, num_blocks, num_rois, num_supports, roi_hw",
+    [(8, 4, 2, 3, (2, 3)), (6, 1, 3, 1, (3, 2)), (4, 2, 1, 0, (2, 2)), (6, 3, 2, 2, (1, 1))],
+)
+def test_matches_reference(embed, channels, num_blocks, num_rois, num_supports, roi_hw):
+    torch.manual_seed(0)
+    module = TemporalAttentionalAggregation(channels, num_blocks, embed=embed)
+    target = torch.randn(num_rois, channels, *roi_hw)
+    supports = torch.randn(num_supports, num_rois, channels, *roi_hw)
+    expected = reference_aggregation(module, target, supports, embed)
+    torch.testing.assert_close(module(target, supports), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(module.forward_streaming(target, iter(supports)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_embedding_modules():
+    shared = TemporalAttentionalAggregation(8, 4, embed="shared")
+    assert isinstance(shared.embed, nn.Conv2d)
+    assert (shared.embed.in_channels, shared.embed.out_channels, shared.embed.kernel_size) == (8, 8, (3, 3))
+    assert shared.embed.padding == (1, 1) and shared.embed.groups == 1
+    assert TemporalAttentionalAggregation(8, 4, embed="grouped").embed.groups == 4
+
+
+def test_without_supports_returns_target():
+    torch.manual_seed(1)
+    module = TemporalAttentionalAggregation(8, 2)
+    target = torch.randn(3, 8, 2, 2)
+    torch.testing.assert_close(module(target, torch.zeros(0, 3, 8, 2, 2)), target, rtol=0, atol=0)
+    torch.testing.assert_close(module.forward_streaming(target, []), target, rtol=0, atol=0)
+
+
+def test_zero_blocks_averages_frames():
+    torch.manual_seed(2)
+    module = TemporalAttentionalAggregation(6, 0)
+    assert module.embed is None and not list(module.parameters())
+    target, supports = torch.randn(2, 6, 3, 2), torch.randn(3, 2, 6, 3, 2)
+    expected = torch.cat([target[None], supports]).mean(0)
+    torch.testing.assert_close(module(target, supports), expected)
+    torch.testing.assert_close(module.forward_streaming(target, (s for s in supports)), expected)
+
+
+def test_streaming_is_stable_with_large_logits():
+    torch.manual_seed(3)
+    module = TemporalAttentionalAggregation(8, 2)
+    target, supports = 30 * torch.randn(2, 8, 2, 2), 30 * torch.randn(5, 2, 8, 2, 2)
+    batched = module(target, supports)
+    assert torch.isfinite(batched).all()
+    torch.testing.assert_close(module.forward_streaming(target, iter(supports)), batched, rtol=1e-5, atol=1e-4)
+
+
+class _Streaming(nn.Module):
+    """Calls ``forward_streaming`` so that ``functional_call`` can substitute its parameters."""
+
+    def __init__(self, aggregation):
+        super().__init__()
+        self.aggregation = aggregation
+
+    def forward(self, target, supports):
+        return self.aggregation.forward_streaming(target, supports.unbind(0))
+
+
+@pytest.mark.parametrize("embed", ["shared", "grouped"])
+@pytest.mark.parametrize("streaming", [False, True])
+def test_gradcheck(embed, streaming):
+    torch.manual_seed(4)
+    module = TemporalAttentionalAggregation(4, 2, embed=embed).double()
+    target = torch.randn(2, 4, 2, 3, dtype=torch.float64, requires_grad=True)
+    supports = torch.randn(2, 2, 4, 2, 3, dtype=torch.float64, requires_grad=True)
+    weight = module.embed.weight.detach().clone().requires_grad_()
+    bias = module.embed.bias.detach().clone().requires_grad_()
+    wrapped, prefix = (_Streaming(module), "aggregation.") if streaming else (module, "")
+
+    def aggregate(target, supports, weight, bias):
+        params = {prefix + "embed.weight": weight, prefix + "embed.bias": bias}
+        return torch.func.functional_call(wrapped, params, (target, supports))
+
+    assert torch.autograd.gradcheck(aggregate, (target, supports, weight, bias))
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match=r"channels \(6\) must be divisible by num_blocks \(4\)"):
+        TemporalAttentionalAggregation(6, 4)
+    with pytest.raises(ValueError, match="embed must be"):
+        TemporalAttentionalAggregation(8, 4, embed="separate")
+    module = TemporalAttentionalAggregation(8, 4)
+    with pytest.raises(ValueError, match=r"target_roi_feats must be \[R, 8, h, w\]"):
+        module(torch.randn(2, 6, 2, 2), torch.randn(1, 2, 6, 2, 2))
+    with pytest.raises(ValueError, match=r"support_roi_feats must be \[T, 2, 8, 2, 2\]"):
+        module(torch.randn(2, 8, 2, 2), torch.randn(1, 3, 8, 2, 2))
+    with pytest.raises(ValueError, match="must have the target's shape"):
+        module.forward_streaming(torch.randn(2, 8, 2, 2), [torch.randn(2, 8, 2, 3)])
