@@ -25,7 +25,9 @@ def most_similar_roi_align(
             ``chunk_size * H * W`` values; the full ``[R*h*w, T*H*W]`` matrix never exists.
 
     Returns:
-        ``[T, R, C, h, w]`` most similar RoI features, in the dtype of ``roi_feats``.
+        ``[T, R, C, h, w]`` most similar RoI features, in the dtype of ``roi_feats``, laid out
+        channels-last in memory (a permuted view of ``[T, R, h, w, C]``): the weighted sums are
+        produced per RoI cell, and a contiguous copy would cost a transpose of the whole output.
         Similarities, softmax and weighted sums are computed in at least float32, with autocast
         disabled. The top-k locations are chosen without gradient; when gradients are needed,
         their scores are recomputed from the gathered support vectors, so backward keeps
@@ -35,7 +37,7 @@ def most_similar_roi_align(
     num_rois, channels, roi_h, roi_w = roi_feats.shape
     num_supports = support_feats.shape[0]
     if num_rois == 0 or num_supports == 0:
-        return roi_feats.new_zeros(num_supports, num_rois, channels, roi_h, roi_w)
+        return roi_feats.new_zeros(num_supports, num_rois, roi_h, roi_w, channels).permute(0, 1, 4, 2, 3)
     track_grad = torch.is_grad_enabled() and (roi_feats.requires_grad or support_feats.requires_grad)
     chunks = _most_similar_chunks(roi_feats, support_feats, k, chunk_size, track_grad)
     if track_grad:
@@ -43,11 +45,12 @@ def most_similar_roi_align(
         per_support = [[] for _ in range(num_supports)]
         for t, _, feats in chunks:
             per_support[t].append(feats)
-        return torch.stack([torch.cat(pieces) for pieces in per_support]).to(roi_feats.dtype)
-    out = roi_feats.new_empty(num_supports, num_rois, channels, roi_h, roi_w)
+        out = torch.stack([torch.cat(pieces) for pieces in per_support]).to(roi_feats.dtype)
+        return out.permute(0, 1, 4, 2, 3)
+    out = roi_feats.new_empty(num_supports, num_rois, roi_h, roi_w, channels)
     for t, rois, feats in chunks:
         out[t, rois] = feats
-    return out
+    return out.permute(0, 1, 4, 2, 3)
 
 
 def _check_inputs(roi_feats: torch.Tensor, support_feats: torch.Tensor, k: int, chunk_size: int) -> None:
@@ -72,7 +75,7 @@ def _check_inputs(roi_feats: torch.Tensor, support_feats: torch.Tensor, k: int, 
 def _most_similar_chunks(
     roi_feats: torch.Tensor, support_feats: torch.Tensor, k: int, chunk_size: int, track_grad: bool
 ) -> Iterator[Tuple[int, slice, torch.Tensor]]:
-    """Yields ``(t, rois, feats)``: ``feats`` (``[len(rois), C, h, w]``) are the most similar
+    """Yields ``(t, rois, feats)``: ``feats`` (``[len(rois), h, w, C]``) are the most similar
     features from support ``t`` for the RoIs in the slice ``rois``."""
     num_rois, channels, roi_h, roi_w = roi_feats.shape
     num_supports, _, height, width = support_feats.shape
@@ -104,7 +107,7 @@ def _most_similar_chunks(
                 weights = top_scores.softmax(dim=1)  # Eq. 3
                 # Eq. 4 without materialising the [cells, k, C] gathered features.
                 feats = F.embedding_bag(top_locations, values, per_sample_weights=weights, mode="sum")
-                yield t, rois, feats.view(-1, roi_h, roi_w, channels).permute(0, 3, 1, 2)
+                yield t, rois, feats.view(-1, roi_h, roi_w, channels)
 
 
 # Length of the row segments whose maxima prune the top-k search (a multiple of the SIMD width).
