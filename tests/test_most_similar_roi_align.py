@@ -162,3 +162,9 @@ def test_half_precision_inputs_and_autocast():
     torch.testing.assert_close(
         mixed, most_similar_roi_align(roi_feats, support_feats.bfloat16().float(), 2), rtol=0, atol=0
     )
+
+
+def test_output_is_a_channels_last_view_with_the_documented_shape():
+    out = most_similar_roi_align(torch.randn(3, 8, 2, 5), torch.randn(2, 8, 4, 6), 2)
+    assert out.shape == (2, 3, 8, 2, 5)
+    assert out.permute(0, 1, 3, 4, 2).is_contiguous()
