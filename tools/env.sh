@@ -6,8 +6,10 @@ _tra_setup() {
     set -e
     if [ ! -x "$_tra_venv/bin/python" ]; then
         local site_flag=""
-        # A system Python that already has a working detectron2 lends it to the venv.
-        if python3 -c "import detectron2.layers" >/dev/null 2>&1; then site_flag="--system-site-packages"; fi
+        # A system Python (not itself a venv) that already has a working detectron2 lends it to the venv.
+        if python3 -c "import sys, detectron2.layers; sys.exit(sys.prefix != sys.base_prefix)" >/dev/null 2>&1; then
+            site_flag="--system-site-packages"
+        fi
         echo "[env] creating $_tra_venv $site_flag"
         python3 -m venv $site_flag "$_tra_venv"
     fi
