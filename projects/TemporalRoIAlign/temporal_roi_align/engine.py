@@ -117,10 +117,10 @@ def _cpu_worker(local_rank, main_func, num_processes, num_machines, machine_rank
         if i == machine_rank:
             comm._LOCAL_PROCESS_GROUP = group
     comm.synchronize()
-    try:
-        main_func(*args)
-    finally:
-        dist.destroy_process_group()
+    main_func(*args)
+    # Tear gloo down together: a rank leaving while another still talks to it can abort.
+    comm.synchronize()
+    dist.destroy_process_group()
 
 
 def _free_port() -> int:
