@@ -11,6 +11,7 @@ import time
 
 import cv2
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 from tabulate import tabulate
@@ -41,6 +42,7 @@ def train_and_evaluate(name, args):
         opts += ["SOLVER.MAX_ITER", args.iters, "SOLVER.STEPS", (int(args.iters * 0.8),)]
     cfg = setup_cfg(get_config_file(f"toy/{name}.yaml"), opts)
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)
     start = time.perf_counter()
     # Trained without DATASETS.TEST, so that the evaluation below is the only one.
     train_cfg = cfg.clone()
