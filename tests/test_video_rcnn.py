@@ -103,3 +103,12 @@ def test_unequal_support_counts_in_a_batch_are_an_error():
     model.train()
     with pytest.raises(ValueError, match="same number of supports"), EventStorage():
         model([group("a", 0, [1], True), group("b", 0, [1, 2], True)])
+
+
+@pytest.mark.parametrize("variant", ["troi", "selsa", "selsa_troi"])
+def test_inference_without_any_support_frame(variant):
+    model = build_model(tiny_cfg(variant, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0))
+    model.eval()
+    with torch.no_grad():
+        instances = model([group("v", 0, [])])[0]["instances"]
+    assert len(instances) > 0 and torch.isfinite(instances.scores).all()

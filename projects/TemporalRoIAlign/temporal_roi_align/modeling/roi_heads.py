@@ -88,7 +88,9 @@ class VideoROIHeads(StandardROIHeads):
         else:
             box_features = self.box_pooler(target_maps, boxes)
         if self.uses_support_proposals:
-            support_box_features, num_support = self._pool_support_boxes(support_features, support_proposals)
+            support_box_features, num_support = self._pool_support_boxes(
+                support_features, support_proposals, box_features
+            )
             box_features = self.box_head(box_features, support_box_features, [len(b) for b in boxes], num_support)
         else:
             box_features = self.box_head(box_features)
@@ -99,12 +101,14 @@ class VideoROIHeads(StandardROIHeads):
         pred_instances, _ = self.box_predictor.inference(predictions, proposals)
         return pred_instances
 
-    def _pool_support_boxes(self, support_features, support_proposals):
+    def _pool_support_boxes(self, support_features, support_proposals, target_box_features):
         """ROIAlign (the pooler without supports) of each support frame's proposals on its own map."""
-        maps = [_frames_first(support_features[f]) for f in self.box_in_features]
+        num_support = [sum(len(p) for p in per_image) for per_image in support_proposals]
         flat = [p for per_image in support_proposals for p in per_image]
-        pooled = self.box_pooler(maps, [p.proposal_boxes for p in flat])
-        return pooled, [sum(len(p) for p in per_image) for per_image in support_proposals]
+        if not flat:  # no support frame at all
+            return target_box_features.new_zeros((0, *target_box_features.shape[1:])), num_support
+        maps = [_frames_first(support_features[f]) for f in self.box_in_features]
+        return self.box_pooler(maps, [p.proposal_boxes for p in flat]), num_support
 
 
 def _frames_first(maps) -> torch.Tensor:
