@@ -4,8 +4,9 @@ Temporal RoI Align at the paper's scale (R=300 RoIs of 7x7, C=512, 38x63 maps, K
 1. ``most_similar_roi_align`` against the straightforward batched implementation (one matmul
    over all supports, then topk and gather): time, peak extra memory, output agreement, and
    GFLOP/s of the similarity matmul, the step neither can avoid.
-2. ``TemporalROIPooler`` inference (no grad: supports streamed one at a time) with T=14 and
-   T=56 supports: time and peak extra memory side by side.
+2. ``TemporalROIPooler`` inference (no grad: one chunk of RoIs at a time with all its
+   supports; only the target is embedded) with T=14 and T=56 supports: time and peak extra
+   memory side by side.
 
     python benchmarks/bench_temporal_roi_align.py [--device cuda] [--chunk-size 2048]
 
@@ -208,7 +209,7 @@ def main():
     )
     print(f"operator time outside the similarity matmul: {ours_time - matmul_time:.3f} s")
 
-    # 2. The pooler at inference: memory must not grow with the number of supports.
+    # 2. The pooler at inference: memory grows with T only by one chunk's most similar features.
     stride = 16
     pooler = TemporalROIPooler(
         size, (1.0 / stride,), 0, "ROIAlignV2", channels=channels, topk=k, chunk_size=args.chunk_size
@@ -216,11 +217,14 @@ def main():
     feature_map = randn(1, channels, args.height, args.width)
     boxes = [random_boxes(args.num_rois, args.height * stride, args.width * stride, generator).to(device)]
     embed_gflop = 2 * num_cells * channels * channels * 9 / 1e9
+    num_blocks = pooler.aggregation.num_blocks
+    logit_gflop = 2 * num_cells * num_blocks * 9 * channels / 1e9
     print(
-        f"\n[2] TemporalROIPooler inference (no grad: supports streamed one at a time), one image, "
-        f"{args.num_rois} RoIs, N={pooler.aggregation.num_blocks} blocks, shared embedding\n"
-        f"per frame: similarity matmul {gflop / num_supports:.1f} GFLOP (supports), "
-        f"3x3 conv embedding {embed_gflop:.1f} GFLOP (target and supports)"
+        f"\n[2] TemporalROIPooler inference (no grad: RoIs in chunks, all supports at once), one image, "
+        f"{args.num_rois} RoIs, N={num_blocks} blocks, shared embedding\n"
+        f"per support: similarity matmul {gflop / num_supports:.1f} GFLOP, attention logits {logit_gflop:.2f} GFLOP "
+        f"(embedding it would cost {embed_gflop:.1f}); once: target embedding and its projections "
+        f"{2 * embed_gflop:.1f} GFLOP"
     )
     print(f"{'supports T':>10s}{'time (s)':>10s}{'peak extra memory (MiB)':>26s}{'support maps (MiB, input)':>28s}")
     for count in (num_supports, args.long_supports):

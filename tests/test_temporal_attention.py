@@ -66,8 +66,23 @@ def test_matches_reference(embed, channels, num_blocks, num_rois, num_supports, 
     target = torch.randn(num_rois, channels, *roi_hw)
     supports = torch.randn(num_supports, num_rois, channels, *roi_hw)
     expected = reference_aggregation(module, target, supports, embed)
-    torch.testing.assert_close(module(target, supports), expected, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(module.forward_streaming(target, iter(supports)), expected, rtol=1e-5, atol=1e-5)
+    embedded = module(target, supports)  # parameters require grad: every frame is embedded
+    with torch.no_grad():
+        projected = module(target, supports)  # only the target is embedded
+    torch.testing.assert_close(embedded, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(projected, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("embed", ["shared", "grouped"])
+def test_paths_agree_in_float64_on_paper_shapes(embed):
+    torch.manual_seed(5)
+    module = TemporalAttentionalAggregation(64, 4, embed=embed).double()
+    target = torch.randn(5, 64, 7, 7, dtype=torch.float64)
+    supports = torch.randn(3, 5, 64, 7, 7, dtype=torch.float64)
+    embedded = module(target, supports)
+    with torch.no_grad():
+        projected = module(target, supports)
+    torch.testing.assert_close(projected, embedded, rtol=1e-12, atol=1e-12)
 
 
 def test_embedding_modules():
@@ -83,7 +98,8 @@ def test_without_supports_returns_target():
     module = TemporalAttentionalAggregation(8, 2)
     target = torch.randn(3, 8, 2, 2)
     torch.testing.assert_close(module(target, torch.zeros(0, 3, 8, 2, 2)), target, rtol=0, atol=0)
-    torch.testing.assert_close(module.forward_streaming(target, []), target, rtol=0, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(module(target, torch.zeros(0, 3, 8, 2, 2)), target, rtol=1e-6, atol=1e-6)
 
 
 def test_zero_blocks_averages_frames():
@@ -93,43 +109,30 @@ def test_zero_blocks_averages_frames():
     target, supports = torch.randn(2, 6, 3, 2), torch.randn(3, 2, 6, 3, 2)
     expected = torch.cat([target[None], supports]).mean(0)
     torch.testing.assert_close(module(target, supports), expected)
-    torch.testing.assert_close(module.forward_streaming(target, (s for s in supports)), expected)
 
 
-def test_streaming_is_stable_with_large_logits():
+def test_paths_agree_with_large_logits():
     torch.manual_seed(3)
     module = TemporalAttentionalAggregation(8, 2)
     target, supports = 30 * torch.randn(2, 8, 2, 2), 30 * torch.randn(5, 2, 8, 2, 2)
-    batched = module(target, supports)
-    assert torch.isfinite(batched).all()
-    torch.testing.assert_close(module.forward_streaming(target, iter(supports)), batched, rtol=1e-5, atol=1e-4)
-
-
-class _Streaming(nn.Module):
-    """Calls ``forward_streaming`` so that ``functional_call`` can substitute its parameters."""
-
-    def __init__(self, aggregation):
-        super().__init__()
-        self.aggregation = aggregation
-
-    def forward(self, target, supports):
-        return self.aggregation.forward_streaming(target, supports.unbind(0))
+    embedded = module(target, supports)
+    with torch.no_grad():
+        projected = module(target, supports)
+    assert torch.isfinite(projected).all()
+    torch.testing.assert_close(projected, embedded, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("embed", ["shared", "grouped"])
-@pytest.mark.parametrize("streaming", [False, True])
-def test_gradcheck(embed, streaming):
+def test_gradcheck(embed):
     torch.manual_seed(4)
     module = TemporalAttentionalAggregation(4, 2, embed=embed).double()
     target = torch.randn(2, 4, 2, 3, dtype=torch.float64, requires_grad=True)
     supports = torch.randn(2, 2, 4, 2, 3, dtype=torch.float64, requires_grad=True)
     weight = module.embed.weight.detach().clone().requires_grad_()
     bias = module.embed.bias.detach().clone().requires_grad_()
-    wrapped, prefix = (_Streaming(module), "aggregation.") if streaming else (module, "")
 
     def aggregate(target, supports, weight, bias):
-        params = {prefix + "embed.weight": weight, prefix + "embed.bias": bias}
-        return torch.func.functional_call(wrapped, params, (target, supports))
+        return torch.func.functional_call(module, {"embed.weight": weight, "embed.bias": bias}, (target, supports))
 
     assert torch.autograd.gradcheck(aggregate, (target, supports, weight, bias))
 
@@ -144,5 +147,3 @@ def test_bad_inputs():
         module(torch.randn(2, 6, 2, 2), torch.randn(1, 2, 6, 2, 2))
     with pytest.raises(ValueError, match=r"support_roi_feats must be \[T, 2, 8, 2, 2\]"):
         module(torch.randn(2, 8, 2, 2), torch.randn(1, 3, 8, 2, 2))
-    with pytest.raises(ValueError, match="must have the target's shape"):
-        module.forward_streaming(torch.randn(2, 8, 2, 2), [torch.randn(2, 8, 2, 3)])

@@ -81,18 +81,18 @@ def test_multi_level_uses_more_than_one_level():
 
 
 @pytest.mark.parametrize("num_attention_blocks, embed", [(2, "shared"), (4, "grouped"), (0, "shared")])
-def test_streaming_and_training_paths_agree(num_attention_blocks, embed):
+def test_inference_and_training_paths_agree(num_attention_blocks, embed):
     x, box_lists, supports = make_inputs(num_supports=4)
     pooler = make_pooler(num_attention_blocks=num_attention_blocks, embed=embed)
     with torch.no_grad():
-        streamed = pooler(x, box_lists, supports)
+        inferred = pooler(x, box_lists, supports)
     x[0].requires_grad_()
     trained = pooler(x, box_lists, supports)
-    assert trained.requires_grad and not streamed.requires_grad
-    torch.testing.assert_close(trained, streamed, rtol=1e-5, atol=1e-5)
+    assert trained.requires_grad and not inferred.requires_grad
+    torch.testing.assert_close(trained, inferred, rtol=1e-5, atol=1e-5)
 
 
-def test_streaming_path_when_nothing_requires_grad():
+def test_inference_path_when_nothing_requires_grad():
     x, box_lists, supports = make_inputs()
     pooler = make_pooler().requires_grad_(False)
     out = pooler(x, box_lists, supports)  # grad mode on, nothing to differentiate

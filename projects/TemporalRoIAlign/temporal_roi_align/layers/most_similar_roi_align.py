@@ -6,7 +6,7 @@ from typing import Iterator, Tuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["most_similar_roi_align"]
+__all__ = ["most_similar_roi_align", "iter_most_similar_roi_align"]
 
 
 def most_similar_roi_align(
@@ -38,19 +38,64 @@ def most_similar_roi_align(
     num_supports = support_feats.shape[0]
     if num_rois == 0 or num_supports == 0:
         return roi_feats.new_zeros(num_supports, num_rois, roi_h, roi_w, channels).permute(0, 1, 4, 2, 3)
-    track_grad = torch.is_grad_enabled() and (roi_feats.requires_grad or support_feats.requires_grad)
-    chunks = _most_similar_chunks(roi_feats, support_feats, k, chunk_size, track_grad)
-    if track_grad:
-        # Autograd-friendly assembly: one concatenation per support, then a stack.
-        per_support = [[] for _ in range(num_supports)]
-        for t, _, feats in chunks:
-            per_support[t].append(feats)
-        out = torch.stack([torch.cat(pieces) for pieces in per_support]).to(roi_feats.dtype)
-        return out.permute(0, 1, 4, 2, 3)
+    chunks = iter_most_similar_roi_align(roi_feats, support_feats, k, chunk_size)
+    if torch.is_grad_enabled() and (roi_feats.requires_grad or support_feats.requires_grad):
+        return torch.cat([feats for _, feats in chunks], dim=1)
     out = roi_feats.new_empty(num_supports, num_rois, roi_h, roi_w, channels)
-    for t, rois, feats in chunks:
-        out[t, rois] = feats
+    for rois, feats in chunks:
+        out[:, rois] = feats.permute(0, 1, 3, 4, 2)
     return out.permute(0, 1, 4, 2, 3)
+
+
+def iter_most_similar_roi_align(
+    roi_feats: torch.Tensor, support_feats: torch.Tensor, k: int, chunk_size: int = 2048
+) -> Iterator[Tuple[slice, torch.Tensor]]:
+    """
+    :func:`most_similar_roi_align` one chunk of RoIs at a time (``chunk_size`` cells, rounded
+    down to whole RoIs, at least one), for consumers that reduce each chunk right away and so
+    never hold the whole ``[T, R, C, h, w]`` output.
+
+    Yields:
+        ``(rois, feats)``: ``rois`` a slice of the RoIs, ``feats`` their ``[T, len(rois), C, h, w]``
+        most similar features (channels-last in memory, dtype of ``roi_feats``).
+    """
+    _check_inputs(roi_feats, support_feats, k, chunk_size)
+    num_rois, channels, roi_h, roi_w = roi_feats.shape
+    num_supports, _, height, width = support_feats.shape
+    cells_per_roi = roi_h * roi_w
+    rois_per_chunk = max(1, chunk_size // cells_per_roi)
+    track_grad = torch.is_grad_enabled() and (roi_feats.requires_grad or support_feats.requires_grad)
+    compute_dtype = torch.promote_types(torch.promote_types(roi_feats.dtype, support_feats.dtype), torch.float32)
+    if num_rois == 0 or num_supports == 0:
+        return
+    with torch.autocast(roi_feats.device.type, enabled=False):
+        # One L2-normalised query per RoI cell, cells in (RoI, y, x) order: [R*h*w, C].
+        queries = F.normalize(roi_feats.to(compute_dtype), dim=1).permute(0, 2, 3, 1).reshape(-1, channels)
+        supports = support_feats.to(compute_dtype).flatten(2)  # [T, C, H*W]
+        keys = F.normalize(supports.detach(), dim=1)  # used only to select locations
+        values = supports.transpose(1, 2).contiguous()  # [T, H*W, C], un-normalised (Eq. 4)
+        # Rows padded with -inf to whole segments for _top_k_locations; mm fills the rest.
+        num_locations = height * width
+        padded_locations = -(-num_locations // _SEGMENT) * _SEGMENT
+        similarity_buffer = queries.new_full(
+            (min(rois_per_chunk, num_rois) * cells_per_roi, padded_locations), float("-inf")
+        )
+        for first_roi in range(0, num_rois, rois_per_chunk):
+            rois = slice(first_roi, min(first_roi + rois_per_chunk, num_rois))
+            chunk_queries = queries[rois.start * cells_per_roi : rois.stop * cells_per_roi]
+            per_support = []
+            for t in range(num_supports):
+                with torch.no_grad():
+                    similarity = similarity_buffer[: chunk_queries.shape[0]]
+                    torch.mm(chunk_queries.detach(), keys[t], out=similarity[:, :num_locations])  # Eq. 2
+                    top_scores, top_locations = _top_k_locations(similarity, k)
+                if track_grad:
+                    top_scores = _cosine_similarity_at(chunk_queries, values[t], top_locations)
+                weights = top_scores.softmax(dim=1)  # Eq. 3
+                # Eq. 4 without materialising the [cells, k, C] gathered features.
+                feats = F.embedding_bag(top_locations, values[t], per_sample_weights=weights, mode="sum")
+                per_support.append(feats.view(-1, roi_h, roi_w, channels))
+            yield rois, torch.stack(per_support).to(roi_feats.dtype).permute(0, 1, 4, 2, 3)
 
 
 def _check_inputs(roi_feats: torch.Tensor, support_feats: torch.Tensor, k: int, chunk_size: int) -> None:
@@ -70,44 +115,6 @@ def _check_inputs(roi_feats: torch.Tensor, support_feats: torch.Tensor, k: int, 
         )
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, Integral) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-
-
-def _most_similar_chunks(
-    roi_feats: torch.Tensor, support_feats: torch.Tensor, k: int, chunk_size: int, track_grad: bool
-) -> Iterator[Tuple[int, slice, torch.Tensor]]:
-    """Yields ``(t, rois, feats)``: ``feats`` (``[len(rois), h, w, C]``) are the most similar
-    features from support ``t`` for the RoIs in the slice ``rois``."""
-    num_rois, channels, roi_h, roi_w = roi_feats.shape
-    num_supports, _, height, width = support_feats.shape
-    cells_per_roi = roi_h * roi_w
-    rois_per_chunk = max(1, chunk_size // cells_per_roi)
-    compute_dtype = torch.promote_types(torch.promote_types(roi_feats.dtype, support_feats.dtype), torch.float32)
-    with torch.autocast(roi_feats.device.type, enabled=False):
-        # One L2-normalised query per RoI cell, cells in (RoI, y, x) order: [R*h*w, C].
-        queries = F.normalize(roi_feats.to(compute_dtype), dim=1).permute(0, 2, 3, 1).reshape(-1, channels)
-        # Rows padded with -inf to whole segments for _top_k_locations; mm fills the rest.
-        num_locations = height * width
-        padded_locations = -(-num_locations // _SEGMENT) * _SEGMENT
-        similarity_buffer = queries.new_full(
-            (min(rois_per_chunk, num_rois) * cells_per_roi, padded_locations), float("-inf")
-        )
-        for t in range(num_supports):
-            support = support_feats[t].to(compute_dtype).flatten(1)  # [C, H*W]
-            keys = F.normalize(support.detach(), dim=0)  # used only to select locations
-            values = support.t().contiguous()  # [H*W, C], un-normalised (Eq. 4)
-            for first_roi in range(0, num_rois, rois_per_chunk):
-                rois = slice(first_roi, min(first_roi + rois_per_chunk, num_rois))
-                chunk_queries = queries[rois.start * cells_per_roi : rois.stop * cells_per_roi]
-                with torch.no_grad():
-                    similarity = similarity_buffer[: chunk_queries.shape[0]]
-                    torch.mm(chunk_queries.detach(), keys, out=similarity[:, :num_locations])  # Eq. 2
-                    top_scores, top_locations = _top_k_locations(similarity, k)
-                if track_grad:
-                    top_scores = _cosine_similarity_at(chunk_queries, values, top_locations)
-                weights = top_scores.softmax(dim=1)  # Eq. 3
-                # Eq. 4 without materialising the [cells, k, C] gathered features.
-                feats = F.embedding_bag(top_locations, values, per_sample_weights=weights, mode="sum")
-                yield t, rois, feats.view(-1, roi_h, roi_w, channels)
 
 
 # Length of the row segments whose maxima prune the top-k search (a multiple of the SIMD width).

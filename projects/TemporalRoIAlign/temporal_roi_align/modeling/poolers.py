@@ -6,7 +6,7 @@ from detectron2.layers import ShapeSpec, nonzero_tuple
 from detectron2.modeling.poolers import ROIPooler, assign_boxes_to_levels
 from detectron2.structures import Boxes
 
-from ..layers import TemporalAttentionalAggregation, most_similar_roi_align
+from ..layers import TemporalAttentionalAggregation, iter_most_similar_roi_align, most_similar_roi_align
 
 __all__ = ["TemporalROIPooler"]
 
@@ -25,8 +25,9 @@ class TemporalROIPooler(ROIPooler):
 
     Two paths, same numbers: when gradients are needed (grad mode on and a parameter or an
     input requires grad) all most similar features of a group of RoIs are built and kept for
-    backward; otherwise supports are streamed one at a time through an online softmax, so peak
-    memory does not depend on the number of supports.
+    backward; otherwise RoIs are processed in chunks of ``chunk_size`` cells, so peak memory
+    does not depend on the number of RoIs, and the supports are not embedded (see
+    :class:`TemporalAttentionalAggregation`).
     """
 
     @configurable
@@ -135,11 +136,9 @@ class TemporalROIPooler(ROIPooler):
         if track_grad:
             support_roi_feats = most_similar_roi_align(roi_feats, torch.stack(supports), self.topk, self.chunk_size)
             return self.aggregation(roi_feats, support_roi_feats)
-        streamed = (
-            most_similar_roi_align(roi_feats, support.unsqueeze(0), self.topk, self.chunk_size)[0]
-            for support in supports
-        )
-        return self.aggregation.forward_streaming(roi_feats, streamed)
+        # Without gradients: one chunk of RoIs at a time, with all its supports.
+        chunks = iter_most_similar_roi_align(roi_feats, torch.stack(supports), self.topk, self.chunk_size)
+        return torch.cat([self.aggregation(roi_feats[rois], feats) for rois, feats in chunks])
 
     def _support_maps_per_level(
         self, x: List[torch.Tensor], support_features: List[SupportMaps]
