@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from temporal_roi_align.layers import most_similar_roi_align
+from temporal_roi_align.layers import iter_most_similar_roi_align, most_similar_roi_align
 from temporal_roi_align.layers.most_similar_roi_align import _top_k_locations
 
 
@@ -140,10 +140,25 @@ def test_grad_and_no_grad_paths_agree():
     torch.manual_seed(4)
     roi_feats, support_feats = torch.randn(5, 8, 3, 2), torch.randn(3, 8, 6, 5)
     with torch.no_grad():
-        streamed = most_similar_roi_align(roi_feats, support_feats, 4, chunk_size=12)
+        untracked = most_similar_roi_align(roi_feats, support_feats, 4, chunk_size=12)
     tracked = most_similar_roi_align(roi_feats.requires_grad_(), support_feats, 4, chunk_size=12)
-    assert tracked.requires_grad and not streamed.requires_grad
-    torch.testing.assert_close(tracked, streamed, rtol=1e-6, atol=1e-6)
+    assert tracked.requires_grad and not untracked.requires_grad
+    torch.testing.assert_close(tracked, untracked, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 12, 13, 1000])
+def test_chunks_cover_the_rois_in_order(chunk_size):
+    torch.manual_seed(6)
+    roi_feats, support_feats = torch.randn(5, 8, 3, 2), torch.randn(3, 8, 4, 5)
+    with torch.no_grad():
+        chunks = list(iter_most_similar_roi_align(roi_feats, support_feats, 2, chunk_size=chunk_size))
+    rois_per_chunk = max(1, chunk_size // 6)
+    assert [(rois.start, rois.stop) for rois, _ in chunks] == [
+        (start, min(start + rois_per_chunk, 5)) for start in range(0, 5, rois_per_chunk)
+    ]
+    assert all(feats.shape == (3, rois.stop - rois.start, 8, 3, 2) for rois, feats in chunks)
+    expected = reference_most_similar_roi_align(roi_feats, support_feats, 2)
+    torch.testing.assert_close(torch.cat([feats for _, feats in chunks], dim=1), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_half_precision_inputs_and_autocast():
