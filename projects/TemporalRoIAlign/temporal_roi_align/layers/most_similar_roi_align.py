@@ -1,5 +1,6 @@
 """Most Similar RoI Align (Temporal RoI Align, Gong et al., AAAI 2021, Eq. 2-4)."""
 
+import itertools
 from numbers import Integral
 from typing import Iterator, Tuple
 
@@ -38,12 +39,13 @@ def most_similar_roi_align(
     num_supports = support_feats.shape[0]
     if num_rois == 0 or num_supports == 0:
         return roi_feats.new_zeros(num_supports, num_rois, roi_h, roi_w, channels).permute(0, 1, 4, 2, 3)
-    chunks = iter_most_similar_roi_align(roi_feats, support_feats, k, chunk_size)
     if torch.is_grad_enabled() and (roi_feats.requires_grad or support_feats.requires_grad):
+        chunks = iter_most_similar_roi_align(roi_feats, support_feats, k, chunk_size)
         return torch.cat([feats for _, feats in chunks], dim=1)
+    # Each support's features go straight into the output, without a per-chunk stack.
     out = roi_feats.new_empty(num_supports, num_rois, roi_h, roi_w, channels)
-    for rois, feats in chunks:
-        out[:, rois] = feats.permute(0, 1, 3, 4, 2)
+    for rois, t, feats in _most_similar_per_support(roi_feats, support_feats, k, chunk_size, track_grad=False):
+        out[t, rois] = feats
     return out.permute(0, 1, 4, 2, 3)
 
 
@@ -60,11 +62,22 @@ def iter_most_similar_roi_align(
         most similar features (channels-last in memory, dtype of ``roi_feats``).
     """
     _check_inputs(roi_feats, support_feats, k, chunk_size)
+    track_grad = torch.is_grad_enabled() and (roi_feats.requires_grad or support_feats.requires_grad)
+    per_support = _most_similar_per_support(roi_feats, support_feats, k, chunk_size, track_grad)
+    for rois, chunk in itertools.groupby(per_support, key=lambda item: item[0]):
+        yield rois, torch.stack([feats for _, _, feats in chunk]).to(roi_feats.dtype).permute(0, 1, 4, 2, 3)
+
+
+def _most_similar_per_support(
+    roi_feats: torch.Tensor, support_feats: torch.Tensor, k: int, chunk_size: int, track_grad: bool
+) -> Iterator[Tuple[slice, int, torch.Tensor]]:
+    """Yields ``(rois, t, feats)`` chunk by chunk of RoIs, supports in order within a chunk:
+    ``feats`` (``[len(rois), h, w, C]``, compute dtype) are the most similar features from
+    support ``t`` for the RoIs in the slice ``rois``."""
     num_rois, channels, roi_h, roi_w = roi_feats.shape
     num_supports, _, height, width = support_feats.shape
     cells_per_roi = roi_h * roi_w
     rois_per_chunk = max(1, chunk_size // cells_per_roi)
-    track_grad = torch.is_grad_enabled() and (roi_feats.requires_grad or support_feats.requires_grad)
     compute_dtype = torch.promote_types(torch.promote_types(roi_feats.dtype, support_feats.dtype), torch.float32)
     if num_rois == 0 or num_supports == 0:
         return
@@ -83,7 +96,6 @@ def iter_most_similar_roi_align(
         for first_roi in range(0, num_rois, rois_per_chunk):
             rois = slice(first_roi, min(first_roi + rois_per_chunk, num_rois))
             chunk_queries = queries[rois.start * cells_per_roi : rois.stop * cells_per_roi]
-            per_support = []
             for t in range(num_supports):
                 with torch.no_grad():
                     similarity = similarity_buffer[: chunk_queries.shape[0]]
@@ -94,8 +106,7 @@ def iter_most_similar_roi_align(
                 weights = top_scores.softmax(dim=1)  # Eq. 3
                 # Eq. 4 without materialising the [cells, k, C] gathered features.
                 feats = F.embedding_bag(top_locations, values[t], per_sample_weights=weights, mode="sum")
-                per_support.append(feats.view(-1, roi_h, roi_w, channels))
-            yield rois, torch.stack(per_support).to(roi_feats.dtype).permute(0, 1, 4, 2, 3)
+                yield rois, t, feats.view(-1, roi_h, roi_w, channels)
 
 
 def _check_inputs(roi_feats: torch.Tensor, support_feats: torch.Tensor, k: int, chunk_size: int) -> None:
