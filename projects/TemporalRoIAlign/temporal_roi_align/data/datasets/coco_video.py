@@ -22,6 +22,7 @@ from .common import (
     clip_box,
     compact_frame_list,
     contiguous_categories,
+    frame_record,
     load_json,
     set_thing_classes,
 )
@@ -125,18 +126,12 @@ def load_coco_video_json(
                         obj["segmentation"] = segm
                 annos.append(obj)
             dicts.append(
-                {
-                    "file_name": os.path.join(image_root, img["file_name"]),
-                    "image_id": img["id"],
-                    "height": img["height"],
-                    "width": img["width"],
-                    "video_id": video_id,
-                    "frame_id": frame_id,
-                    "video_length": len(images),
-                    "video_frames": frames,
-                    "annotations": annos,
-                }
-            )
+                frame_record(
+                    os.path.join(image_root, img["file_name"]), img["id"], img["height"], img["width"],
+                    video_id=video_id, frame_id=frame_id, video_length=len(images), video_frames=frames,
+                    annotations=annos,
+                )
+            )  # fmt: skip
     dropped.log(dataset_name or json_file)
     logger.info(f"Loaded {len(dicts)} images of {len(videos)} videos from {json_file}")
     return dicts

@@ -6,7 +6,7 @@ import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-__all__ = ["datasets_root", "frame_file_name", "compact_frame_list", "frame_pattern"]
+__all__ = ["datasets_root", "frame_file_name", "frame_record", "compact_frame_list", "frame_pattern"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,36 @@ def frame_file_name(dataset_dict: dict, index: int) -> str:
     if isinstance(frames, str):
         return frames.format(index)
     return frames[index]
+
+
+def frame_record(
+    file_name: str,
+    image_id,
+    height: int,
+    width: int,
+    *,
+    video_id,
+    frame_id: int,
+    video_length: int,
+    video_frames: VideoFrames,
+    annotations: Optional[List[dict]] = None,
+) -> dict:
+    """The dataset dict of one video frame, as every loader of this package makes it: Detectron2's
+    fields plus ``video_id``, ``frame_id`` (0-based), ``video_length`` and ``video_frames`` (see
+    :func:`frame_file_name`). ``annotations`` is left out when None (splits without labels)."""
+    record = {
+        "file_name": file_name,
+        "image_id": image_id,
+        "height": height,
+        "width": width,
+        "video_id": video_id,
+        "frame_id": frame_id,
+        "video_length": video_length,
+        "video_frames": video_frames,
+    }
+    if annotations is not None:
+        record["annotations"] = annotations
+    return record
 
 
 def _escape(text: str) -> str:

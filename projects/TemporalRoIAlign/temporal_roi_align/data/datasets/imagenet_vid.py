@@ -21,7 +21,7 @@ from typing import Dict, List, Sequence, Tuple
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from .common import DroppedBoxes, clip_box, frame_pattern
+from .common import DroppedBoxes, clip_box, frame_pattern, frame_record
 
 __all__ = [
     "VID_CATEGORIES",
@@ -168,17 +168,10 @@ def load_imagenet_vid(
     def load_frame(video, frame, length, frames, xml_file, jpeg_file, image_id):
         height, width, annos, degradation, skipped = parse_vid_xml(xml_file, wnid_to_id, dropped)
         unknown.extend(skipped)
-        record = {
-            "file_name": jpeg_file,
-            "image_id": image_id,
-            "height": height,
-            "width": width,
-            "video_id": video,
-            "frame_id": frame,
-            "video_length": length,
-            "video_frames": frames,
-            "annotations": annos,
-        }
+        record = frame_record(
+            jpeg_file, image_id, height, width,
+            video_id=video, frame_id=frame, video_length=length, video_frames=frames, annotations=annos,
+        )  # fmt: skip
         if degradation is not None:
             record["degradation"] = degradation
         dicts.append(record)

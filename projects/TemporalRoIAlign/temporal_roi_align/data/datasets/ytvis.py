@@ -21,6 +21,7 @@ from .common import (
     clip_box,
     compact_frame_list,
     contiguous_categories,
+    frame_record,
     load_json,
     set_thing_classes,
 )
@@ -76,18 +77,11 @@ def load_ytvis_json(
                     )
         frames = compact_frame_list(files)
         for frame_id, file_name in enumerate(files):
-            record = {
-                "file_name": file_name,
-                "image_id": len(dicts),
-                "height": height,
-                "width": width,
-                "video_id": video["id"],
-                "frame_id": frame_id,
-                "video_length": length,
-                "video_frames": frames,
-            }
+            record = frame_record(
+                file_name, len(dicts), height, width, video_id=video["id"], frame_id=frame_id,
+                video_length=length, video_frames=frames, annotations=None if annotations is None else [],
+            )  # fmt: skip
             if annotations is not None:
-                record["annotations"] = []
                 for ann in anns:
                     bbox, segm = ann["bboxes"][frame_id], ann["segmentations"][frame_id]
                     if not (bbox and segm):
