@@ -27,13 +27,13 @@ from detectron2.structures import Boxes, ImageList, Instances
 from torchvision.ops import batched_nms, nms, roi_align
 
 from temporal_roi_align.checkpoint import (
-    TOOLBOX_VID_CLASSES,
+    MMTRACK_VID_CLASSES,
     ConversionError,
-    ToolboxResizeShortestEdge,
-    convert_toolbox_checkpoint,
+    convert_mmtrack_checkpoint,
     convert_torchvision_checkpoint,
     load_checkpoint,
 )
+from temporal_roi_align.data.transforms import MMTrackResizeShortestEdge
 from temporal_roi_align.checkpoint.common import build_meta_model
 from temporal_roi_align.engine import setup_cfg
 from temporal_roi_align.model_zoo import get_config_file
@@ -282,7 +282,7 @@ def toy():
     """Toy SELSA + TRoI: the source dict, the report and the converted model, in float32 and in
     float64 (Detectron2 decodes boxes in float32, so the parts that decode are compared in float32)."""
     source = toolbox_state_dict(**TOY)
-    converted, report = convert_toolbox_checkpoint({"state_dict": source, "meta": {}}, toy_cfg(), source="toy.pth")
+    converted, report = convert_mmtrack_checkpoint({"state_dict": source, "meta": {}}, toy_cfg(), source="toy.pth")
     model = build_model(toy_cfg()).eval()
     model.load_state_dict(converted, strict=True)
     return SimpleNamespace(
@@ -347,7 +347,7 @@ def test_temporal_roi_align_matches_the_toolbox(toy):
     supports = [torch.randn(1, 32, 10, 12, generator=generator, dtype=torch.float64) for _ in range(2)] + [target]
     boxes = random_boxes(5, 160, 192, generator)
     with torch.no_grad():
-        ours = model.roi_heads.box_pooler([target], [Boxes(boxes)], [supports])
+        ours = model.roi_heads.box_pooler([target], [Boxes(boxes)], [[torch.cat(supports)]])
     theirs = toolbox_temporal_roi_align(source, target, supports, boxes)
     torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-9)
 
@@ -410,8 +410,8 @@ def test_single_frame_checkpoint_converts_and_computes_the_toolbox_head():
     source = toolbox_state_dict(**TOY, num_fcs=2, selsa=False, troi=False)
     source = OrderedDict((k[len("detector.") :], v) for k, v in source.items())  # a plain mmdet FasterRCNN
     cfg = toy_cfg("single_frame_R_50_DC5.yaml")
-    converted, report = convert_toolbox_checkpoint(source, cfg, source="faster_rcnn.pth")
-    assert "toolbox model: single-frame Faster R-CNN" in report.notes
+    converted, report = convert_mmtrack_checkpoint(source, cfg, source="faster_rcnn.pth")
+    assert "mmtrack model: single-frame Faster R-CNN" in report.notes
     model = build_model(cfg).eval()
     model.load_state_dict(converted, strict=True)
     x = torch.randn(6, 32, 7, 7, generator=torch.Generator().manual_seed(5))
@@ -424,15 +424,15 @@ def test_single_frame_checkpoint_converts_and_computes_the_toolbox_head():
 
 
 def test_classes_follow_the_target_datasets_order_with_background_last():
-    reordered = list(reversed(TOOLBOX_VID_CLASSES))
+    reordered = list(reversed(MMTRACK_VID_CLASSES))
     MetadataCatalog.get("toolbox_test_reversed_classes").thing_classes = reordered
     source = toolbox_state_dict(**TOY)
     cfg = toy_cfg(extra=["DATASETS.TEST", ("toolbox_test_reversed_classes",)])
-    converted, report = convert_toolbox_checkpoint({"state_dict": source}, cfg, source="toy.pth")
+    converted, report = convert_mmtrack_checkpoint({"state_dict": source}, cfg, source="toy.pth")
     cls_w, reg_b = (source[f"detector.roi_head.bbox_head.{k}"] for k in ("fc_cls.weight", "fc_reg.bias"))
     ours_cls_w, ours_reg_b = (converted[f"roi_heads.box_predictor.{k}"] for k in ("cls_score.weight", "bbox_pred.bias"))
     for i, name in enumerate(reordered):
-        j = TOOLBOX_VID_CLASSES.index(name)
+        j = MMTRACK_VID_CLASSES.index(name)
         assert torch.equal(ours_cls_w[i], cls_w[j])
         assert torch.equal(ours_reg_b[4 * i : 4 * i + 4], reg_b[4 * j : 4 * j + 4])
     assert torch.equal(ours_cls_w[30], cls_w[30])
@@ -458,7 +458,7 @@ def test_classes_follow_the_target_datasets_order_with_background_last():
 def test_published_model_shapes_load_strictly(config, depth, groups, num_fcs, selsa, troi):
     source = toolbox_state_dict(depth, groups, num_fcs=num_fcs, selsa=selsa, troi=troi, device="meta")
     cfg = setup_cfg(get_config_file(CONVERTED + config))
-    converted, report = convert_toolbox_checkpoint({"state_dict": source}, cfg, source=config)
+    converted, report = convert_mmtrack_checkpoint({"state_dict": source}, cfg, source=config)
     build_meta_model(cfg).load_state_dict(converted, strict=True, assign=True)
     num_bn = sum(k.endswith("num_batches_tracked") for k in source)
     assert len(report.mapped) == len(source) - num_bn == len(converted)
@@ -469,7 +469,7 @@ def test_paper_config_is_rejected_for_a_toolbox_checkpoint():
     source = toolbox_state_dict(device="meta")
     cfg = setup_cfg(get_config_file("ImageNetVID/selsa_troi_R_50_DC5.yaml"))
     with pytest.raises(ConversionError, match=r"paper\.pth: the config differs .*RPN\.IN_FEATURES is \['res4'\]"):
-        convert_toolbox_checkpoint({"state_dict": source}, cfg, source="paper.pth")
+        convert_mmtrack_checkpoint({"state_dict": source}, cfg, source="paper.pth")
 
 
 # ---- torchvision backbones ------------------------------------------------------------------------
@@ -535,8 +535,8 @@ def test_strict_conversion_names_unused_and_missing_keys():
     del source["detector.neck.convs.0.conv.bias"]
     expected = r"src\.pth: 1 source keys .*bbox_head\.extra\.weight; 1 model keys are not filled: backbone\.reduce\.b"
     with pytest.raises(ConversionError, match=expected):
-        convert_toolbox_checkpoint({"state_dict": source}, cfg, source="src.pth")
-    converted, report = convert_toolbox_checkpoint({"state_dict": source}, cfg, source="src.pth", strict=False)
+        convert_mmtrack_checkpoint({"state_dict": source}, cfg, source="src.pth")
+    converted, report = convert_mmtrack_checkpoint({"state_dict": source}, cfg, source="src.pth", strict=False)
     assert "backbone.reduce.bias" not in converted
     assert sum(note.startswith("not strict") for note in report.notes) == 2
 
@@ -545,7 +545,7 @@ def test_fgfa_checkpoint_is_refused():
     cfg = setup_cfg(get_config_file(CONVERTED + "selsa_R_50_DC5.yaml"))
     source = {"detector.backbone.conv1.weight": torch.zeros(1), "motion.conv1.0.weight": torch.zeros(1)}
     with pytest.raises(ConversionError, match=r"fgfa\.pth: has a flow network"):
-        convert_toolbox_checkpoint({"state_dict": source}, cfg, source="fgfa.pth")
+        convert_mmtrack_checkpoint({"state_dict": source}, cfg, source="fgfa.pth")
 
 
 def test_unreadable_and_unknown_files(tmp_path):
@@ -563,7 +563,7 @@ def test_unreadable_and_unknown_files(tmp_path):
     assert load_checkpoint(str(with_numpy), unsafe_pickle=True)["meta"]["score"] == 1.0
     cfg = setup_cfg(get_config_file(CONVERTED + "selsa_R_50_DC5.yaml"))
     with pytest.raises(ConversionError, match=r"odd\.pth: unknown checkpoint format.*top-level keys model, __author__"):
-        convert_toolbox_checkpoint({"model": {"a": 1}, "__author__": "x"}, cfg, source="odd.pth")
+        convert_mmtrack_checkpoint({"model": {"a": 1}, "__author__": "x"}, cfg, source="odd.pth")
 
 
 # ---- the tool -----------------------------------------------------------------------------------------
@@ -577,7 +577,7 @@ def test_tool_dry_run_writes_nothing_and_output_loads(tmp_path, capsys):
     config = tmp_path / "toy.yaml"
     config.write_text(f'_BASE_: "{get_config_file(CONVERTED + "selsa_troi_R_50_DC5.yaml")}"\n' + TOY_YAML)
     source = tmp_path / "toy_source.pth"
-    torch.save({"state_dict": toolbox_state_dict(**TOY), "meta": {"CLASSES": TOOLBOX_VID_CLASSES}}, source)
+    torch.save({"state_dict": toolbox_state_dict(**TOY), "meta": {"CLASSES": MMTRACK_VID_CLASSES}}, source)
     output = tmp_path / "out" / "toy.pth"
     args = ["mmtrack", str(source), str(output), "--config-file", str(config)]
 
@@ -602,7 +602,7 @@ def test_tool_dry_run_writes_nothing_and_output_loads(tmp_path, capsys):
 @pytest.mark.parametrize("height, width", [(720, 1280), (375, 500), (1080, 1920), (480, 640)])
 def test_toolbox_resize_matches_the_toolbox_sizes_and_pixels(height, width):
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    transform = ToolboxResizeShortestEdge(600, 1000).get_transform(image)
+    transform = MMTrackResizeShortestEdge(600, 1000).get_transform(image)
     factor = min(1000 / max(height, width), 600 / min(height, width))
     size = (int(width * factor + 0.5), int(height * factor + 0.5))
     out = transform.apply_image(image)

@@ -1,7 +1,9 @@
 """ImageNet VID/DET loading from fixture trees in the official on-disk format."""
 
+import importlib.util
 import logging
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,15 +13,21 @@ from PIL import Image
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from temporal_roi_align.data import frame_file_name
-from temporal_roi_align.data.datasets import (
-    VID_CATEGORIES,
-    load_imagenet_vid,
-    prepare_imagenet_vid_splits,
-)
+from temporal_roi_align.data.datasets import VID_CATEGORIES, load_imagenet_vid
 
 CAT, HORSE, DOG = "n02121808", "n02374451", "n02084071"
 PERSON = "n00007846"  # a DET class outside the 30 VID classes
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_prepare_script():
+    spec = importlib.util.spec_from_file_location("prepare_imagenet_vid", os.path.join(REPO, "datasets", "prepare_imagenet_vid.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+prepare_imagenet_vid_splits = _load_prepare_script().prepare_imagenet_vid_splits
 
 
 def vid_xml(width, height, objects, track=True):
@@ -210,7 +218,9 @@ def test_split_file_errors(tmp_path):
         FileNotFoundError, match=r"val\.txt:2: video directory .*val/missing does not exist"
     ):
         load_imagenet_vid(root, split)
-    with pytest.raises(ValueError, match=r"bad\.txt:1: frame 2 is outside a video of 2 frames"):
+    with pytest.raises(
+        ValueError, match=r"bad\.txt:1: frame 2 is outside a video of 2 frames \(.*0-based file number 0\.\.1.*mmtrack"
+    ):
         load_imagenet_vid(root, write_split(root, "bad.txt", ["val/v 1 2 2"]))
     with pytest.raises(ValueError, match=r"short\.txt:1: expected"):
         load_imagenet_vid(root, write_split(root, "short.txt", ["val/v 1"]))
@@ -263,6 +273,22 @@ def test_prepare_without_det_tree_says_how_to_go_on(tmp_path):
     write_video(root, "val/c", 2)
     with pytest.raises(FileNotFoundError, match="with_det=False / --no-det"):
         prepare_imagenet_vid_splits(root)
+
+
+def test_prepare_with_a_wrong_root_keeps_existing_split_files(tmp_path):
+    root = str(tmp_path / "ILSVRC2015")
+    write_video(root, "train/a/b", 2)
+    write_video(root, "val/c", 2)
+    assert prepare_imagenet_vid_splits(root, with_det=False)["VID_val_videos.txt"] == 1
+    split = os.path.join(root, "ImageSets", "VID_val_videos.txt")
+    with open(split) as f:
+        before = f.read()
+    shutil.rmtree(os.path.join(root, "Data", "VID", "val", "c"))  # now a tree without val videos
+    with pytest.raises(FileNotFoundError, match="val holds no video"):
+        prepare_imagenet_vid_splits(root, with_det=False)
+    with open(split) as f:
+        assert f.read() == before
+    assert sorted(os.listdir(os.path.join(root, "ImageSets"))) == ["VID_train_15frames.txt", "VID_val_videos.txt"]
 
 
 def test_prepare_cli_and_registration_touch_no_other_path(tmp_path):

@@ -12,7 +12,8 @@ import torch.distributed as dist
 
 from temporal_roi_align.engine import VideoTrainer, launch, setup_cfg
 from temporal_roi_align.model_zoo import get_config_file
-from temporal_roi_align.predictor import VideoPredictor, past_support_indices
+from temporal_roi_align.data import select_test_supports
+from temporal_roi_align.predictor import VideoPredictor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["SOLVER.IMS_PER_BATCH", 2, "INPUT.MIN_SIZE_TRAIN", (64,), "INPUT.MIN_SIZE_TEST", 64,
@@ -117,8 +118,8 @@ def test_offline_prediction_runs_the_backbone_about_once_per_frame():
 
 
 def test_online_prediction_uses_past_frames_only():
-    assert past_support_indices(0, 3, 2) == [0, 0, 0]
-    assert past_support_indices(5, 3, 2) == [3, 1, 0]
+    assert select_test_supports(0, range(6), 3, "past", stride=2) == [0, 0, 0]
+    assert select_test_supports(5, range(6), 3, "past", stride=2) == [3, 1, 0]
     _, frames = clip_frames(count=5)
     p = predictor("troi", "INPUT.SUPPORT.NUM_TEST", 2)
     online = [x.scores for x in p.predict_stream(iter(frames))]

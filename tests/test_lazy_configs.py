@@ -37,7 +37,7 @@ TINY = [
     "dataloader.train.total_batch_size=2",
     "dataloader.train.mapper.augmentations.0.short_edge_length=[64]",
     "dataloader.test.mapper.augmentations.0.short_edge_length=64",
-    "dataloader.test.mapper.num_supports=2",
+    "dataloader.test.mapper.support_selector.num=2",
 ]
 
 
@@ -91,14 +91,14 @@ def test_ablation_file_loads_with_its_grid_and_paper_numbers(name):
 
 
 # Target frame 200 of a 500-frame video: 13 supports S=10 apart stay inside it.
-FRAME = {"video_id": "v", "frame_id": 200, "video_length": 500}
+TARGET, VIDEO_FRAMES = 200, range(500)
 
 
 def support_stride(built):
-    frames = built.test_mapper.support_frame_ids(FRAME)
+    frames = built.test_mapper.support_selector(TARGET, VIDEO_FRAMES)
     stride, before = frames[-1] - frames[-2], len(frames) // 2
     offsets = [*range(-before, 0), *range(1, len(frames) - before + 1)]
-    assert frames == [FRAME["frame_id"] + k * stride for k in offsets], frames
+    assert frames == [TARGET + k * stride for k in offsets], frames
     return stride
 
 
@@ -106,9 +106,9 @@ def support_stride(built):
 BUILT = {
     "model.roi_heads.box_pooler.topk": lambda b: b.model.roi_heads.box_pooler.topk,
     "model.roi_heads.box_pooler.num_attention_blocks": lambda b: b.model.roi_heads.box_pooler.aggregation.num_blocks,
-    "dataloader.train.mapper.num_supports": lambda b: b.train_mapper.num_supports,
-    "dataloader.test.mapper.num_supports": lambda b: len(b.test_mapper.support_frame_ids(FRAME)),
-    "dataloader.test.mapper.support_stride": support_stride,
+    "dataloader.train.mapper.support_selector.num": lambda b: b.train_mapper.support_selector.num,
+    "dataloader.test.mapper.support_selector.num": lambda b: len(b.test_mapper.support_selector(TARGET, VIDEO_FRAMES)),
+    "dataloader.test.mapper.support_selector.stride": support_stride,
 }
 
 
@@ -128,7 +128,7 @@ def test_every_grid_point_builds_what_it_overrides(name):
         )
         assert built.model.roi_heads.box_pooler.channels == 128, "the toy model"
         assert (
-            built.test_mapper.support_mode == ablation_test_mapper.support_mode
+            built.test_mapper.support_selector.mode == ablation_test_mapper.support_selector.mode
         ), "the ablation's setting, on the toy"
         for override in overrides:
             key, value = override.split("=")
@@ -142,9 +142,9 @@ def test_every_grid_point_builds_what_it_overrides(name):
 
 def test_toy_rebase_keeps_the_ablation_setting_and_rejects_what_it_cannot_move():
     cfg = run_ablation.point_config(
-        ablation_file("stride_S"), ["dataloader.test.mapper.support_stride=3"], toy=True
+        ablation_file("stride_S"), ["dataloader.test.mapper.support_selector.stride=3"], toy=True
     )
-    assert (cfg.dataloader.test.mapper.support_mode, cfg.dataloader.test.mapper.num_supports) == (
+    assert (cfg.dataloader.test.mapper.support_selector.mode, cfg.dataloader.test.mapper.support_selector.num) == (
         "stride",
         26,
     )
@@ -262,8 +262,8 @@ def test_single_frame_point_is_the_single_frame_yaml_model(toy, yaml_file):
         (False, cfg.dataloader.test.mapper),
     ):
         assert (
-            instantiate(mapper).num_supports
-            == VideoDatasetMapper(yaml_cfg, is_train).num_supports
+            instantiate(mapper).support_selector.num
+            == VideoDatasetMapper(yaml_cfg, is_train).support_selector.num
             == 0
         )
 
@@ -346,10 +346,10 @@ def test_run_ablation_trains_once_for_test_only_points_and_reuses_results(
     for point, stride in (("S=1", 1), ("S=3", 3)):
         saved = LazyConfig.load(str(tmp_path / point / "config.yaml"))
         assert (
-            saved.dataloader.test.mapper.support_mode == "stride"
+            saved.dataloader.test.mapper.support_selector.mode == "stride"
             and saved.model.roi_heads.num_classes == 3
         )
-        assert saved.dataloader.test.mapper.support_stride == stride
+        assert saved.dataloader.test.mapper.support_selector.stride == stride
         assert os.path.isfile(tmp_path / point / "inference" / "vid_results.json")
     rows = {
         line.split()[0]: line.split()[1:4]

@@ -52,21 +52,63 @@ def test_box_head_attends_within_each_image_only():
     assert out.shape == (5, 16) and (out >= 0).all()
 
 
-@torch.no_grad()
-def test_box_head_matches_manual_composition():
-    torch.manual_seed(0)
-    head = SelsaBoxHead(
+def make_head(mode, num_modules=2):
+    return SelsaBoxHead(
         ShapeSpec(channels=2, height=2, width=2),
-        conv_dims=[], fc_dims=[8, 8, 8], num_selsa_modules=2, num_attention_groups=2,
+        conv_dims=[], fc_dims=[8, 8, 8], num_selsa_modules=num_modules, num_attention_groups=2,
+        reference_mode=mode,
     )
+
+
+@torch.no_grad()
+def test_mmtrack_mode_matches_direct_computation():
+    """mmtracking's SelsaBBoxHead: references (the supports' proposals) pass the FCs without
+    aggregation; the target proposals attend to them only."""
+    torch.manual_seed(0)
+    head = make_head("mmtrack")
     x, support = torch.randn(3, 2, 2, 2), torch.randn(4, 2, 2, 2)
     h, s = x.flatten(1), support.flatten(1)
     for k, fc in enumerate(head.fcs):
         h, s = fc(h), fc(s)
         if k < 2:
-            h = h + selsa_reference(head.aggregators[k], h, torch.cat([h, s]))
+            h = h + selsa_reference(head.aggregators[k], h, s)
         h, s = h.relu(), s.relu()
     torch.testing.assert_close(head(x, support, [3], [4]), h, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("num_modules", [1, 2, 3])
+def test_all_frames_mode_matches_direct_computation(num_modules):
+    """The original SELSA: the proposals of all frames are one set; at each module every
+    proposal is updated by attending to the whole set; the target's proposals come first."""
+    torch.manual_seed(0)
+    head = make_head("all_frames", num_modules)
+    x, support = torch.randn(3, 2, 2, 2), torch.randn(4, 2, 2, 2)
+    z = torch.cat([x, support]).flatten(1)
+    for k, fc in enumerate(head.fcs):
+        z = fc(z)
+        if k < num_modules:
+            z = z + selsa_reference(head.aggregators[k], z, z)
+        z = z.relu()
+    torch.testing.assert_close(head(x, support, [3], [4]), z[:3], atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_modes_differ_and_all_frames_keeps_images_apart():
+    torch.manual_seed(0)
+    mmtrack, all_frames = make_head("mmtrack"), make_head("all_frames")
+    all_frames.load_state_dict(mmtrack.state_dict())
+    x, support = torch.randn(5, 2, 2, 2), torch.randn(6, 2, 2, 2)
+    out = all_frames(x, support, [2, 3], [4, 2])
+    assert out.shape == (5, 8) and not torch.allclose(out, mmtrack(x, support, [2, 3], [4, 2]))
+    support2 = support.clone()
+    support2[4:] += 5
+    torch.testing.assert_close(all_frames(x, support2, [2, 3], [4, 2])[:2], out[:2])
+
+
+def test_box_head_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="REFERENCE_MODE must be one of"):
+        make_head("target_too")
 
 
 def test_box_head_checks_module_count():

@@ -27,7 +27,11 @@ def make_inputs(scales=(1 / 8,), boxes_per_image=(3, 2), num_supports=2, dtype=t
         corner = torch.rand(num_boxes, 2) * torch.tensor([100.0, 80.0])
         size = 8 + torch.rand(num_boxes, 2) * 120
         box_lists.append(Boxes(torch.cat([corner, corner + size], dim=1).to(dtype)))
-    supports = [torch.randn(num_images, num_supports, CHANNELS, m.shape[2] + 1, m.shape[3], dtype=dtype) for m in x]
+    # supports[level][image]: [T, C, H, W], maps a little larger than the target's.
+    supports = [
+        [torch.randn(num_supports, CHANNELS, m.shape[2] + 1, m.shape[3], dtype=dtype) for _ in range(num_images)]
+        for m in x
+    ]
     return x, box_lists, supports
 
 
@@ -51,9 +55,9 @@ def test_without_supports_equals_roi_pooler(scales):
     x, box_lists, _ = make_inputs(scales)
     pooler = make_pooler(scales)
     expected = ROIPooler(3, scales, 2, "ROIAlignV2", 32, 3)(x, box_lists)
-    no_supports = [torch.zeros(2, 0, CHANNELS, 4, 4) for _ in scales]
-    for support_features in (None, no_supports, [[] for _ in scales]):
-        torch.testing.assert_close(pooler(x, box_lists, support_features), expected, rtol=0, atol=0)
+    no_supports = [[torch.zeros(0, CHANNELS, 4, 4)] * 2 for _ in scales]
+    for supports in (None, no_supports):
+        torch.testing.assert_close(pooler(x, box_lists, supports), expected, rtol=0, atol=0)
 
 
 def test_without_supports_equals_roi_align():
@@ -101,13 +105,19 @@ def test_inference_path_when_nothing_requires_grad():
         torch.testing.assert_close(out, reference_pooler(pooler, x, box_lists, supports), rtol=1e-5, atol=1e-5)
 
 
-def test_support_sequence_equals_support_tensor():
+def test_images_with_different_support_counts():
     x, box_lists, supports = make_inputs(num_supports=3)
+    supports = [[level[0][:1], level[1]] for level in supports]  # image 0: T=1, image 1: T=3
     pooler = make_pooler()
-    as_sequence = [list(supports[0].unbind(1))]
     with torch.no_grad():
-        torch.testing.assert_close(pooler(x, box_lists, as_sequence), pooler(x, box_lists, supports), rtol=0, atol=0)
-    torch.testing.assert_close(pooler(x, box_lists, as_sequence), pooler(x, box_lists, supports), rtol=0, atol=0)
+        expected = reference_pooler(pooler, x, box_lists, supports)
+        torch.testing.assert_close(pooler(x, box_lists, supports), expected, rtol=1e-5, atol=1e-5)
+    # An image without supports keeps its ROIAlign features.
+    no_support_for_image_0 = [[level[0][:0], level[1]] for level in supports]
+    plain = ROIPooler(3, (1 / 8,), 2, "ROIAlignV2", 32, 3)(x, box_lists)
+    out = pooler(x, box_lists, no_support_for_image_0)
+    torch.testing.assert_close(out[:3], plain[:3], rtol=0, atol=0)
+    torch.testing.assert_close(out[3:], pooler(x, box_lists, supports)[3:], rtol=0, atol=0)
 
 
 def test_no_boxes():
@@ -119,10 +129,10 @@ def test_no_boxes():
 def test_gradients_reach_features_supports_and_embedding():
     x, box_lists, supports = make_inputs()
     x[0].requires_grad_()
-    supports[0].requires_grad_()
+    supports[0][1].requires_grad_()
     pooler = make_pooler()
     pooler(x, box_lists, supports).square().sum().backward()
-    for grad in (x[0].grad, supports[0].grad, pooler.aggregation.embed.weight.grad):
+    for grad in (x[0].grad, supports[0][1].grad, pooler.aggregation.embed.weight.grad):
         assert grad is not None and grad.abs().sum() > 0
 
 
@@ -130,11 +140,11 @@ def test_gradcheck():
     torch.manual_seed(1)
     pooler = make_pooler(channels=4, num_attention_blocks=2, topk=2).double()
     feature_map = torch.randn(1, 4, 4, 5, dtype=torch.float64, requires_grad=True)
-    support_maps = torch.randn(1, 2, 4, 3, 4, dtype=torch.float64, requires_grad=True)
+    support_maps = torch.randn(2, 4, 3, 4, dtype=torch.float64, requires_grad=True)
     box_lists = [Boxes(torch.tensor([[2.0, 3.0, 30.0, 25.0], [10.0, 0.0, 38.0, 31.0]], dtype=torch.float64))]
 
     def pool(feature_map, support_maps):
-        return pooler([feature_map], box_lists, [support_maps])
+        return pooler([feature_map], box_lists, [[support_maps]])
 
     assert torch.autograd.gradcheck(pool, (feature_map, support_maps))
 
@@ -160,13 +170,13 @@ def test_from_config():
 def test_bad_support_features():
     x, box_lists, supports = make_inputs()
     pooler = make_pooler()
-    with pytest.raises(ValueError, match=r"one entry per feature level \(1\)"):
+    with pytest.raises(ValueError, match=r"one entry per feature level \(1\), got 2 entries"):
         pooler(x, box_lists, supports * 2)
-    with pytest.raises(ValueError, match=r"must be \[N, T, C, H, W\]"):
-        pooler(x, box_lists, [supports[0][0]])
-    with pytest.raises(ValueError, match=r"support map 0 of level 0 must be \[2, 8, H, W\]"):
+    with pytest.raises(ValueError, match=r"supports\[0\] must hold the supports of each of the 2 images, got 1"):
         pooler(x, box_lists, [supports[0][:1]])
+    with pytest.raises(ValueError, match=r"supports\[0\]\[1\] must be \[T, 8, H, W\]"):
+        pooler(x, box_lists, [[supports[0][0], supports[0][1][:, :4]]])
     two_levels = make_pooler((1 / 8, 1 / 16))
     x2, box_lists2, supports2 = make_inputs((1 / 8, 1 / 16))
     with pytest.raises(ValueError, match="same number of supports"):
-        two_levels(x2, box_lists2, [supports2[0], supports2[1][:, :1]])
+        two_levels(x2, box_lists2, [supports2[0], [m[:1] for m in supports2[1]]])

@@ -14,7 +14,7 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from temporal_roi_align.data import TOY_CATEGORIES, ensure_toy_vid, make_toy_vid
 from temporal_roi_align.data.datasets import load_imagenet_vid
-from temporal_roi_align.data.toy import DEGRADATIONS
+from temporal_roi_align.data.toy import DEGRADATIONS, load_toy_vid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(
@@ -89,9 +89,7 @@ def test_blur_makes_frames_harder(tmp_path):
         str(tmp_path / "t"),
         **dict(TINY, num_val_videos=4, val_frames_per_video=20, degradation_prob=0.5),
     )
-    dicts = load_imagenet_vid(
-        root, "ImageSets/VID_val_videos.txt", all_frames=True, categories=TOY_CATEGORIES
-    )
+    dicts = load_toy_vid(root, "val")
 
     def sharpness(d):
         gray = cv2.imread(d["file_name"], cv2.IMREAD_GRAYSCALE).astype(np.float32)

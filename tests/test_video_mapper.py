@@ -15,6 +15,7 @@ from detectron2.utils import comm
 from temporal_roi_align.config import add_video_config
 from temporal_roi_align.data import (
     VideoDatasetMapper,
+    SupportSelector,
     VideoInferenceSampler,
     build_video_test_loader,
     build_video_train_loader,
@@ -88,6 +89,21 @@ def test_test_supports_stride_copies_ends():
         select_test_supports(0, range(3), 2, "random")
 
 
+def test_test_supports_past_frames_only():
+    assert select_test_supports(5, range(30), 3, "past", stride=2) == [3, 1, 0]
+    assert select_test_supports(0, range(30), 2, "past") == [0, 0]
+    assert SupportSelector("past", 3, stride=2).is_causal and not SupportSelector("uniform", 3).is_causal
+
+
+def test_support_selector_from_config():
+    train = SupportSelector.from_config(small_cfg(NUM_TRAIN=3, TRAIN_FRAME_RANGE=4), is_train=True)
+    assert train == SupportSelector("random", 3, frame_range=4)
+    test = SupportSelector.from_config(small_cfg(NUM_TEST=5, TEST_MODE="stride", TEST_STRIDE=2), is_train=False)
+    assert test == SupportSelector("stride", 5, stride=2)
+    assert test(10, range(30)) == [6, 8, 12, 14, 16]
+    assert SupportSelector("uniform", 0)(3, range(10)) == []
+
+
 def test_test_supports_uniform_with_target():
     # The converted toolbox checkpoints' test supports: 14 over the whole video, then the target.
     assert select_test_supports(3, range(27), 14, "uniform_with_target") == list(
@@ -128,7 +144,7 @@ def test_train_mapping_group(vid_toy_datasets_env):
     assert "annotations" not in out and "degradation" in out
     assert len(out["supports"]) == 3
     for s in out["supports"]:
-        assert set(s) == {"image", "file_name", "frame_id"}
+        assert set(s) == {"image", "file_name", "video_id", "frame_id"} and s["video_id"] == d["video_id"]
         assert s["frame_id"] != d["frame_id"] and s["image"].shape == out["image"].shape
         assert os.path.dirname(s["file_name"]) == os.path.dirname(d["file_name"])
 
@@ -139,8 +155,7 @@ def test_supports_get_the_targets_transforms(vid_toy_datasets_env):
         is_train=True,
         augmentations=[T.ResizeShortestEdge(32, 100), T.RandomFlip(prob=1.0)],
         image_format="RGB",
-        num_supports=1,
-        support_mode="random",
+        support_selector=SupportSelector("random", 1),
     )
     out = mapper(d)
     (s,) = out["supports"]
@@ -167,27 +182,21 @@ def test_test_mapping(vid_toy_datasets_env, mode, stride):
     assert all("instances" not in s for s in out["supports"])
 
 
-def test_support_annotations(vid_toy_datasets_env):
-    dicts = toy_dicts("toy_vid_train")
-    mapper = VideoDatasetMapper(small_cfg(), True, support_annotations=True, support_dicts=dicts)
-    out = mapper(dicts[1])
-    assert all(s["instances"].has("gt_track_ids") for s in out["supports"])
-    with pytest.raises(ValueError, match="needs support_dicts"):
-        VideoDatasetMapper(small_cfg(), True, support_annotations=True)
-
-
 def test_bad_config_values():
-    with pytest.raises(ValueError, match="support_mode must be one of"):
+    with pytest.raises(ValueError, match="support mode must be one of"):
         VideoDatasetMapper(small_cfg(TEST_MODE="all"), is_train=False)
+    with pytest.raises(ValueError, match="need num >= 0 supports and stride >= 1"):
+        VideoDatasetMapper(small_cfg(TEST_MODE="stride", TEST_STRIDE=0), is_train=False)
     cfg = small_cfg()
     cfg.INPUT.RESIZE_STYLE = "other"
     with pytest.raises(ValueError, match="RESIZE_STYLE"):
         VideoDatasetMapper(cfg, is_train=False)
 
 
-def test_toolbox_resize_style_at_test(vid_toy_datasets_env):
+@pytest.mark.parametrize("style", ["mmtrack", "mmcv"])  # "mmcv": the old name, still accepted
+def test_mmtrack_resize_style_at_test(vid_toy_datasets_env, style):
     cfg = small_cfg(NUM_TEST=2, TEST_MODE="uniform_with_target")
-    cfg.INPUT.RESIZE_STYLE = "mmcv"
+    cfg.INPUT.RESIZE_STYLE = style
     cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = 100, 110  # 64x80 -> factor 1.375: 88x110
     out = VideoDatasetMapper(cfg, is_train=False)(toy_dicts("toy_vid_val")[2])
     assert out["image"].shape == (3, 88, 110)
@@ -236,7 +245,7 @@ def test_support_of_another_size(broken_video):
     from PIL import Image
 
     Image.new("RGB", (40, 30)).save(bad, "JPEG")
-    with pytest.raises(ValueError, match="support frame is 40x30 but target frame") as e:
+    with pytest.raises(ValueError, match="frame is 40x30 but frame .* of the same video is") as e:
         VideoDatasetMapper(small_cfg(NUM_TEST=7), is_train=False)(d)
     assert bad in str(e.value)
 
@@ -302,3 +311,21 @@ def test_inference_sampler_keeps_videos_whole(monkeypatch):
         if s is not t
     )
     assert all(shards)
+
+
+def test_test_loader_keeps_videos_whole_whatever_detectron2_proposes(vid_toy_datasets_env, monkeypatch):
+    """Detectron2 after 0.6 returns its InferenceSampler from _test_loader_from_config, which
+    may split a video between processes; the video loader always uses its own sampler."""
+    import temporal_roi_align.data.build as build
+    from detectron2.data.samplers import InferenceSampler
+
+    original = build._test_loader_from_config
+
+    def upstream_like(cfg, dataset_name, mapper=None):
+        ret = original(cfg, dataset_name, mapper)
+        ret["sampler"] = InferenceSampler(len(ret["dataset"]))
+        return ret
+
+    monkeypatch.setattr(build, "_test_loader_from_config", upstream_like)
+    loader = build_video_test_loader(small_cfg(NUM_TEST=1), "toy_vid_val")
+    assert isinstance(loader.batch_sampler.sampler, VideoInferenceSampler)

@@ -18,16 +18,16 @@ def tiny_cfg(variant, *opts):
     )
 
 
-def frame(file_name, seed, height=64, width=96):
-    g = torch.Generator().manual_seed(seed)
+def frame(video, index, height=64, width=96):
+    g = torch.Generator().manual_seed(sum(map(ord, video)) * 1000 + index)
     return {"image": torch.randint(0, 255, (3, height, width), generator=g, dtype=torch.uint8),
-            "file_name": file_name}
+            "video_id": video, "frame_id": index}
 
 
 def group(video, target, supports, with_instances=False):
-    x = frame(f"{video}/{target}.JPEG", hash((video, target)) % 1000)
+    x = frame(video, target)
     x.update(height=64, width=96, image_id=f"{video}/{target}")
-    x["supports"] = [frame(f"{video}/{s}.JPEG", hash((video, s)) % 1000) for s in supports]
+    x["supports"] = [frame(video, s) for s in supports]
     if with_instances:
         inst = Instances((64, 96))
         inst.gt_boxes = Boxes(torch.tensor([[10.0, 12.0, 50.0, 40.0]]))
@@ -98,11 +98,44 @@ def test_single_frame_detector_ignores_supports():
     torch.testing.assert_close(a.scores, b.scores)
 
 
-def test_unequal_support_counts_in_a_batch_are_an_error():
-    model = build_model(tiny_cfg("troi"))
+@pytest.mark.parametrize("variant", ["troi", "selsa_troi"])
+def test_batch_with_unequal_support_counts_trains(variant):
+    model = build_model(tiny_cfg(variant))
     model.train()
-    with pytest.raises(ValueError, match="same number of supports"), EventStorage():
-        model([group("a", 0, [1], True), group("b", 0, [1, 2], True)])
+    with EventStorage():
+        losses = model([group("a", 0, [1], True), group("b", 0, [1, 2, 3], True)])
+    assert torch.isfinite(sum(losses.values()))
+
+
+@pytest.mark.parametrize("variant", ["troi", "selsa_troi"])
+def test_training_and_inference_give_the_heads_the_same_supports(variant):
+    """The two roads to SupportFrames (one batched backbone pass in training, the per-frame
+    cache in inference) carry the same maps and proposals, so the pooler gives the same
+    features for the same boxes."""
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg(variant, "MODEL.SELSA.SUPPORT_PROPOSALS_TRAIN", 8,
+                                 "MODEL.SELSA.SUPPORT_PROPOSALS_TEST", 8))
+    x = group("v", 1, [0, 2, 3])
+    model.train()
+    with torch.no_grad():
+        _, train_features, train_supports = model._training_frame_groups([x])
+    model.eval()
+    with torch.no_grad():
+        target, *supports = model.frame_outputs([x] + x["supports"])
+    names = model.roi_heads.box_in_features
+    for name in names:
+        torch.testing.assert_close(train_features[name][0], target.features[name])
+        torch.testing.assert_close(train_supports.features[0][name], torch.stack([f.features[name] for f in supports]))
+    if model.needs_support_proposals:
+        for train_p, test_f in zip(train_supports.proposals[0], supports):
+            torch.testing.assert_close(train_p.proposal_boxes.tensor, test_f.proposals[:8].proposal_boxes.tensor)
+    boxes = [Boxes(torch.tensor([[4.0, 6.0, 40.0, 30.0], [30.0, 10.0, 90.0, 60.0]]))]
+    with torch.no_grad():
+        inference_supports = [[torch.stack([f.features[n] for f in supports])] for n in names]
+        torch.testing.assert_close(
+            model.roi_heads.box_pooler([train_features[n] for n in names], boxes, train_supports.maps(names)),
+            model.roi_heads.box_pooler([target.features[n][None] for n in names], boxes, inference_supports),
+        )
 
 
 @pytest.mark.parametrize("variant", ["troi", "selsa", "selsa_troi"])

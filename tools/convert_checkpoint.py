@@ -2,7 +2,7 @@
 """
 Convert third-party checkpoints to this project's models (docs/converting_checkpoints.md).
 
-    # The video toolbox's ImageNet VID models (SELSA, SELSA + TRoI, single-frame) -> MODEL.WEIGHTS:
+    # mmtracking's (mmtrack's) ImageNet VID models (SELSA, SELSA + TRoI, single-frame) -> MODEL.WEIGHTS:
     python tools/convert_checkpoint.py mmtrack \\
         selsa_troialign_faster_rcnn_r50_dc5_7e_imagenetvid_20210820_162714-939fd657.pth \\
         output/selsa_troi_R_50_DC5_mmtrack.pth \\
@@ -21,7 +21,7 @@ import sys
 
 from temporal_roi_align.checkpoint import (
     ConversionError,
-    convert_toolbox_checkpoint,
+    convert_mmtrack_checkpoint,
     convert_torchvision_checkpoint,
     load_checkpoint,
     save_checkpoint,
@@ -29,7 +29,7 @@ from temporal_roi_align.checkpoint import (
 from temporal_roi_align.engine import setup_cfg
 
 CONVERTERS = {
-    "mmtrack": (convert_toolbox_checkpoint, "a toolbox (mmtracking 0.x / mmdetection 2.x) ImageNet VID checkpoint"),
+    "mmtrack": (convert_mmtrack_checkpoint, "an mmtracking 0.x (mmtrack) ImageNet VID checkpoint"),
     "torchvision": (convert_torchvision_checkpoint, "a torchvision ImageNet ResNet / ResNeXt checkpoint"),
 }
 

@@ -8,10 +8,10 @@ from types import MappingProxyType
 
 from .troi_R_101_DC5 import dataloader, lr_multiplier, model, optimizer, train
 
-dataloader.test.mapper.support_mode = "stride"
-dataloader.test.mapper.num_supports = 26
+dataloader.test.mapper.support_selector.mode = "stride"
+dataloader.test.mapper.support_selector.num = 26
 
-GRID = [(f"S={s}", [f"dataloader.test.mapper.support_stride={s}"]) for s in range(1, 11)]
+GRID = [(f"S={s}", [f"dataloader.test.mapper.support_selector.stride={s}"]) for s in range(1, 11)]
 
 # mAP@0.5 (%) on ImageNet VID val stated in the text; the other points are only plotted.
 # A read-only mapping, not a dict, so that LazyConfig.load leaves it out of the config.

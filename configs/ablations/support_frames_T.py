@@ -8,12 +8,12 @@ from types import MappingProxyType
 
 from .troi_R_101_DC5 import SINGLE_FRAME, dataloader, lr_multiplier, model, optimizer, train
 
-dataloader.test.mapper.support_mode = "stride"
-dataloader.test.mapper.support_stride = 1
+dataloader.test.mapper.support_selector.mode = "stride"
+dataloader.test.mapper.support_selector.stride = 1
 
 # Fig. 5 is a plot: a regular grid through the values that the text discusses.
 GRID = [("T=0", SINGLE_FRAME)] + [
-    (f"T={t}", [f"dataloader.test.mapper.num_supports={t}"]) for t in (2, 6, 10, 14, 18, 22, 26, 30)
+    (f"T={t}", [f"dataloader.test.mapper.support_selector.num={t}"]) for t in (2, 6, 10, 14, 18, 22, 26, 30)
 ]
 
 # mAP@0.5 (%) on ImageNet VID val stated in the text; the other points are only plotted.

@@ -15,7 +15,7 @@ train.max_iter = MAX_ITER_6E
 # Overrides that turn it into the single-frame detector: no supports in training or test, so
 # the box features are plain RoIAlign's; N=0 (averaging, no parameters) as TAFA never runs.
 SINGLE_FRAME = [
-    "dataloader.train.mapper.num_supports=0",
-    "dataloader.test.mapper.num_supports=0",
+    "dataloader.train.mapper.support_selector.num=0",
+    "dataloader.test.mapper.support_selector.num=0",
     "model.roi_heads.box_pooler.num_attention_blocks=0",
 ]

@@ -11,6 +11,7 @@ from detectron2.config import LazyCall as L
 from detectron2.data import get_detection_dataset_dicts
 
 from temporal_roi_align.data import (
+    SupportSelector,
     VideoDatasetMapper,
     build_video_test_loader,
     build_video_train_loader,
@@ -30,9 +31,8 @@ dataloader.train = L(build_video_train_loader)(
             L(T.RandomFlip)(horizontal=True),
         ],
         image_format="RGB",
-        num_supports=2,
-        support_mode="random",
-        support_frame_range=-1,  # anywhere in the video
+        # 2 supports drawn at random anywhere in the video (frame_range -1).
+        support_selector=L(SupportSelector)(mode="random", num=2, frame_range=-1),
     ),
     total_batch_size=16,
     num_workers=4,
@@ -47,10 +47,8 @@ dataloader.test = L(build_video_test_loader)(
         ],
         image_format="${...train.mapper.image_format}",
         # T supports: "uniform" over the whole video, or "stride": T/2 before and T/2 after the
-        # target, support_stride (S) frames apart, copying the first/last frame past the ends.
-        num_supports=14,
-        support_mode="uniform",
-        support_stride=1,
+        # target, S = stride frames apart, copying the first/last frame past the ends.
+        support_selector=L(SupportSelector)(mode="uniform", num=14, stride=1),
     ),
     num_workers=4,
 )

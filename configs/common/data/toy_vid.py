@@ -22,5 +22,5 @@ dataloader.test.dataset.names = "toy_vid_val"
 dataloader.test.mapper.augmentations = [
     L(T.ResizeShortestEdge)(short_edge_length=160, max_size=256, sample_style="choice")
 ]
-dataloader.test.mapper.num_supports = 6
+dataloader.test.mapper.support_selector.num = 6
 dataloader.test.num_workers = 0

@@ -20,8 +20,11 @@ def add_video_config(cfg):
     cfg.MODEL.SELSA.NUM_ATTENTION_GROUPS = 16
     # SELSA modules in the FC box head, one after each of the first NUM_MODULES FC layers.
     cfg.MODEL.SELSA.NUM_MODULES = 2
-    # Whether the target frame's own proposals are among the references, as in the SELSA paper.
-    cfg.MODEL.SELSA.INCLUDE_TARGET_PROPOSALS = True
+    # Which proposals attend to which (SelsaBoxHead): "mmtrack" (mmtracking's SELSA, with which
+    # the paper's SELSA and SELSA+TRoI numbers were produced): target proposals attend to the
+    # support frames' proposals, which pass the FCs without aggregation; "all_frames" (the
+    # original SELSA code): the proposals of all frames attend to each other at every module.
+    cfg.MODEL.SELSA.REFERENCE_MODE = "mmtrack"
     # Proposals of each support frame that take part in the attention.
     cfg.MODEL.SELSA.SUPPORT_PROPOSALS_TRAIN = 256
     cfg.MODEL.SELSA.SUPPORT_PROPOSALS_TEST = 300
@@ -37,30 +40,28 @@ def add_video_config(cfg):
     # of the target (-1: anywhere in the video).
     cfg.INPUT.SUPPORT.NUM_TRAIN = 2
     cfg.INPUT.SUPPORT.TRAIN_FRAME_RANGE = -1
-    # Test: "uniform" spreads NUM_TEST frames over the whole video (the paper's default, T=14);
-    # "stride" takes NUM_TEST frames around the target, TEST_STRIDE apart, copying the first/last
-    # frame past the video's ends.
+    # Test (data.support_frames): "uniform" spreads NUM_TEST frames over the whole video (the
+    # paper's default, T=14); "stride" takes NUM_TEST frames around the target, TEST_STRIDE apart,
+    # copying the first/last frame past the video's ends; "past" (online) the NUM_TEST frames
+    # before the target, TEST_STRIDE apart; "uniform_with_target" mmtrack's rule (see below).
     cfg.INPUT.SUPPORT.TEST_MODE = "uniform"
     cfg.INPUT.SUPPORT.NUM_TEST = 14
     cfg.INPUT.SUPPORT.TEST_STRIDE = 1
 
-    # Whole-video inference (VideoPredictor).
+    # Whole-video inference (VideoRCNN's feature cache, used by evaluation and VideoPredictor).
     cfg.VIDEO = CN()
-    # "offline": supports spread over the whole video; "online": past frames only.
-    cfg.VIDEO.MODE = "offline"
-    # Most frames whose features the predictor keeps at once.
+    # Most frames whose features the model keeps at once.
     cfg.VIDEO.CACHE_FRAMES = 64
     # "float32", "float16" or "bfloat16": precision of cached features.
     cfg.VIDEO.CACHE_DTYPE = "float32"
 
-    # ---- Checkpoints converted from the public video toolbox (mmtracking 0.x): what its test
-    # pipeline does that the keys above cannot express. See docs/converting_checkpoints.md and
+    # ---- Checkpoints converted from mmtracking 0.x (mmtrack): what its test pipeline does that
+    # the keys above cannot express. See docs/converting_checkpoints.md and
     # configs/ImageNetVID/converted/. ----
     # "detectron2": ResizeShortestEdge (PIL bilinear, antialiased; rounds after scaling twice).
-    # "mmcv": the toolbox's resize, temporal_roi_align.checkpoint.ToolboxResizeShortestEdge
-    # (one factor min(MAX_SIZE / long side, MIN_SIZE / short side), sides int(side * factor + 0.5),
-    # OpenCV INTER_LINEAR on uint8).
+    # "mmtrack": data.transforms.MMTrackResizeShortestEdge (one factor min(MAX_SIZE / long side,
+    # MIN_SIZE / short side), sides int(side * factor + 0.5), OpenCV INTER_LINEAR on uint8).
     cfg.INPUT.RESIZE_STYLE = "detectron2"
-    # INPUT.SUPPORT.TEST_MODE "uniform_with_target" means the toolbox's test supports: the
+    # INPUT.SUPPORT.TEST_MODE "uniform_with_target" means mmtrack's test supports: the
     # NUM_TEST frames round(i * (L - 1) / (NUM_TEST - 1)), i = 0..NUM_TEST-1, of the
     # video's L frames (the target not skipped; half to even), then the target frame itself.

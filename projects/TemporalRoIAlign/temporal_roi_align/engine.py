@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from detectron2.config import get_cfg
+from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer, default_setup
 from detectron2.engine import launch as d2_launch
 from detectron2.utils.logger import setup_logger
@@ -57,8 +58,17 @@ class VideoTrainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        """The evaluator of the dataset's ``evaluator_type`` metadata, as PointRend's
+        train_net.py chooses: "vid" -> :class:`VIDEvaluator` (with the dataset's
+        ``frame_subsets``, if any)."""
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return VIDEvaluator(dataset_name, output_folder)
+        metadata = MetadataCatalog.get(dataset_name)
+        evaluator_type = metadata.get("evaluator_type", None)
+        if evaluator_type == "vid":
+            return VIDEvaluator(dataset_name, output_folder, subsets=metadata.get("frame_subsets", None))
+        raise NotImplementedError(
+            f"no evaluator for dataset '{dataset_name}' of evaluator_type {evaluator_type!r} (known: 'vid')"
+        )
 
 
 def setup_cfg(config_file: str, opts=(), *, args=None):

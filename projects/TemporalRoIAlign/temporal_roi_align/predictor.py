@@ -1,5 +1,7 @@
 """Whole-video inference in the conventions of Detectron2's DefaultPredictor."""
-from typing import Iterable, Iterator, List, Sequence
+import itertools
+from collections import OrderedDict
+from typing import Callable, Dict, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -8,27 +10,23 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
-from .data import build_test_augmentation, select_test_supports
+from .data import SupportSelector, build_test_augmentation
 
-__all__ = ["VideoPredictor", "past_support_indices"]
-
-
-def past_support_indices(frame_id: int, num_supports: int, stride: int) -> List[int]:
-    """``num_supports`` past frames ``stride`` apart, the first frame repeated before the start."""
-    return [max(frame_id - (i + 1) * stride, 0) for i in range(num_supports)]
+__all__ = ["VideoPredictor"]
 
 
 class VideoPredictor:
     """
     Config in, BGR (or ``INPUT.FORMAT``) frames in, one ``Instances`` per frame out, in the
-    original resolution. Each frame goes through the backbone about once: the model's feature
-    cache (``VIDEO.CACHE_FRAMES`` frames at ``VIDEO.CACHE_DTYPE``) serves it as a support again.
+    original resolution. Each frame is resized once and goes through the backbone about once:
+    the model's feature cache (``VIDEO.CACHE_FRAMES`` frames at ``VIDEO.CACHE_DTYPE``) serves it
+    as a support again, keyed by the frame's (video, index).
 
-    - :meth:`predict_video` (``VIDEO.MODE: offline``): random access to the whole video; supports
-      chosen as the test loader does (``INPUT.SUPPORT.TEST_MODE``, see ``select_test_supports``:
+    - :meth:`predict_video` (offline): random access to the whole video; supports chosen by the
+      test rule of the config (``INPUT.SUPPORT.TEST_MODE``, see :class:`SupportSelector`;
       ``uniform`` spreads NUM_TEST frames over the whole video, the paper's default).
-    - :meth:`predict_stream` (``online``): frames arrive one at a time; supports are the NUM_TEST
-      past frames TEST_STRIDE apart (the first frame repeated at the start of the stream).
+    - :meth:`predict_stream` (online): frames arrive one at a time; supports are the NUM_TEST
+      past frames TEST_STRIDE apart (the ``past`` rule; the first frame repeated at the start).
     """
 
     def __init__(self, cfg):
@@ -39,44 +37,60 @@ class VideoPredictor:
             DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
         self.aug = T.AugmentationList(build_test_augmentation(cfg))
         self.input_format = cfg.INPUT.FORMAT
-        support = cfg.INPUT.SUPPORT
-        self.test_mode, self.num_supports, self.stride = support.TEST_MODE, support.NUM_TEST, support.TEST_STRIDE
-        self._video = 0
+        self.offline_supports = SupportSelector.from_config(cfg, is_train=False)
+        self.online_supports = SupportSelector("past", cfg.INPUT.SUPPORT.NUM_TEST, stride=cfg.INPUT.SUPPORT.TEST_STRIDE)
+        # Resized frames kept for reuse as supports: as many as the feature cache holds, and
+        # at least one frame group.
+        self.prepared_frames = max(cfg.VIDEO.CACHE_FRAMES, cfg.INPUT.SUPPORT.NUM_TEST + 2)
+        self._video_ids = itertools.count()
 
-    def _frame_input(self, frame: np.ndarray, key: str):
+    def predict_video(self, frames: Sequence[np.ndarray]) -> Iterator[Instances]:
+        """Offline mode over a whole video (a list of frames, or any sequence with random access)."""
+        video = ("VideoPredictor", next(self._video_ids))
+        prepare = self._frame_preparer(video, lambda i: frames[i])
+        frame_ids = range(len(frames))
+        for t in frame_ids:
+            yield self._predict(prepare(t), [prepare(i) for i in self.offline_supports(t, frame_ids)])
+
+    def predict_stream(self, frames: Iterable[np.ndarray]) -> Iterator[Instances]:
+        """Online mode: only past frames serve as supports."""
+        video = ("VideoPredictor", next(self._video_ids))
+        history: Dict[int, np.ndarray] = {}
+        oldest_needed = self.online_supports.num * self.online_supports.stride
+        prepare = self._frame_preparer(video, history.__getitem__)
+        for t, frame in enumerate(frames):
+            history[t] = frame
+            yield self._predict(prepare(t), [prepare(i) for i in self.online_supports(t, range(t + 1))])
+            # Frame 0 stays: it stands in for the frames before the start.
+            if t - oldest_needed > 0:
+                del history[t - oldest_needed]
+
+    def _frame_preparer(self, video, read: Callable[[int], np.ndarray]) -> Callable[[int], dict]:
+        """``frame index -> model input`` for one video, each frame resized once while it stays
+        among the ``prepared_frames`` most recently used."""
+        prepared: "OrderedDict[int, dict]" = OrderedDict()
+
+        def prepare(index: int) -> dict:
+            if index not in prepared:
+                prepared[index] = self._frame_input(read(index), video, index)
+                while len(prepared) > self.prepared_frames:
+                    prepared.popitem(last=False)
+            prepared.move_to_end(index)
+            return prepared[index]
+
+        return prepare
+
+    def _frame_input(self, frame: np.ndarray, video, index: int) -> dict:
         if frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"frame {key}: expected an HxWx3 image, got shape {frame.shape}")
+            raise ValueError(f"frame {index}: expected an HxWx3 image, got shape {frame.shape}")
         if self.input_format == "RGB":
             frame = np.ascontiguousarray(frame[:, :, ::-1])
         height, width = frame.shape[:2]
         image = T.AugInput(frame)
         self.aug(image)
-        image = image.image
-        image = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        return {"image": image, "height": height, "width": width, "file_name": key}
+        image = torch.as_tensor(np.ascontiguousarray(image.image.transpose(2, 0, 1)))
+        return {"image": image, "height": height, "width": width, "video_id": video, "frame_id": index}
 
-    def predict_video(self, frames: Sequence[np.ndarray]) -> Iterator[Instances]:
-        """Offline mode over a whole video (a list of frames, or any sequence with random access)."""
-        self._video += 1
-        frame_ids = list(range(len(frames)))
-        for t in frame_ids:
-            ids = []
-            if self.num_supports:
-                ids = select_test_supports(t, frame_ids, self.num_supports, self.test_mode, self.stride)
-            target = self._frame_input(frames[t], f"video{self._video}/{t}")
-            yield self._predict(target, [self._frame_input(frames[i], f"video{self._video}/{i}") for i in ids])
-
-    def predict_stream(self, frames: Iterable[np.ndarray]) -> Iterator[Instances]:
-        """Online mode: only past frames serve as supports."""
-        self._video += 1
-        history = {}
-        for t, frame in enumerate(frames):
-            history[t] = self._frame_input(frame, f"video{self._video}/{t}")
-            ids = past_support_indices(t, self.num_supports, self.stride)
-            yield self._predict(history[t], [history[i] for i in ids])
-            for i in [i for i in history if 0 < i <= t - self.stride * self.num_supports]:
-                del history[i]
-
-    def _predict(self, target, supports) -> Instances:
+    def _predict(self, target: dict, supports: list) -> Instances:
         with torch.no_grad():
             return self.model([{**target, "supports": supports}])[0]["instances"].to("cpu")

@@ -1,20 +1,17 @@
 """Conversion of third-party checkpoints to this project's models (docs/converting_checkpoints.md):
-the video toolbox's ImageNet VID detectors and torchvision's ImageNet ResNets."""
+mmtracking's (mmtrack's) ImageNet VID detectors and torchvision's ImageNet ResNets."""
 from .common import ConversionError, ConversionReport, load_checkpoint, save_checkpoint
+from .mmtrack import MMTRACK_VID_CLASSES, convert_mmtrack_checkpoint, mmtrack_base_anchors, mmtrack_config
 from .resnet import convert_torchvision_checkpoint
-from .toolbox import TOOLBOX_VID_CLASSES, convert_toolbox_checkpoint, toolbox_base_anchors, toolbox_config
-from .transforms import CV2ResizeTransform, ToolboxResizeShortestEdge
 
 __all__ = [
     "ConversionError",
     "ConversionReport",
-    "CV2ResizeTransform",
-    "TOOLBOX_VID_CLASSES",
-    "ToolboxResizeShortestEdge",
-    "convert_toolbox_checkpoint",
+    "MMTRACK_VID_CLASSES",
+    "convert_mmtrack_checkpoint",
     "convert_torchvision_checkpoint",
     "load_checkpoint",
     "save_checkpoint",
-    "toolbox_base_anchors",
-    "toolbox_config",
+    "mmtrack_base_anchors",
+    "mmtrack_config",
 ]

@@ -1,4 +1,4 @@
-"""ResNet / ResNeXt weights named as in torchvision (and the toolbox's ``backbone.``) ->
+"""ResNet / ResNeXt weights named as in torchvision (and mmtrack's ``backbone.``) ->
 Detectron2's ResNet (``backbone.bottom_up.`` of this project's models)."""
 from collections import OrderedDict
 from typing import List, Tuple

@@ -44,7 +44,10 @@ def build_video_train_loader(
 def _video_test_loader_from_config(cfg, dataset_name, mapper=None):
     if mapper is None:
         mapper = VideoDatasetMapper(cfg, False)
-    return _test_loader_from_config(cfg, dataset_name, mapper)
+    ret = _test_loader_from_config(cfg, dataset_name, mapper)
+    # Detectron2 after 0.6 puts its InferenceSampler here, which may split a video between processes.
+    ret["sampler"] = VideoInferenceSampler(ret["dataset"])
+    return ret
 
 
 @configurable(from_config=_video_test_loader_from_config)

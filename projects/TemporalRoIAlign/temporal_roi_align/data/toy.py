@@ -5,7 +5,9 @@ Objects cut from photos shipped in scikit-image's wheel (the cat of ``chelsea``,
 backgrounds. A fraction of each video's frames get a heavy degradation (motion blur, defocus,
 partial occlusion or noise) while the other frames stay clear, so a detector that aggregates
 features over time has something to win. Each frame's XML carries the extra element
-``<degradation>`` (empty when clean), which the real VID does not have.
+``<degradation>`` (empty when clean), which the real VID does not have: the toy's own loader
+(:func:`register_toy_vid`) reads it into the frame dicts' ``"degradation"``, and the toy
+datasets' metadata ``frame_subsets`` selects the degraded frames for evaluation.
 """
 
 import inspect
@@ -20,11 +22,20 @@ import cv2
 import numpy as np
 
 from .datasets.common import datasets_root
-from .datasets.imagenet_vid import sample_key_frames
+from .datasets.imagenet_vid import load_imagenet_vid, register_imagenet_vid, sample_key_frames
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TOY_CATEGORIES", "DEGRADATIONS", "make_toy_vid", "ensure_toy_vid", "default_toy_root"]
+__all__ = [
+    "TOY_CATEGORIES",
+    "DEGRADATIONS",
+    "make_toy_vid",
+    "ensure_toy_vid",
+    "default_toy_root",
+    "is_degraded",
+    "load_toy_vid",
+    "register_toy_vid",
+]
 
 # (VID class name, WordNet id) of the toy classes, in the order of their contiguous ids.
 TOY_CATEGORIES: Tuple[Tuple[str, str], ...] = (
@@ -381,3 +392,56 @@ def ensure_toy_vid(root: Optional[str] = None, **kwargs) -> str:
             except json.JSONDecodeError:
                 pass  # a damaged stamp: regenerate
     return make_toy_vid(root, **kwargs)
+
+
+def _degradation(xml_root) -> dict:
+    """The frame's ``<degradation>`` ("" when clean)."""
+    node = xml_root.find("degradation")
+    return {"degradation": (node.text or "").strip() if node is not None else ""}
+
+
+def is_degraded(dataset_dict: dict) -> bool:
+    """Whether a toy frame was degraded (the toy datasets' "degraded" evaluation subset)."""
+    return bool(dataset_dict.get("degradation"))
+
+
+_TOY_HINT = (
+    "Create it with `python tools/make_toy_vid.py` (the quickstart creates it on first use), "
+    "or call temporal_roi_align.data.ensure_toy_vid()."
+)
+
+
+# split: (split file, every frame of each listed video)
+TOY_SPLITS = {
+    "train": ("ImageSets/VID_train_15frames.txt", False),
+    "val": ("ImageSets/VID_val_videos.txt", True),
+}
+
+
+def load_toy_vid(root: Optional[str] = None, split: str = "val") -> List[dict]:
+    """The frame dicts of a toy split: :func:`load_imagenet_vid`'s, plus ``"degradation"``."""
+    if split not in TOY_SPLITS:
+        raise ValueError(f"toy split must be one of {sorted(TOY_SPLITS)}, got {split!r}")
+    split_file, all_frames = TOY_SPLITS[split]
+    return load_imagenet_vid(
+        root or default_toy_root(),
+        split_file,
+        all_frames=all_frames,
+        categories=TOY_CATEGORIES,
+        frame_fields=_degradation,
+    )
+
+
+def register_toy_vid():
+    """Register ``toy_vid_train`` and ``toy_vid_val`` under ``$DETECTRON2_DATASETS/toy_vid``."""
+    for split, (split_file, all_frames) in TOY_SPLITS.items():
+        register_imagenet_vid(
+            f"toy_vid_{split}",
+            default_toy_root,
+            split_file,
+            all_frames=all_frames,
+            categories=TOY_CATEGORIES,
+            frame_fields=_degradation,
+            hint=_TOY_HINT,
+            frame_subsets={"degraded": is_degraded},
+        )

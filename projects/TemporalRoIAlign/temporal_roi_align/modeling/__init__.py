@@ -1,5 +1,7 @@
 from .backbone import ChannelReducedBackbone, build_channel_reduced_resnet_backbone
-from .meta_arch import FeatureCache, VideoRCNN
+from .feature_cache import CachedFrame, FeatureCache
+from .frame_group import SupportFrames
+from .meta_arch import VideoRCNN
 from .poolers import TemporalROIPooler
 from .roi_heads import VideoROIHeads
 from .selsa import SelsaAggregator, SelsaBoxHead

@@ -1,4 +1,4 @@
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional
 
 import torch
 from detectron2.config import configurable
@@ -9,8 +9,6 @@ from detectron2.structures import Boxes
 from ..layers import TemporalAttentionalAggregation, iter_most_similar_roi_align, most_similar_roi_align
 
 __all__ = ["TemporalROIPooler"]
-
-SupportMaps = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 
 class TemporalROIPooler(ROIPooler):
@@ -63,18 +61,19 @@ class TemporalROIPooler(ROIPooler):
         self.aggregation = TemporalAttentionalAggregation(channels, num_attention_blocks, embed)
 
     @classmethod
-    def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
-        """Box pooler of ``cfg.MODEL.ROI_HEADS.IN_FEATURES`` with the ``MODEL.TEMPORAL_ROI_ALIGN`` keys."""
+    def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec], head: str = "ROI_BOX_HEAD"):
+        """The pooler of ``cfg.MODEL.ROI_HEADS.IN_FEATURES`` with ``cfg.MODEL.<head>.POOLER_*``
+        (as :class:`StandardROIHeads` builds it) and the ``MODEL.TEMPORAL_ROI_ALIGN`` keys."""
         in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
         channels = {input_shape[f].channels for f in in_features}
         if len(channels) != 1:
             raise ValueError(f"TemporalROIPooler needs the same channels on all levels, got {channels}")
-        tra = cfg.MODEL.TEMPORAL_ROI_ALIGN
+        head_cfg, tra = cfg.MODEL[head], cfg.MODEL.TEMPORAL_ROI_ALIGN
         return {
-            "output_size": cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION,
+            "output_size": head_cfg.POOLER_RESOLUTION,
             "scales": tuple(1.0 / input_shape[f].stride for f in in_features),
-            "sampling_ratio": cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO,
-            "pooler_type": cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE,
+            "sampling_ratio": head_cfg.POOLER_SAMPLING_RATIO,
+            "pooler_type": head_cfg.POOLER_TYPE,
             "channels": channels.pop(),
             "topk": tra.TOPK,
             "num_attention_blocks": tra.NUM_ATTENTION_BLOCKS,
@@ -86,22 +85,22 @@ class TemporalROIPooler(ROIPooler):
         self,
         x: List[torch.Tensor],
         box_lists: List[Boxes],
-        support_features: Optional[List[SupportMaps]] = None,
+        supports: Optional[List[List[torch.Tensor]]] = None,
     ) -> torch.Tensor:
         """
         Args:
             x, box_lists: as in :meth:`ROIPooler.forward`.
-            support_features: one entry per level of ``x``: a tensor ``[N, T, C, H, W]`` or a
-                sequence of T tensors ``[N, C, H, W]`` (the supports of each of the N images).
+            supports: ``supports[level][image]`` is ``[T, C, H, W]``, the T support maps of
+                image ``image`` at level ``level`` of ``x`` (see :meth:`SupportFrames.maps`).
 
         Returns:
             ``[M, C, output_size, output_size]``, RoIs in :class:`ROIPooler`'s order.
         """
         roi_feats = super().forward(x, box_lists)
-        if support_features is None:
+        if supports is None:
             return roi_feats
-        supports = self._support_maps_per_level(x, support_features)
-        if len(supports[0]) == 0 or roi_feats.shape[0] == 0:
+        self._check_supports(x, supports)
+        if roi_feats.shape[0] == 0:
             return roi_feats
 
         track_grad = torch.is_grad_enabled() and (
@@ -121,53 +120,43 @@ class TemporalROIPooler(ROIPooler):
             image_levels = levels[first_roi : first_roi + len(boxes)]
             for level, level_supports in enumerate(supports):
                 indices = first_roi + nonzero_tuple(image_levels == level)[0]
-                if len(indices) == 0:
+                if len(indices) == 0 or len(level_supports[image]) == 0:
                     continue
-                image_supports = [s[image] for s in level_supports]
                 group_indices.append(indices)
-                group_feats.append(self._temporal_roi_feats(roi_feats[indices], image_supports, track_grad))
+                group_feats.append(self._temporal_roi_feats(roi_feats[indices], level_supports[image], track_grad))
             first_roi += len(boxes)
+        if not group_indices:
+            return roi_feats
         return roi_feats.index_copy(0, torch.cat(group_indices), torch.cat(group_feats))
 
-    def _temporal_roi_feats(
-        self, roi_feats: torch.Tensor, supports: List[torch.Tensor], track_grad: bool
-    ) -> torch.Tensor:
-        """``roi_feats`` [R, C, h, w] of one image and level, ``supports``: T maps [C, H, W]."""
+    def _temporal_roi_feats(self, roi_feats: torch.Tensor, supports: torch.Tensor, track_grad: bool) -> torch.Tensor:
+        """``roi_feats`` [R, C, h, w] of one image and level, ``supports`` its [T, C, H, W] maps."""
         if track_grad:
-            support_roi_feats = most_similar_roi_align(roi_feats, torch.stack(supports), self.topk, self.chunk_size)
+            support_roi_feats = most_similar_roi_align(roi_feats, supports, self.topk, self.chunk_size)
             return self.aggregation(roi_feats, support_roi_feats)
         # Without gradients: one chunk of RoIs at a time, with all its supports.
-        chunks = iter_most_similar_roi_align(roi_feats, torch.stack(supports), self.topk, self.chunk_size)
+        chunks = iter_most_similar_roi_align(roi_feats, supports, self.topk, self.chunk_size)
         return torch.cat([self.aggregation(roi_feats[rois], feats) for rois, feats in chunks])
 
-    def _support_maps_per_level(
-        self, x: List[torch.Tensor], support_features: List[SupportMaps]
-    ) -> List[List[torch.Tensor]]:
-        """Checks ``support_features``; returns for each level its T support maps [N, C, H, W]."""
-        if not isinstance(support_features, (list, tuple)) or len(support_features) != len(x):
+    @staticmethod
+    def _check_supports(x: List[torch.Tensor], supports: List[List[torch.Tensor]]) -> None:
+        if not isinstance(supports, (list, tuple)) or len(supports) != len(x):
             raise ValueError(
-                f"support_features must be a list with one entry per feature level ({len(x)}), "
-                f"got {type(support_features).__name__}"
-                + (f" of length {len(support_features)}" if isinstance(support_features, (list, tuple)) else "")
+                f"supports must be a list with one entry per feature level ({len(x)}), got "
+                + (f"{len(supports)} entries" if isinstance(supports, (list, tuple)) else type(supports).__name__)
             )
-        supports = []
-        for level, (target_map, entry) in enumerate(zip(x, support_features)):
-            if isinstance(entry, torch.Tensor):
-                if entry.dim() != 5:
+        for level, (target_map, per_image) in enumerate(zip(x, supports)):
+            if len(per_image) != target_map.shape[0]:
+                raise ValueError(
+                    f"supports[{level}] must hold the supports of each of the {target_map.shape[0]} images, "
+                    f"got {len(per_image)}"
+                )
+            for image, maps in enumerate(per_image):
+                if maps.dim() != 4 or maps.shape[1] != target_map.shape[1]:
                     raise ValueError(
-                        f"support_features[{level}] must be [N, T, C, H, W], got shape {tuple(entry.shape)}"
+                        f"supports[{level}][{image}] must be [T, {target_map.shape[1]}, H, W] (channels of "
+                        f"x[{level}]), got shape {tuple(maps.shape)}"
                     )
-                maps = list(entry.unbind(1))
-            else:
-                maps = list(entry)
-            for t, support in enumerate(maps):
-                if support.dim() != 4 or support.shape[:2] != target_map.shape[:2]:
-                    raise ValueError(
-                        f"support map {t} of level {level} must be [{target_map.shape[0]}, {target_map.shape[1]}, H, W]"
-                        f" (images and channels of x[{level}]), got shape {tuple(support.shape)}"
-                    )
-            supports.append(maps)
-        num_supports = {len(maps) for maps in supports}
-        if len(num_supports) != 1:
-            raise ValueError(f"every level needs the same number of supports, got {[len(m) for m in supports]}")
-        return supports
+        counts = {tuple(len(maps) for maps in per_image) for per_image in supports}
+        if len(counts) != 1:
+            raise ValueError(f"every level needs the same number of supports per image, got {sorted(counts)}")

@@ -41,25 +41,40 @@ class SelsaAggregator(nn.Module):
         return self.fc(torch.bmm(weights, value).transpose(0, 1).reshape(R, C))
 
 
+REFERENCE_MODES = ("mmtrack", "all_frames")
+
+
 @ROI_BOX_HEAD_REGISTRY.register()
 class SelsaBoxHead(FastRCNNConvFCHead):
     """
     FastRCNNConvFCHead with a SELSA aggregator after each of its first ``num_selsa_modules`` FC
-    layers: ``x = relu(fc(x) + selsa(fc(x), fc(refs)))``, refs passing the same FC layers.
+    layers. ``reference_mode`` chooses which published semantics the head computes:
+
+    - ``"mmtrack"`` (mmtracking's SelsaBBoxHead, with which the TRoI paper's SELSA and SELSA+TRoI
+      numbers were produced): the target proposals attend to the support frames' proposals,
+      which pass the same FC layers (and ReLUs) without aggregation:
+      ``x = relu(fc(x) + selsa(fc(x), fc(refs)))``, ``refs = relu(fc(refs))``. The target frame's
+      own proposals are references only when the target frame is among its supports (the
+      support rule ``uniform_with_target`` of the converted checkpoints).
+    - ``"all_frames"`` (the original SELSA code): the proposals of the target and of all its
+      supports form one set; at each module every proposal attends to the whole set (itself
+      included): ``z = relu(fc(z) + selsa(fc(z), fc(z)))``; the target's rows are the output.
     """
 
     @configurable
     def __init__(self, input_shape, *, num_selsa_modules: int, num_attention_groups: int,
-                 include_target_proposals: bool = True, **kwargs):
+                 reference_mode: str = "mmtrack", **kwargs):
         super().__init__(input_shape, **kwargs)
         if not 0 < num_selsa_modules <= len(self.fcs):
             raise ValueError(
                 f"MODEL.SELSA.NUM_MODULES={num_selsa_modules} must be in 1..ROI_BOX_HEAD.NUM_FC={len(self.fcs)}"
             )
+        if reference_mode not in REFERENCE_MODES:
+            raise ValueError(f"MODEL.SELSA.REFERENCE_MODE must be one of {REFERENCE_MODES}, got {reference_mode!r}")
         self.aggregators = nn.ModuleList(
             SelsaAggregator(fc.out_features, num_attention_groups) for fc in self.fcs[:num_selsa_modules]
         )
-        self.include_target_proposals = include_target_proposals
+        self.reference_mode = reference_mode
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -67,7 +82,7 @@ class SelsaBoxHead(FastRCNNConvFCHead):
         ret.update(
             num_selsa_modules=cfg.MODEL.SELSA.NUM_MODULES,
             num_attention_groups=cfg.MODEL.SELSA.NUM_ATTENTION_GROUPS,
-            include_target_proposals=cfg.MODEL.SELSA.INCLUDE_TARGET_PROPOSALS,
+            reference_mode=cfg.MODEL.SELSA.REFERENCE_MODE,
         )
         return ret
 
@@ -76,24 +91,39 @@ class SelsaBoxHead(FastRCNNConvFCHead):
         Args:
             x: [R, ...] RoI features of the target proposals of all images.
             support_x: [S, ...] RoI features of the support proposals of all images.
-            num_target, num_support: proposals per image in ``x`` and ``support_x``; target
-                proposals of image i attend to the references of image i only.
+            num_target, num_support: proposals per image in ``x`` and ``support_x``; the target
+                proposals of image i see the proposals of image i only.
+
+        Returns:
+            [R, FC_DIM] features of the target proposals.
         """
         if support_x is None:
             raise ValueError("SelsaBoxHead needs the RoI features of the support proposals")
         for conv in self.conv_norm_relus:
             x, support_x = conv(x), conv(support_x)
         x, support_x = x.flatten(1), support_x.flatten(1)
+        if self.reference_mode == "mmtrack":
+            return self._forward_mmtrack(x, support_x, num_target, num_support)
+        groups = [torch.cat([x_i, s_i]) for x_i, s_i in zip(x.split(num_target), support_x.split(num_support))]
+        return torch.cat([self._forward_all_frames(z, n) for z, n in zip(groups, num_target)])
+
+    def _forward_mmtrack(self, x, support_x, num_target, num_support):
         for k, fc in enumerate(self.fcs):
             x, support_x = fc(x), fc(support_x)
             if k < len(self.aggregators):
-                x = x + self._aggregate(self.aggregators[k], x, support_x, num_target, num_support)
+                x = x + torch.cat(
+                    [self.aggregators[k](x_i, s_i) for x_i, s_i in zip(x.split(num_target), support_x.split(num_support))]
+                )
             x, support_x = torch.relu(x), torch.relu(support_x)
         return x
 
-    def _aggregate(self, aggregator, x, support_x, num_target, num_support):
-        out = []
-        for x_i, s_i in zip(x.split(num_target), support_x.split(num_support)):
-            refs = torch.cat([x_i, s_i]) if self.include_target_proposals else s_i
-            out.append(aggregator(x_i, refs))
-        return torch.cat(out)
+    def _forward_all_frames(self, z, num_target: int):
+        """One image: ``z`` holds its target proposals (first ``num_target`` rows), then its
+        supports'. From the last module on, only the target rows are carried on."""
+        for k, fc in enumerate(self.fcs):
+            z = fc(z)
+            if k < len(self.aggregators):
+                queries = z if k + 1 < len(self.aggregators) else z[:num_target]
+                z = queries + self.aggregators[k](queries, z)
+            z = torch.relu(z)
+        return z

@@ -2,14 +2,8 @@
 (see :mod:`.builtin`)."""
 
 from .coco_video import load_coco_video_json, register_coco_video_instances
-from .common import compact_frame_list, datasets_root, frame_file_name
-from .imagenet_vid import (
-    VID_CATEGORIES,
-    load_imagenet_vid,
-    prepare_imagenet_vid_splits,
-    register_imagenet_vid,
-    sample_key_frames,
-)
+from .common import compact_frame_list, datasets_root, frame_file_name, frame_record
+from .imagenet_vid import VID_CATEGORIES, load_imagenet_vid, register_imagenet_vid, sample_key_frames
 from .ytvis import load_ytvis_json, register_ytvis_instances
 
 __all__ = [
@@ -17,10 +11,10 @@ __all__ = [
     "compact_frame_list",
     "datasets_root",
     "frame_file_name",
+    "frame_record",
     "load_coco_video_json",
     "load_imagenet_vid",
     "load_ytvis_json",
-    "prepare_imagenet_vid_splits",
     "register_coco_video_instances",
     "register_imagenet_vid",
     "register_ytvis_instances",

@@ -22,10 +22,10 @@ from functools import partial
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from ..toy import TOY_CATEGORIES
+from ..toy import register_toy_vid
 from .coco_video import load_coco_video_json
-from .common import datasets_root, require_dir
-from .imagenet_vid import VID_CATEGORIES, load_imagenet_vid
+from .common import datasets_root
+from .imagenet_vid import VID_CATEGORIES, register_imagenet_vid
 from .ytvis import load_ytvis_json
 
 __all__ = ["register_all_video_datasets"]
@@ -36,43 +36,24 @@ _VID_HINT = (
     f"to write the split files; {_README}."
 )
 _COCOFMT_HINT = (
-    "Write it from ImageNet VID with mmtracking's tools/convert_datasets/ilsvrc/imagenet2coco_vid.py, "
+    "Write it from ImageNet VID with mmtrack's tools/convert_datasets/ilsvrc/imagenet2coco_vid.py, "
     f"or use the imagenet_vid_* names that read the raw tree; {_README}."
 )
 _YTVIS_HINT = f"Download YouTube-VIS there; {_README}."
-_TOY_HINT = (
-    "Create it with `python tools/make_toy_vid.py` (the quickstart creates it on first use), "
-    "or call temporal_roi_align.data.ensure_toy_vid()."
-)
 
-_ILSVRC = "ILSVRC2015"
-# name: (root folder, split file, subset, all frames, categories, hint)
-_XML_DATASETS = {
-    "imagenet_vid_train_15frames": (
-        _ILSVRC, "ImageSets/VID_train_15frames.txt", "VID", False, VID_CATEGORIES, _VID_HINT
-    ),
-    "imagenet_det_train_30classes": (
-        _ILSVRC, "ImageSets/DET_train_30classes.txt", "DET", False, VID_CATEGORIES, _VID_HINT
-    ),
-    "imagenet_vid_val": (
-        _ILSVRC, "ImageSets/VID_val_videos.txt", "VID", True, VID_CATEGORIES, _VID_HINT
-    ),
-    "toy_vid_train": (
-        "toy_vid", "ImageSets/VID_train_15frames.txt", "VID", False, TOY_CATEGORIES, _TOY_HINT
-    ),
-    "toy_vid_val": (
-        "toy_vid", "ImageSets/VID_val_videos.txt", "VID", True, TOY_CATEGORIES, _TOY_HINT
-    ),
-}  # fmt: skip
+# name: (split file under ILSVRC2015, subset, all frames of each listed video)
+_ILSVRC_DATASETS = {
+    "imagenet_vid_train_15frames": ("ImageSets/VID_train_15frames.txt", "VID", False),
+    "imagenet_det_train_30classes": ("ImageSets/DET_train_30classes.txt", "DET", False),
+    "imagenet_vid_val": ("ImageSets/VID_val_videos.txt", "VID", True),
+}
 
 # name: (json file, image root, key frame field)
 _COCO_VIDEO_DATASETS = {
     "imagenet_vid_train_15frames_cocofmt": (
-        f"{_ILSVRC}/annotations/imagenet_vid_train.json", f"{_ILSVRC}/Data/VID", "is_vid_train_frame"
+        "ILSVRC2015/annotations/imagenet_vid_train.json", "ILSVRC2015/Data/VID", "is_vid_train_frame"
     ),
-    "imagenet_vid_val_cocofmt": (
-        f"{_ILSVRC}/annotations/imagenet_vid_val.json", f"{_ILSVRC}/Data/VID", None
-    ),
+    "imagenet_vid_val_cocofmt": ("ILSVRC2015/annotations/imagenet_vid_val.json", "ILSVRC2015/Data/VID", None),
 }  # fmt: skip
 
 # name: (json file, image root)
@@ -84,33 +65,20 @@ _YTVIS_DATASETS = {
 }
 
 
+def _ilsvrc_root() -> str:
+    return os.path.join(datasets_root(), "ILSVRC2015")
+
+
 def _require_file(path: str, what: str, hint: str):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} {path} does not exist. {hint}")
-
-
-def _load_xml(name, folder, split_file, subset, all_frames, categories, hint):
-    root = os.path.join(datasets_root(), folder)
-    require_dir(root, f"Dataset '{name}': folder", hint)
-    _require_file(os.path.join(root, split_file), f"Dataset '{name}': split file", hint)
-    return load_imagenet_vid(
-        root,
-        split_file,
-        subset=subset,
-        all_frames=all_frames,
-        categories=categories,
-        dataset_name=name,
-    )
 
 
 def _load_coco_video(name, json_file, image_root, key_frame_field):
     json_file = os.path.join(datasets_root(), json_file)
     _require_file(json_file, f"Dataset '{name}': annotation file", _COCOFMT_HINT)
     return load_coco_video_json(
-        json_file,
-        os.path.join(datasets_root(), image_root),
-        dataset_name=name,
-        key_frame_field=key_frame_field,
+        json_file, os.path.join(datasets_root(), image_root), dataset_name=name, key_frame_field=key_frame_field
     )
 
 
@@ -122,24 +90,17 @@ def _load_ytvis(name, json_file, image_root):
 
 def register_all_video_datasets():
     """Register the names above (done once when ``temporal_roi_align.data`` is imported)."""
-    for name, (folder, split_file, subset, all_frames, categories, hint) in _XML_DATASETS.items():
-        loader = partial(_load_xml, name, folder, split_file, subset, all_frames, categories, hint)
-        DatasetCatalog.register(name, loader)
-        MetadataCatalog.get(name).set(
-            thing_classes=[c for c, _ in categories],
-            thing_wnids=[w for _, w in categories],
-            evaluator_type="coco",
+    for name, (split_file, subset, all_frames) in _ILSVRC_DATASETS.items():
+        register_imagenet_vid(
+            name, _ilsvrc_root, split_file, subset=subset, all_frames=all_frames, hint=_VID_HINT
         )
     for name, (json_file, image_root, key_field) in _COCO_VIDEO_DATASETS.items():
-        DatasetCatalog.register(
-            name, partial(_load_coco_video, name, json_file, image_root, key_field)
-        )
-        MetadataCatalog.get(name).set(
-            thing_classes=[c for c, _ in VID_CATEGORIES], evaluator_type="coco"
-        )
+        DatasetCatalog.register(name, partial(_load_coco_video, name, json_file, image_root, key_field))
+        MetadataCatalog.get(name).set(thing_classes=[c for c, _ in VID_CATEGORIES], evaluator_type="vid")
     for name, (json_file, image_root) in _YTVIS_DATASETS.items():
         DatasetCatalog.register(name, partial(_load_ytvis, name, json_file, image_root))
         MetadataCatalog.get(name).set(evaluator_type="ytvis")
+    register_toy_vid()
 
 
 register_all_video_datasets()

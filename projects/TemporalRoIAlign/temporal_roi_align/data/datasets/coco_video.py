@@ -145,4 +145,4 @@ def register_coco_video_instances(
     DatasetCatalog.register(
         name, lambda: load_coco_video_json(json_file, image_root, dataset_name=name, **kwargs)
     )
-    MetadataCatalog.get(name).set(evaluator_type="coco", **metadata)
+    MetadataCatalog.get(name).set(evaluator_type="vid", **metadata)

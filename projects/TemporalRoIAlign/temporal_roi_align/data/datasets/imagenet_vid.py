@@ -9,14 +9,17 @@ Layout under ``root`` (the ``ILSVRC2015`` folder)::
     ImageSets/DET_train_30classes.txt  "<image> <n>" per line
 
 ``<video>``/``<image>`` are relative to ``Data/VID``/``Data/DET``; ``<n>`` is a running index
-that the loader ignores.
+that the loader ignores. The frame column is read as FGFA's code reads it: the 0-based number of
+the frame's file (``<frame>`` -> ``%06d.JPEG``). mmtrack's converter to COCO-style JSON
+(``imagenet2coco_vid.py``) reads the same column as 1-based (it subtracts 1), so the two pick
+frames one apart; the ``*_cocofmt`` datasets follow the JSON.
 """
 
 import logging
 import os
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
@@ -71,9 +74,8 @@ def _number(node: ET.Element, path: str, xml_file: str, kind=float, default=None
 def parse_vid_xml(xml_file: str, wnid_to_id: Dict[str, int], dropped: DroppedBoxes):
     """Parse one VID/DET annotation file.
 
-    Returns ``(height, width, annotations, degradation, unknown)``: ``degradation`` is the text of
-    the toy dataset's ``<degradation>`` element ("" when clean, None when the file has none),
-    ``unknown`` the WordNet ids skipped because they are not in ``wnid_to_id``. Objects without
+    Returns ``(root, height, width, annotations, unknown)``: ``root`` the parsed XML's root
+    element, ``unknown`` the WordNet ids skipped because they are not in ``wnid_to_id``. Objects without
     ``<trackid>`` (DET) get their index in the file as track id. Boxes are clipped to the image;
     boxes with nothing left inside are dropped and counted in ``dropped``.
     """
@@ -109,10 +111,7 @@ def parse_vid_xml(xml_file: str, wnid_to_id: Dict[str, int], dropped: DroppedBox
                 "generated": _number(obj, "generated", xml_file, int, default=0),
             }
         )
-    degradation = root.find("degradation")
-    if degradation is not None:
-        degradation = (degradation.text or "").strip()
-    return height, width, annotations, degradation, unknown
+    return root, height, width, annotations, unknown
 
 
 def _read_split(split_file: str) -> List[Tuple[int, List[str]]]:
@@ -133,7 +132,11 @@ def _parse_vid_line(split_file: str, lineno: int, fields: List[str]) -> Tuple[st
     except ValueError:
         raise ValueError(f"{where}: frame index and video length must be integers") from None
     if length < 1 or not 0 <= frame < length:
-        raise ValueError(f"{where}: frame {frame} is outside a video of {length} frames")
+        raise ValueError(
+            f"{where}: frame {frame} is outside a video of {length} frames (the frame column is read "
+            f"as FGFA does, as the 0-based file number 0..{length - 1}; a file numbered from 1, as "
+            "mmtrack's converter reads it, needs 1 subtracted)"
+        )
     return fields[0], frame, length
 
 
@@ -145,6 +148,7 @@ def load_imagenet_vid(
     all_frames: bool = False,
     categories: Sequence[Tuple[str, str]] = VID_CATEGORIES,
     dataset_name: str = "",
+    frame_fields: Optional[Callable[[ET.Element], dict]] = None,
 ) -> List[dict]:
     """Load the frames (``subset="VID"``) or images (``"DET"``) listed in a split file.
 
@@ -153,6 +157,8 @@ def load_imagenet_vid(
         split_file: path of the split file, relative to ``root`` or absolute.
         all_frames: VID only; every frame of each listed video instead of the listed frames.
         categories: (name, WordNet id) pairs; objects of other classes are skipped.
+        frame_fields: extra fields of each frame's dict, read from the root element of its XML
+            (for datasets in this format that annotate more than ImageNet VID does).
 
     Every dict knows its whole video (``video_frames``, a pattern): supports may come from any
     frame of it, also from frames the split file does not list. A DET image is a 1-frame video.
@@ -166,14 +172,14 @@ def load_imagenet_vid(
     dropped, unknown, dicts = DroppedBoxes(), [], []
 
     def load_frame(video, frame, length, frames, xml_file, jpeg_file, image_id):
-        height, width, annos, degradation, skipped = parse_vid_xml(xml_file, wnid_to_id, dropped)
+        xml_root, height, width, annos, skipped = parse_vid_xml(xml_file, wnid_to_id, dropped)
         unknown.extend(skipped)
         record = frame_record(
             jpeg_file, image_id, height, width,
             video_id=video, frame_id=frame, video_length=length, video_frames=frames, annotations=annos,
         )  # fmt: skip
-        if degradation is not None:
-            record["degradation"] = degradation
+        if frame_fields is not None:
+            record.update(frame_fields(xml_root))
         dicts.append(record)
 
     if subset == "DET":
@@ -222,29 +228,48 @@ def load_imagenet_vid(
 
 def register_imagenet_vid(
     name: str,
-    root: str,
+    root: Union[str, Callable[[], str]],
     split_file: str,
     *,
     subset: str = "VID",
     all_frames: bool = False,
     categories: Sequence[Tuple[str, str]] = VID_CATEGORIES,
+    frame_fields: Optional[Callable[[ET.Element], dict]] = None,
+    hint: str = "",
+    **metadata,
 ):
-    """Register a dataset in the ImageNet VID format (see :func:`load_imagenet_vid`)."""
-    DatasetCatalog.register(
-        name,
-        lambda: load_imagenet_vid(
-            root,
+    """Register a dataset in the ImageNet VID format (see :func:`load_imagenet_vid`).
+
+    ``root`` may be a function returning the folder, called when the dataset is loaded (the
+    builtin names resolve ``$DETECTRON2_DATASETS`` then). A missing folder or split file raises
+    ``FileNotFoundError`` naming the path, followed by ``hint``. ``metadata`` is added to the
+    name's metadata (``thing_classes``, ``thing_wnids`` and ``evaluator_type="vid"`` are set).
+    """
+
+    def load():
+        folder = root() if callable(root) else root
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"Dataset '{name}': folder {folder} does not exist. {hint}".rstrip())
+        if not os.path.isfile(os.path.join(folder, split_file)):
+            raise FileNotFoundError(
+                f"Dataset '{name}': split file {os.path.join(folder, split_file)} does not exist. {hint}".rstrip()
+            )
+        return load_imagenet_vid(
+            folder,
             split_file,
             subset=subset,
             all_frames=all_frames,
             categories=categories,
             dataset_name=name,
-        ),
-    )
+            frame_fields=frame_fields,
+        )
+
+    DatasetCatalog.register(name, load)
     MetadataCatalog.get(name).set(
         thing_classes=[c for c, _ in categories],
         thing_wnids=[w for _, w in categories],
-        evaluator_type="coco",
+        evaluator_type="vid",
+        **metadata,
     )
 
 
@@ -253,102 +278,3 @@ def sample_key_frames(num_frames: int, max_frames: int = 15) -> List[int]:
     if num_frames <= max_frames:
         return list(range(num_frames))
     return [int((i + 0.5) * num_frames / max_frames) for i in range(max_frames)]
-
-
-def _count_frames(video_dir: str) -> int:
-    names = sorted(f for f in os.listdir(video_dir) if f.endswith(".JPEG"))
-    expected = ["%0*d.JPEG" % (_FRAME_DIGITS, i) for i in range(len(names))]
-    if names != expected:
-        raise ValueError(
-            f"{video_dir}: frames must be named 000000.JPEG, 000001.JPEG, ... without gaps"
-        )
-    return len(names)
-
-
-def _video_dirs(data_root: str, split: str) -> List[str]:
-    """Videos under Data/VID/<split>, relative to Data/VID: ``train/<part>/<video>``, ``val/<video>``."""
-    base = os.path.join(data_root, split)
-    if not os.path.isdir(base):
-        raise FileNotFoundError(f"{base} does not exist")
-    videos = []
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames.sort()
-        if any(f.endswith(".JPEG") for f in filenames):
-            videos.append(os.path.relpath(dirpath, data_root).replace(os.sep, "/"))
-    return videos
-
-
-def prepare_imagenet_vid_splits(
-    root: str, *, max_frames: int = 15, with_det: bool = True
-) -> Dict[str, int]:
-    """Write the FGFA-style split files under ``root/ImageSets`` from the raw ILSVRC2015 tree.
-
-    VID_train_15frames.txt: at most ``max_frames`` frames of each training video;
-    VID_val_videos.txt: all validation videos; DET_train_30classes.txt: the DET training images
-    that show at least one of the 30 VID classes (DET images without their JPEG are skipped with a
-    warning). Returns the number of lines written per file.
-    """
-    data_vid = os.path.join(root, "Data", "VID")
-    out_dir = os.path.join(root, "ImageSets")
-    os.makedirs(out_dir, exist_ok=True)
-    written = {}
-
-    lines = []
-    for video in _video_dirs(data_vid, "train"):
-        length = _count_frames(os.path.join(data_vid, video))
-        lines += [
-            f"{video} {len(lines) + 1} {f} {length}" for f in sample_key_frames(length, max_frames)
-        ]
-    written["VID_train_15frames.txt"] = _write_lines(
-        os.path.join(out_dir, "VID_train_15frames.txt"), lines
-    )
-
-    lines, start = [], 1
-    for video in _video_dirs(data_vid, "val"):
-        length = _count_frames(os.path.join(data_vid, video))
-        lines.append(f"{video} {start} 0 {length}")
-        start += length
-    written["VID_val_videos.txt"] = _write_lines(os.path.join(out_dir, "VID_val_videos.txt"), lines)
-
-    if with_det:
-        wnids = {w for _, w in VID_CATEGORIES}
-        ann_det = os.path.join(root, "Annotations", "DET")
-        if not os.path.isdir(os.path.join(ann_det, "train")):
-            raise FileNotFoundError(
-                f"{os.path.join(ann_det, 'train')} does not exist (pass with_det=False / --no-det "
-                "to build the VID split files only)"
-            )
-        lines, missing = [], []
-        for dirpath, dirnames, filenames in os.walk(os.path.join(ann_det, "train")):
-            dirnames.sort()
-            for f in sorted(filenames):
-                if not f.endswith(".xml"):
-                    continue
-                xml_file = os.path.join(dirpath, f)
-                try:
-                    names = {
-                        n.text.strip() for n in ET.parse(xml_file).getroot().iter("name") if n.text
-                    }
-                except ET.ParseError as e:
-                    raise ValueError(f"{xml_file}: not valid XML ({e})") from e
-                if not names & wnids:
-                    continue
-                image = os.path.relpath(xml_file, ann_det)[: -len(".xml")].replace(os.sep, "/")
-                if not os.path.isfile(os.path.join(root, "Data", "DET", image + ".JPEG")):
-                    missing.append(image)
-                    continue
-                lines.append(f"{image} {len(lines) + 1}")
-        if missing:
-            logger.warning(
-                f"skipped {len(missing)} DET images without a JPEG (first: {missing[0]})"
-            )
-        written["DET_train_30classes.txt"] = _write_lines(
-            os.path.join(out_dir, "DET_train_30classes.txt"), lines
-        )
-    return written
-
-
-def _write_lines(path: str, lines: List[str]) -> int:
-    with open(path, "w") as f:
-        f.write("".join(line + "\n" for line in lines))
-    return len(lines)

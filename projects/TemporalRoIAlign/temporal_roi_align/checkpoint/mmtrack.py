@@ -1,8 +1,8 @@
 """
-ImageNet VID checkpoints of the public video toolbox (mmtracking 0.x on mmdetection 2.x) ->
+ImageNet VID checkpoints of mmtracking 0.x (mmtrack, on mmdetection 2.x) ->
 this project's VideoRCNN: SELSA, SELSA + Temporal RoI Align, and the single-frame Faster R-CNN.
 
-The source names and shapes are those of the toolbox's ``faster_rcnn_r50_dc5`` detector
+The source names and shapes are those of mmtrack's ``faster_rcnn_r50_dc5`` detector
 (ResNet ``backbone``, ``neck`` = ChannelMapper 3x3 conv + ReLU to 512 channels, ``rpn_head``,
 ``roi_head`` with ``bbox_roi_extractor`` and ``bbox_head``), under ``detector.`` in the video
 models. See docs/converting_checkpoints.md for every difference handled.
@@ -24,49 +24,45 @@ from .common import (
     config_differences,
     state_dict_of,
 )
+from ..data.datasets import VID_CATEGORIES
 from .resnet import resnet_rules
 
 __all__ = [
-    "TOOLBOX_VID_CLASSES",
-    "toolbox_base_anchors",
-    "toolbox_config",
-    "toolbox_anchor_order",
-    "convert_toolbox_checkpoint",
+    "MMTRACK_VID_CLASSES",
+    "mmtrack_base_anchors",
+    "mmtrack_config",
+    "mmtrack_anchor_order",
+    "convert_mmtrack_checkpoint",
 ]
 
-# The toolbox's ImageNet VID classes, in the order of its classifier (background comes after).
-TOOLBOX_VID_CLASSES = (
-    "airplane", "antelope", "bear", "bicycle", "bird", "bus", "car", "cattle", "dog", "domestic_cat",
-    "elephant", "fox", "giant_panda", "hamster", "horse", "lion", "lizard", "monkey", "motorcycle",
-    "rabbit", "red_panda", "sheep", "snake", "squirrel", "tiger", "train", "turtle", "watercraft",
-    "whale", "zebra",
-)  # fmt: skip
-
-# The toolbox's RPN anchors: AnchorGenerator(strides=[16], scales=[4, 8, 16, 32],
+# mmtrack's RPN anchors: AnchorGenerator(strides=[16], scales=[4, 8, 16, 32],
 # ratios=[0.5, 1, 2]), base size = stride, centred on the cell's corner (center offset 0).
-TOOLBOX_ANCHOR_STRIDE = 16
-TOOLBOX_ANCHOR_SCALES = (4, 8, 16, 32)
-TOOLBOX_ANCHOR_RATIOS = (0.5, 1.0, 2.0)
+MMTRACK_ANCHOR_STRIDE = 16
+MMTRACK_ANCHOR_SCALES = (4, 8, 16, 32)
+MMTRACK_ANCHOR_RATIOS = (0.5, 1.0, 2.0)
+
+# mmtrack's ImageNet VID classes, in the order of its classifier (background comes after).
+MMTRACK_VID_CLASSES = tuple(name for name, _ in VID_CATEGORIES)
 
 _PREFIX = r"(?:detector\.)?"  # the video models hold the detector under "detector."
 _HEAD = "roi_heads.box_head."
 
 
-def toolbox_base_anchors() -> torch.Tensor:
-    """The toolbox's anchors of one feature cell at (0, 0), ``[A, 4]`` XYXY, in the order of its
+def mmtrack_base_anchors() -> torch.Tensor:
+    """mmtrack's anchors of one feature cell at (0, 0), ``[A, 4]`` XYXY, in the order of its
     RPN output channels: ratio-major (all scales of ratio 0.5, then of 1, then of 2), ratio = h/w,
     w = 16 * scale / sqrt(ratio), h = 16 * scale * sqrt(ratio)."""
     boxes = []
-    for ratio in TOOLBOX_ANCHOR_RATIOS:
-        for scale in TOOLBOX_ANCHOR_SCALES:
-            w = TOOLBOX_ANCHOR_STRIDE * scale / math.sqrt(ratio)
-            h = TOOLBOX_ANCHOR_STRIDE * scale * math.sqrt(ratio)
+    for ratio in MMTRACK_ANCHOR_RATIOS:
+        for scale in MMTRACK_ANCHOR_SCALES:
+            w = MMTRACK_ANCHOR_STRIDE * scale / math.sqrt(ratio)
+            h = MMTRACK_ANCHOR_STRIDE * scale * math.sqrt(ratio)
             boxes.append([-w / 2, -h / 2, w / 2, h / 2])
     return torch.tensor(boxes, dtype=torch.float64)
 
 
-def toolbox_config(selsa: bool, troi: bool) -> Tuple[Tuple[str, object], ...]:
-    """``(config key, value)`` pairs that reproduce the toolbox's model and test pipeline."""
+def mmtrack_config(selsa: bool, troi: bool) -> Tuple[Tuple[str, object], ...]:
+    """``(config key, value)`` pairs that reproduce mmtrack's model and test pipeline."""
     expected = [
         # Test pipeline: BGR file -> RGB, resize to short side 600 / long side <= 1000, normalise, pad to 16.
         ("INPUT.FORMAT", "RGB"),
@@ -74,7 +70,7 @@ def toolbox_config(selsa: bool, troi: bool) -> Tuple[Tuple[str, object], ...]:
         ("MODEL.PIXEL_STD", (58.395, 57.12, 57.375)),
         ("INPUT.MIN_SIZE_TEST", 600),
         ("INPUT.MAX_SIZE_TEST", 1000),
-        ("INPUT.RESIZE_STYLE", "mmcv"),
+        ("INPUT.RESIZE_STYLE", "mmtrack"),
         # ResNet "pytorch" style, conv5 dilated, BatchNorm in eval mode; neck: 3x3 conv to 512 + ReLU.
         ("MODEL.RESNETS.STRIDE_IN_1X1", False),
         ("MODEL.RESNETS.RES5_DILATION", 2),
@@ -105,9 +101,9 @@ def toolbox_config(selsa: bool, troi: bool) -> Tuple[Tuple[str, object], ...]:
     if selsa:
         expected += [
             ("MODEL.SELSA.NUM_ATTENTION_GROUPS", 16),
-            # The target frame's proposals are references as a support frame's are (pooled by
-            # plain RoIAlign, through the FC layers without aggregation).
-            ("MODEL.SELSA.INCLUDE_TARGET_PROPOSALS", False),
+            # References pass the FC layers without aggregation; the target frame is one of the
+            # supports (uniform_with_target), its proposals pooled by plain RoIAlign as theirs.
+            ("MODEL.SELSA.REFERENCE_MODE", "mmtrack"),
             ("MODEL.SELSA.SUPPORT_PROPOSALS_TEST", 300),
         ]
     if troi:
@@ -119,24 +115,24 @@ def toolbox_config(selsa: bool, troi: bool) -> Tuple[Tuple[str, object], ...]:
     return tuple(expected)
 
 
-def toolbox_anchor_order(cfg, model, source: str = "<checkpoint>") -> List[int]:
+def mmtrack_anchor_order(cfg, model, source: str = "<checkpoint>") -> List[int]:
     """
     For each anchor of the config's RPN, in Detectron2's channel order (size-major: all ratios
-    of the first size, then of the next), the index of the same anchor in the toolbox's order.
+    of the first size, then of the next), the index of the same anchor in mmtrack's order.
     Raises :class:`ConversionError` unless the two anchor sets are the same boxes on a stride-16 grid.
     """
     shapes = model.backbone.output_shape()
     generator = build_anchor_generator(cfg, [shapes[f] for f in cfg.MODEL.RPN.IN_FEATURES])
-    if list(generator.strides) != [TOOLBOX_ANCHOR_STRIDE]:
-        raise ConversionError(f"{source}: the RPN's anchor strides are {generator.strides}, the toolbox's [16]")
-    ours, theirs = next(iter(generator.cell_anchors)).double(), toolbox_base_anchors()
+    if list(generator.strides) != [MMTRACK_ANCHOR_STRIDE]:
+        raise ConversionError(f"{source}: the RPN's anchor strides are {generator.strides}, mmtrack's [16]")
+    ours, theirs = next(iter(generator.cell_anchors)).double(), mmtrack_base_anchors()
     order = []
     for box in ours:
         same = torch.nonzero(torch.isclose(theirs, box, atol=1e-3).all(dim=1)).flatten().tolist()
         if len(ours) != len(theirs) or len(same) != 1:
             raise ConversionError(
                 f"{source}: MODEL.ANCHOR_GENERATOR (SIZES {list(cfg.MODEL.ANCHOR_GENERATOR.SIZES)}, ASPECT_RATIOS "
-                f"{list(cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS)}) does not give the toolbox's anchors "
+                f"{list(cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS)}) does not give mmtrack's anchors "
                 "(sizes 64, 128, 256, 512, ratios h/w 0.5, 1, 2)"
             )
         order += same
@@ -165,7 +161,7 @@ def _class_order(source_classes, cfg, report: ConversionReport, strict: bool) ->
     target = MetadataCatalog.get(dataset).get("thing_classes", None) if dataset else None
     source_classes = list(source_classes)
     if target is None:
-        report.notes.append(f"class order kept: the toolbox's {source_classes} ({dataset!r} has no class names)")
+        report.notes.append(f"class order kept: mmtrack's {source_classes} ({dataset!r} has no class names)")
         return None
     if list(target) == source_classes:
         report.notes.append(f"class order: the same as {dataset!r}; background last in both")
@@ -176,20 +172,20 @@ def _class_order(source_classes, cfg, report: ConversionReport, strict: bool) ->
             raise ConversionError(f"{report.source}: {message}")
         report.notes.append(f"class order kept: {message}")
         return None
-    report.notes.append(f"class order: the toolbox's reordered to {dataset!r}'s; background last in both")
+    report.notes.append(f"class order: mmtrack's reordered to {dataset!r}'s; background last in both")
     return [source_classes.index(name) for name in target]
 
 
-def convert_toolbox_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", strict: bool = True):
+def convert_mmtrack_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", strict: bool = True):
     """
-    A toolbox ImageNet VID checkpoint (as loaded by ``torch.load``: the tensors under
+    An mmtrack ImageNet VID checkpoint (as loaded by ``torch.load``: the tensors under
     ``"state_dict"``, class names under ``"meta"``) -> the state dict of the model of ``cfg``.
     SELSA is recognised by ``roi_head.bbox_head.aggregator.*``, Temporal RoI Align by
     ``roi_head.bbox_roi_extractor.embed_network.*``; neither is the single-frame detector.
 
     Returns ``(state_dict, ConversionReport)``; raises :class:`ConversionError` (see
     :func:`apply_rules` for ``strict``; with ``strict``, also when ``cfg`` differs from
-    :func:`toolbox_config`).
+    :func:`mmtrack_config`).
     """
     state_dict, extra = state_dict_of(checkpoint, source, ("state_dict",))
     names = [k[len("detector.") :] if k.startswith("detector.") else k for k in state_dict]
@@ -204,20 +200,20 @@ def convert_toolbox_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", st
         (selsa, troi), "single-frame Faster R-CNN"
     )
     report = ConversionReport(source)
-    report.notes.append(f"toolbox model: {kind}")
+    report.notes.append(f"mmtrack model: {kind}")
 
     model = build_meta_model(cfg)
-    differences = config_differences(cfg, toolbox_config(selsa, troi), "the toolbox")
+    differences = config_differences(cfg, mmtrack_config(selsa, troi), "mmtrack")
     if selsa and cfg.MODEL.SELSA.NUM_MODULES != cfg.MODEL.ROI_BOX_HEAD.NUM_FC:
-        differences.append("MODEL.SELSA.NUM_MODULES is not ROI_BOX_HEAD.NUM_FC: the toolbox aggregates after every FC")
+        differences.append("MODEL.SELSA.NUM_MODULES is not ROI_BOX_HEAD.NUM_FC: mmtrack aggregates after every FC")
     if model.backbone.size_divisibility != 16:
-        differences.append(f"images are padded to {model.backbone.size_divisibility}, the toolbox pads to 16")
-    check_config(differences, report, strict, f"the toolbox's {kind}")
+        differences.append(f"images are padded to {model.backbone.size_divisibility}, mmtrack pads to 16")
+    check_config(differences, report, strict, f"mmtrack's {kind}")
     if not differences:
-        report.notes.append("config: the toolbox's preprocessing, box coding and test settings (toolbox_config)")
+        report.notes.append("config: mmtrack's preprocessing, box coding and test settings (mmtrack_config)")
 
-    anchors = toolbox_anchor_order(cfg, model, source)
-    classes = _class_order((extra.get("meta") or {}).get("CLASSES") or TOOLBOX_VID_CLASSES, cfg, report, strict)
+    anchors = mmtrack_anchor_order(cfg, model, source)
+    classes = _class_order((extra.get("meta") or {}).get("CLASSES") or MMTRACK_VID_CLASSES, cfg, report, strict)
     rpn_note = "anchors reordered from ratio-major to size-major" if anchors != sorted(anchors) else ""
     cls_note = reg_note = ""
     if classes is None:

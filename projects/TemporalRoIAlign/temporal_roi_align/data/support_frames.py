@@ -1,0 +1,107 @@
+"""Which frames of a video support a target frame: one rule object for training, evaluation and
+whole-video inference (the mapper and the predictor both use :class:`SupportSelector`)."""
+
+from dataclasses import dataclass
+from typing import List, Sequence
+
+import numpy as np
+
+__all__ = ["SUPPORT_MODES", "SupportSelector", "sample_train_supports", "select_test_supports"]
+
+# "random": training; the others: test (deterministic).
+SUPPORT_MODES = ("random", "uniform", "stride", "uniform_with_target", "past")
+
+
+def sample_train_supports(
+    target: int, frames: Sequence[int], num: int, frame_range: int = -1, rng=np.random
+) -> List[int]:
+    """``num`` frames drawn at random among ``frames`` (the video's frame indices), within
+    ``frame_range`` of ``target`` (-1: anywhere), never ``target`` itself. Drawn without
+    replacement while there are enough candidates, with replacement otherwise; copies of
+    ``target`` when there is no other frame (a 1-frame video, a DET image)."""
+    candidates = [f for f in frames if f != target and (frame_range < 0 or abs(f - target) <= frame_range)]
+    if not candidates:
+        return [target] * num
+    replace = len(candidates) < num
+    return sorted(int(candidates[i]) for i in rng.choice(len(candidates), num, replace=replace))
+
+
+def select_test_supports(target: int, frames: Sequence[int], num: int, mode: str, stride: int = 1) -> List[int]:
+    """Deterministic supports among ``frames`` (the video's frame indices, sorted).
+
+    - ``"uniform"``: ``num`` frames evenly spaced over the whole video, first and last included,
+      skipping ``target``; repeated when the video has fewer other frames; copies of ``target``
+      when it has none (the paper's default).
+    - ``"stride"``: ``num // 2`` frames before and the rest after ``target``, ``stride`` apart;
+      positions past the video's ends copy its first/last frame (``target`` itself when it is the
+      first/last frame), as in the paper.
+    - ``"uniform_with_target"``: mmtrack's test supports, for its converted checkpoints: frames
+      ``round(i * (L - 1) / (num - 1))`` (Python's round), ``i = 0..num-1``, of the video's ``L``
+      frames, the target not skipped, then ``target`` itself (``num + 1`` supports).
+    - ``"past"``: online; the ``num`` frames ``stride, 2 * stride, ...`` before ``target``, the
+      video's first frame repeated before its start.
+    """
+    frames = list(frames)
+    if mode == "uniform":
+        others = [f for f in frames if f != target]
+        if not others:
+            return [target] * num
+        return [int(others[int(p)]) for p in np.round(np.linspace(0, len(others) - 1, num))]
+    if mode == "stride":
+        position, last = frames.index(target), len(frames) - 1
+        before = num // 2
+        offsets = [-k for k in range(before, 0, -1)] + list(range(1, num - before + 1))
+        return [int(frames[min(max(position + k * stride, 0), last)]) for k in offsets]
+    if mode == "uniform_with_target":
+        step = (len(frames) - 1) / (num - 1) if num > 1 else 0
+        return [int(frames[round(i * step)]) for i in range(num)] + [target]
+    if mode == "past":
+        position = frames.index(target)
+        return [int(frames[max(position - (i + 1) * stride, 0)]) for i in range(num)]
+    raise ValueError(f"unknown test support mode {mode!r}; expected one of {SUPPORT_MODES[1:]}")
+
+
+@dataclass(frozen=True)
+class SupportSelector:
+    """The support rule of a model: ``selector(target, frames)`` gives the support frames of
+    ``target`` among ``frames`` (the frame indices of its video, sorted), one per support.
+
+    Attributes:
+        mode: one of :data:`SUPPORT_MODES` ("random" draws with :func:`sample_train_supports`,
+            the others select with :func:`select_test_supports`).
+        num: supports per target frame (``uniform_with_target`` adds the target itself).
+        frame_range: "random" only; supports within this many frames of the target (-1: any).
+        stride: "stride" and "past" only; frames between consecutive supports.
+    """
+
+    mode: str
+    num: int
+    frame_range: int = -1
+    stride: int = 1
+
+    def __post_init__(self):
+        if self.mode not in SUPPORT_MODES:
+            raise ValueError(f"support mode must be one of {SUPPORT_MODES}, got {self.mode!r}")
+        if self.num < 0 or self.stride < 1:
+            raise ValueError(f"need num >= 0 supports and stride >= 1, got {self.num}, {self.stride}")
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool) -> "SupportSelector":
+        """``INPUT.SUPPORT``: NUM_TRAIN random frames within TRAIN_FRAME_RANGE for training;
+        NUM_TEST frames by TEST_MODE (TEST_STRIDE apart for "stride"/"past") for test."""
+        s = cfg.INPUT.SUPPORT
+        if is_train:
+            return cls("random", s.NUM_TRAIN, frame_range=s.TRAIN_FRAME_RANGE)
+        return cls(s.TEST_MODE, s.NUM_TEST, stride=s.TEST_STRIDE)
+
+    @property
+    def is_causal(self) -> bool:
+        """True when the supports of a frame are never later frames (usable on a live stream)."""
+        return self.mode == "past" or self.num == 0
+
+    def __call__(self, target: int, frames: Sequence[int], rng=np.random) -> List[int]:
+        if self.num == 0:
+            return []
+        if self.mode == "random":
+            return sample_train_supports(target, frames, self.num, self.frame_range, rng)
+        return select_test_supports(target, frames, self.num, self.mode, self.stride)
