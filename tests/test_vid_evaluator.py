@@ -5,6 +5,7 @@ import logging
 import math
 import uuid
 
+import numpy as np
 import pytest
 import torch
 from pycocotools.coco import COCO
@@ -12,13 +13,19 @@ from pycocotools.cocoeval import COCOeval
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode, Boxes, Instances
-from temporal_roi_align.evaluation import VIDEvaluator, motion_bucket, motion_ious
+from temporal_roi_align.evaluation import (
+    MOTION_RANGES,
+    VIDEvaluator,
+    devkit_ap,
+    motion_buckets,
+    motion_ious,
+)
 
 XYXY = BoxMode.XYXY_ABS
 
 
-def frame(image_id, video_id, frame_id, anns, degradation=""):
-    """A dataset dict; anns are (box XYXY, category_id, track_id)."""
+def frame(image_id, video_id, frame_id, anns, **fields):
+    """A dataset dict; anns are (box XYXY, category_id, track_id); fields are added to it."""
     return {
         "file_name": f"{video_id}/{frame_id:06d}.JPEG",
         "image_id": image_id,
@@ -27,11 +34,11 @@ def frame(image_id, video_id, frame_id, anns, degradation=""):
         "video_id": video_id,
         "frame_id": frame_id,
         "video_length": 20,
-        "degradation": degradation,
         "annotations": [
             {"bbox": list(box), "bbox_mode": XYXY, "category_id": c, "track_id": t}
             for box, c, t in anns
         ],
+        **fields,
     }
 
 
@@ -83,44 +90,7 @@ A, B, C = (10, 10, 50, 50), (100, 10, 140, 50), (200, 10, 240, 50)
 FAR = (250, 60, 290, 90)  # overlaps no ground truth
 
 
-def test_motion_ious_hand_made_tracks():
-    dicts = [
-        # Video 1, track 0: frames 0, 5 (moved 4 px), 12 (back), 30 (alone).
-        frame(0, 1, 0, [((0, 0, 40, 10), 0, 0), ((50, 0, 60, 10), 0, 1)]),
-        frame(1, 1, 5, [((4, 0, 44, 10), 0, 0)]),
-        frame(2, 1, 12, [((0, 0, 40, 10), 0, 0)]),
-        frame(3, 1, 30, [((0, 0, 40, 10), 0, 0)]),
-        # Video 2 reuses track id 0: it is another object.
-        frame(4, 2, 1, [((0, 0, 40, 10), 0, 0)]),
-    ]
-    # XYWH boxes are converted: (4, 0, 44, 10) in frame 5.
-    dicts[1]["annotations"][0].update(bbox=[4, 0, 40, 10], bbox_mode=BoxMode.XYWH_ABS)
-    shifted = 36 / 44  # IoU of two 40x10 boxes 4 px apart
-    ious = motion_ious(dicts)
-    assert ious[0, 0] == pytest.approx(shifted)  # frame 12 is 12 frames away
-    assert ious[1, 0] == pytest.approx(shifted)  # mean over frames 0 (36/44) and 12 (36/44)
-    assert ious[2, 0] == pytest.approx(shifted)
-    assert math.isnan(ious[3, 0])  # no neighbour within 10 frames
-    assert math.isnan(ious[0, 1])  # track 1 appears once
-    assert math.isnan(ious[4, 0])  # video 2 has a single frame
-    assert set(ious) == {(0, 0), (0, 1), (1, 0), (2, 0), (3, 0), (4, 0)}
-
-    wide = motion_ious(dicts, frame_range=12)
-    assert wide[0, 0] == pytest.approx((shifted + 1.0) / 2)  # frames 5 and 12
-    assert wide[1, 0] == pytest.approx(shifted)
-
-
-def test_motion_bucket_boundaries():
-    assert motion_bucket(1.0) == "slow"
-    assert motion_bucket(0.91) == "slow"
-    assert motion_bucket(0.9) == "medium"
-    assert motion_bucket(0.7) == "medium"
-    assert motion_bucket(0.69) == "fast"
-    assert motion_bucket(0.0) == "fast"
-    assert motion_bucket(float("nan")) is None
-
-
-def test_perfect_predictions(register, tmp_path):
+def test_perfect_predictions(register, tmp_path, caplog):
     dicts = [
         frame(0, 0, 0, [(A, 0, 0), (B, 1, 1)]),
         frame(1, 0, 1, [(A, 0, 0), (B, 1, 1)]),
@@ -128,15 +98,23 @@ def test_perfect_predictions(register, tmp_path):
     dicts[1]["annotations"][0].update(bbox=[10, 10, 40, 40], bbox_mode=BoxMode.XYWH_ABS)
     name = register(dicts, ["cat", "dog"])
     preds = {i: [(A, 0.5, 0), (B, 0.25, 1)] for i in (0, 1)}
-    res = run(name, preds, output_dir=str(tmp_path))["bbox"]
-    for key in ("AP50", "AP", "AP75", "AP50-cat", "AP50-dog", "AP50-slow"):
+    with caplog.at_level(logging.INFO):
+        res = run(name, preds, output_dir=str(tmp_path))["bbox"]
+    for key in ("AP50", "AP", "AP75", "AP50-cat", "AP50-dog", "AP50-devkit", "AP50-slow"):
         assert res[key] == pytest.approx(100.0), key
+    # Both tracks stand still (motion IoU 1): no medium or fast object.
     assert math.isnan(res["AP50-medium"]) and math.isnan(res["AP50-fast"])
-    assert "AP50-degraded" not in res  # no degraded frame in the dataset
-    assert list(res)[:3] == ["AP50", "AP", "AP75"]
+    assert list(res)[:7] == [
+        "AP50", "AP", "AP75", "AP50-devkit", "AP50-slow", "AP50-medium", "AP50-fast"
+    ]  # fmt: skip
+    assert len(res) == 9  # no subset by default
+    assert "AP50-devkit: ImageNet VID devkit" in caplog.text  # the protocols are logged
 
-    saved = json.loads((tmp_path / "vid_results.json").read_text())
+    # Valid JSON: nan is written as null.
+    text = (tmp_path / "vid_results.json").read_text()
+    saved = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in vid_results.json"))
     assert saved["bbox"]["AP50"] == pytest.approx(100.0)
+    assert saved["bbox"]["AP50-medium"] is None
     dets = json.loads((tmp_path / "coco_instances_results.json").read_text())
     assert len(dets) == 4
     assert dets[0] == {"image_id": 0, "category_id": 0, "bbox": [10, 10, 40, 40], "score": 0.5}
@@ -186,65 +164,87 @@ def test_only_processed_frames_are_evaluated(register, caplog):
     assert "not in" in caplog.text  # image 7 is not in the dataset
 
 
-def test_motion_buckets_count_only_their_objects(register):
+def test_motion_buckets_as_fgfa(register):
     slow, medium, fast = (0, 10, 40, 50), (100, 10, 140, 50), (200, 10, 240, 50)
     dicts = [
-        # Motion IoU: slow 1.0, medium 36/44 = 0.82, fast 20/60 = 0.33; track 3 has no neighbour.
         frame(0, 0, 0, [(slow, 0, 0), (medium, 0, 1), (fast, 0, 2), ((0, 60, 40, 90), 0, 3)]),
         frame(1, 0, 1, [(slow, 0, 0), ((104, 10, 144, 50), 0, 1), ((220, 10, 260, 50), 0, 2)]),
     ]
     name = register(dicts, ["car"])
-    buckets = {k: motion_bucket(v) for k, v in motion_ious(dicts).items()}
-    assert buckets == {
-        (0, 0): "slow", (1, 0): "slow",
-        (0, 1): "medium", (1, 1): "medium",
-        (0, 2): "fast", (1, 2): "fast",
-        (0, 3): None,
+    # Motion IoU (41 x 41-pixel boxes): track 0 still, 1; track 1 moves 4 px, 37 * 41 / (2 * 41 *
+    # 41 - 37 * 41) = 37 / 45 = 0.82; track 2 moves 20 px, 21 / 61 = 0.34; track 3 is alone: 1.
+    ious = motion_ious(dicts)
+    assert {k: motion_buckets(v) for k, v in ious.items()} == {
+        (0, 0): ("slow",), (1, 0): ("slow",),
+        (0, 1): ("medium",), (1, 1): ("medium",),
+        (0, 2): ("fast",), (1, 2): ("fast",),
+        (0, 3): ("slow",),
     }  # fmt: skip
-    # A false positive on top, then every object found except the fast ones.
+    assert ious[0, 1] == pytest.approx(37 / 45) and ious[0, 2] == pytest.approx(21 / 61)
+    # A false positive on top, touching no object, then every object found except the fast ones.
     hits = [(b["bbox"], 0.5, 0) for b in dicts[0]["annotations"] if b["track_id"] != 2]
     preds = {
         0: [((260, 60, 290, 90), 0.9, 0)] + hits,
         1: [(b["bbox"], 0.5, 0) for b in dicts[1]["annotations"] if b["track_id"] != 2],
     }
     res = run(name, preds)["bbox"]
-    # Per bucket: FP, TP, TP over 2 objects; detections of other buckets are not counted.
-    assert res["AP50-slow"] == pytest.approx(ap([(0.5, 0.5), (1.0, 2 / 3)]))
-    assert res["AP50-slow"] == pytest.approx(2 / 3 * 100)
-    assert res["AP50-medium"] == pytest.approx(2 / 3 * 100)
+    # The FP ties (IoU 0 with all 4 objects of frame 0): weight = share of the frame's objects
+    # outside the bucket: slow 2/4, medium 3/4, fast 3/4. Detections of other buckets' objects
+    # count for nothing.
+    # slow: FP .5, then TPs (3 objects: tracks 0 twice, 3): precision 1/1.5, 2/2.5, 3/3.5 at
+    # recall 1/3, 2/3, 1; the envelope is 6/7 everywhere.
+    assert res["AP50-slow"] == pytest.approx(6 / 7 * 100)
+    # medium: FP .75, 2 TPs: 1/1.75, 2/2.75 = 8/11 at recall 1/2, 1: AP 8/11.
+    assert res["AP50-medium"] == pytest.approx(8 / 11 * 100)
     assert res["AP50-fast"] == 0.0
-    # Overall: FP then 5 TPs over 7 objects; precision 5/6 up to recall 5/7.
+    # All objects: a full FP, then 5 TPs over 7 objects; precision 5/6 up to recall 5/7.
+    assert res["AP50-devkit"] == pytest.approx(5 / 7 * 5 / 6 * 100)
+    # The headline (COCO-style) is the same here: 101-point AP, the envelope is 5/6 up to 5/7.
     assert res["AP50"] == pytest.approx(ap([(5 / 7, 5 / 6)]))
 
 
+def test_devkit_threshold_for_small_objects(register):
+    # A 10 x 10-pixel object (XYXY 0..9 inclusive) and a detection 5 px to the right: devkit IoU
+    # 50 / 150 >= its threshold 100 / (20 * 20) = 0.25: found. COCO: 4 * 9 / (81 + 81 - 36) =
+    # 0.29 < 0.5: missed.
+    dicts = [frame(0, 0, 0, [((0, 0, 9, 9), 0, 0)])]
+    res = run(register(dicts, ["cat"]), {0: [((5, 0, 14, 9), 0.9, 0)]})["bbox"]
+    assert res["AP50-devkit"] == pytest.approx(100.0)
+    assert res["AP50"] == 0.0
+
+
 def test_motion_breakdown_off(register):
-    name = register([frame(0, 0, 0, [(A, 0, 0)])], ["cat"])
+    dicts = [frame(0, 0, 0, [(A, 0, 0)])]
+    del dicts[0]["annotations"][0]["track_id"]  # not needed without the breakdown
+    name = register(dicts, ["cat"])
     res = run(name, {0: [(A, 0.9, 0)]}, motion_breakdown=False)["bbox"]
     assert not any(k in res for k in ("AP50-slow", "AP50-medium", "AP50-fast"))
+    assert res["AP50-devkit"] == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="track_id"):
+        run(name, {0: [(A, 0.9, 0)]})
 
 
-def test_degraded_subset(register):
+def test_subsets(register):
     dicts = [
-        frame(0, 0, 0, [(A, 0, 0)]),
-        frame(1, 0, 1, [(A, 0, 0)], degradation="motion_blur"),
-        frame(2, 0, 2, [(A, 0, 0)], degradation="defocus"),
+        frame(0, 0, 0, [(A, 0, 0)], hard=False),
+        frame(1, 0, 1, [(A, 0, 0)], hard=True),
+        frame(2, 0, 2, [(A, 0, 0)], hard=True),
     ]
     name = register(dicts, ["cat"])
-    # Clean frame: perfect. Degraded frames: a FP above the TP in one, a miss in the other.
+    # Easy frame: perfect. Hard frames: a FP above the TP in one, a miss in the other.
     preds = {0: [(A, 0.9, 0)], 1: [(FAR, 0.95, 0), (A, 0.6, 0)], 2: []}
-    res = run(name, preds)["bbox"]
-    assert res["AP50-degraded"] == pytest.approx(ap([(0.5, 0.5)]))
-    assert res["AP50-degraded"] == pytest.approx(51 * 0.5 / 101 * 100)
+    subsets = {"hard": lambda d: d["hard"], "easy": lambda d: not d["hard"]}
+    res = run(name, preds, subsets=subsets)["bbox"]
+    assert res["AP50-hard"] == pytest.approx(ap([(0.5, 0.5)]))
+    assert res["AP50-hard"] == pytest.approx(51 * 0.5 / 101 * 100)
+    assert res["AP50-easy"] == pytest.approx(100.0)
     # Overall: FP 0.95, TP 0.9, TP 0.6 over 3 objects.
     assert res["AP50"] == pytest.approx(ap([(1 / 3, 0.5), (2 / 3, 2 / 3)]))
-
-    custom = run(name, preds, subsets={"clean": lambda d: not d["degradation"]})["bbox"]
-    assert custom["AP50-clean"] == pytest.approx(100.0)
-    assert "AP50-degraded" not in custom
+    assert "AP50-hard" not in run(name, preds)["bbox"]  # no subset unless passed
 
     # A subset with no evaluated frame is nan.
-    partial = run(name, {0: [(A, 0.9, 0)]})["bbox"]
-    assert math.isnan(partial["AP50-degraded"])
+    partial = run(name, {0: [(A, 0.9, 0)]}, subsets=subsets)["bbox"]
+    assert math.isnan(partial["AP50-hard"])
 
 
 def test_crowd_ground_truth_is_ignored(register):
@@ -259,10 +259,16 @@ def test_result_key_clash_is_rejected(register):
     name = register([frame(0, 0, 0, [])], ["slow", "cat"])
     with pytest.raises(ValueError, match="slow"):
         VIDEvaluator(name, distributed=False)
+    name = register([frame(0, 0, 0, [])], ["cat"])
+    with pytest.raises(ValueError, match="devkit"):
+        VIDEvaluator(name, distributed=False, subsets={"devkit": bool})
+    with pytest.raises(ValueError, match="cat"):
+        VIDEvaluator(name, distributed=False, subsets={"cat": bool})
 
 
-def test_matches_plain_cocoeval(register):
-    """AP, AP50, AP75 agree with pycocotools' own COCOeval.summarize() on random data."""
+def random_case():
+    """12 frames (3 videos) of 4 objects of 3 classes moving a few px per frame, with jittered
+    and random detections: (dataset dicts, predictions for :func:`run`)."""
     gen = torch.Generator().manual_seed(0)
 
     def rand(*shape):
@@ -274,12 +280,43 @@ def test_matches_plain_cocoeval(register):
 
     dicts, preds = [], {}
     for i in range(12):
-        gt_boxes = boxes(4)
+        if i % 4 == 0:
+            gt_boxes, speed = boxes(4), torch.randn(4, 2, generator=gen).repeat(1, 2) * 2
+        gt_boxes = gt_boxes + speed
         dicts.append(
             frame(i, i // 4, i % 4, [(b, k % 3, k) for k, b in enumerate(gt_boxes.tolist())])
         )
         jittered = (gt_boxes + torch.randn(4, 4, generator=gen) * 4).tolist()
         preds[i] = [(b, float(rand(1)), k % 3) for k, b in enumerate(jittered + boxes(3).tolist())]
+    return dicts, preds
+
+
+def test_devkit_metrics_are_the_pure_functions(register):
+    dicts, preds = random_case()
+    res = run(register(dicts, ["a", "b", "c"]), preds)["bbox"]
+    motion = motion_ious(dicts)
+    frames = [
+        {
+            "gt_boxes": [a["bbox"] for a in d["annotations"]],
+            "gt_classes": [a["category_id"] for a in d["annotations"]],
+            "gt_motion": [motion[d["image_id"], i] for i in range(len(d["annotations"]))],
+            "boxes": [b for b, _, _ in preds[d["image_id"]]],
+            "scores": [s for _, s, _ in preds[d["image_id"]]],
+            "classes": [c for _, _, c in preds[d["image_id"]]],
+        }
+        for d in dicts
+    ]
+    buckets = {b for m in motion.values() for b in motion_buckets(m)}
+    assert buckets == set(MOTION_RANGES)  # every bucket has objects
+    for name, motion_range in [("devkit", None)] + list(MOTION_RANGES.items()):
+        aps = devkit_ap(frames, 3, motion_range)
+        assert res[f"AP50-{name}"] == pytest.approx(np.nanmean(aps) * 100, rel=1e-12), name
+    assert 0 < res["AP50-devkit"] < 100
+
+
+def test_matches_plain_cocoeval(register):
+    """AP, AP50, AP75 agree with pycocotools' own COCOeval.summarize() on random data."""
+    dicts, preds = random_case()
     res = run(register(dicts, ["a", "b", "c"]), preds)["bbox"]
 
     def xywh(box):
