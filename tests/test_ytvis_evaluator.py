@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 import zipfile
 
@@ -26,6 +27,7 @@ from temporal_roi_align.evaluation import (
     YTVIS_METRICS,
     YTVISEvaluator,
     evaluate_ytvis,
+    video_ground_truth,
     video_mask_ious,
     video_predictions,
     ytvis_metrics,
@@ -276,7 +278,8 @@ OFFICIAL_FILES = ("mmtrack/core/evaluation/ytvis.py", "mmtrack/core/evaluation/y
 
 
 def _official_api_dir():
-    """The two files of the official API, extracted once into a cache dir; None if offline."""
+    """(directory holding ytvis.py and ytviseval.py of the official API, extracted once into a
+    cache dir, "") or (None, why not)."""
     cache = os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
         "temporal_roi_align",
@@ -285,31 +288,31 @@ def _official_api_dir():
     names = [os.path.basename(f) for f in OFFICIAL_FILES]
     if all(os.path.isfile(os.path.join(cache, n)) for n in names):
         return cache, ""
-    download = f"{cache}.download.{os.getpid()}"
-    os.makedirs(download, exist_ok=True)
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-             "--disable-pip-version-check", "--no-input", "--retries", "0", "--timeout", "20",
-             "-q", "-d", download, MMTRACK],
-            capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return None, f"pip download {MMTRACK} failed: {e}"
-    wheels = [f for f in os.listdir(download) if f.endswith(".whl")]
-    if proc.returncode != 0 or not wheels:
-        return None, f"pip download {MMTRACK} failed: {proc.stderr.strip()[-300:]}"
-    staging = f"{cache}.staging.{os.getpid()}"
-    os.makedirs(staging, exist_ok=True)
-    with zipfile.ZipFile(os.path.join(download, wheels[0])) as whl:
-        for member, name in zip(OFFICIAL_FILES, names):
-            with open(os.path.join(staging, name), "wb") as f:
-                f.write(whl.read(member))
     os.makedirs(os.path.dirname(cache), exist_ok=True)
-    try:
-        os.rename(staging, cache)  # atomic: concurrent runs see all files or none
-    except OSError:
-        pass  # another run got there first
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(cache)) as tmp:
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                 "--disable-pip-version-check", "--no-input", "--retries", "0", "--timeout", "20",
+                 "-q", "-d", tmp, MMTRACK],
+                capture_output=True, text=True, timeout=180,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return None, f"pip download {MMTRACK} failed: {e}"
+        wheels = [f for f in os.listdir(tmp) if f.endswith(".whl")]
+        if proc.returncode != 0 or not wheels:
+            last = (proc.stderr.strip().splitlines() or ["no wheel"])[-1]
+            return None, f"pip download {MMTRACK} failed: {last}"
+        staging = os.path.join(tmp, "extracted")
+        os.makedirs(staging)
+        with zipfile.ZipFile(os.path.join(tmp, wheels[0])) as whl:
+            for member, name in zip(OFFICIAL_FILES, names):
+                with open(os.path.join(staging, name), "wb") as f:
+                    f.write(whl.read(member))
+        try:
+            os.rename(staging, cache)  # atomic: concurrent runs see both files or none
+        except OSError:
+            pass  # another run got there first
     return cache, ""
 
 
@@ -515,9 +518,9 @@ def test_ground_truth_without_annotations_points_to_the_server(tmp_path):
 def test_video_predictions_vote_the_class_and_average_the_score():
     r = rle(A)
     frames = [
-        {"video_id": 4, "frame_id": 0, "detections": [(7, 1, 0.9, r), (3, 0, 0.2, r)]},
+        {"video_id": 4, "frame_id": 0, "detections": [(7, 1, 0.9, r), (3, 2, 0.2, r)]},
         {"video_id": 4, "frame_id": 1, "detections": [(7, 2, 0.5, r), (7, 0, 0.1, r)]},
-        {"video_id": 4, "frame_id": 3, "detections": [(7, 2, 0.4, r)]},
+        {"video_id": 4, "frame_id": 3, "detections": [(7, 2, 0.4, r), (3, 1, 0.4, r)]},
         {
             "video_id": 5,
             "frame_id": 0,
@@ -526,11 +529,43 @@ def test_video_predictions_vote_the_class_and_average_the_score():
     ]
     preds, duplicates = video_predictions(frames, {4: 4, 5: 1})
     assert duplicates == 2  # track 7 twice in frame 1 of video 4; track 8 twice in video 5
-    assert [(p["video_id"], p["category_id"]) for p in preds] == [(4, 2), (4, 0), (5, 2), (5, 1)]
+    # Track 7 of video 4: classes 1, 2, 2 -> 2; track 3: classes 2, 1 (a tie) -> 1.
+    assert [(p["video_id"], p["category_id"]) for p in preds] == [(4, 2), (4, 1), (5, 2), (5, 1)]
     assert preds[0]["score"] == pytest.approx((0.9 + 0.5 + 0.4) / 3)  # 0.1 duplicate dropped
+    assert preds[1]["score"] == pytest.approx(0.3)
     assert preds[0]["segmentations"] == [r, r, None, r]
-    assert preds[1]["segmentations"] == [r, None, None, None]
+    assert preds[1]["segmentations"] == [r, None, None, r]
     assert preds[3]["score"] == pytest.approx(0.6)  # tie: the first one kept, class 1
+
+
+def test_video_ground_truth_from_frame_dicts():
+    polygon = [[0, 0, 5, 0, 5, 4, 0, 4]]
+    polygon_rle = mask_util.merge(mask_util.frPyObjects(polygon, H, W))
+    flat = mask_util.decode(polygon_rle).ravel(order="F")
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flat, [1 - flat[-1]]])))
+    uncompressed = {"size": [H, W], "counts": np.diff(np.concatenate([[0], edges])).tolist()}
+
+    def frame(frame_id, anns):
+        return {"video_id": 3, "frame_id": frame_id, "video_length": 3, "height": H, "width": W,
+                "annotations": [{"track_id": t, "category_id": c, "segmentation": s, "iscrowd": k}
+                                for t, c, s, k in anns]}  # fmt: skip
+
+    dicts = [
+        frame(2, [(11, 1, rle(A), 0)]),
+        frame(0, [(10, 0, polygon, 1), (11, 1, rle(A_SHIFTED), 0)]),
+        frame(1, []),
+    ]
+    dicts[0]["annotations"][0]["segmentation"] = uncompressed
+    gt = video_ground_truth(dicts, "toy")
+    assert [(g["video_id"], g["category_id"], g["iscrowd"]) for g in gt] == [(3, 0, 1), (3, 1, 0)]
+    assert gt[0]["segmentations"][1:] == [None, None]
+    assert mask_util.area(gt[0]["segmentations"][0]) == mask_util.area(polygon_rle) == 20
+    assert gt[1]["segmentations"][0] == rle(A_SHIFTED) and gt[1]["segmentations"][1] is None
+    assert (mask_util.decode(gt[1]["segmentations"][2]) == mask_util.decode(polygon_rle)).all()
+
+    dicts[0]["annotations"][0]["category_id"] = 0
+    with pytest.raises(ValueError, match="toy: video 3, frame 2: track 11 has category 0, 1 in"):
+        video_ground_truth(dicts, "toy")
 
 
 @pytest.fixture
@@ -674,9 +709,9 @@ def test_evaluator_without_annotations_writes_the_submission(tmp_path, register,
 
 def test_evaluator_rejects_bad_outputs(tmp_path, register):
     name = register(gt_json(tmp_path, [(1, H, W, 1)], [(1, 1, [A], 0)]))
-    d = frame_inputs(name)[1, 0]
-    evaluator = YTVISEvaluator(name, distributed=False)
+    evaluator = YTVISEvaluator(name, distributed=False)  # before the dataset is loaded
     evaluator.reset()
+    d = frame_inputs(name)[1, 0]
     inst = Instances((H, W))
     inst.pred_masks = torch.zeros((1, H // 2, W // 2), dtype=torch.bool)
     inst.scores, inst.pred_classes = torch.ones(1), torch.zeros(1, dtype=torch.int64)
@@ -685,3 +720,9 @@ def test_evaluator_rejects_bad_outputs(tmp_path, register):
     inst.pred_track_ids = torch.zeros(1, dtype=torch.int64)
     with pytest.raises(ValueError, match=r"masks must be at the original resolution \(10, 12\)"):
         evaluator.process([d], [{"instances": inst}])
+    inst.pred_masks = torch.full((1, H, W), 0.7)
+    with pytest.raises(ValueError, match="pred_masks must be binary"):
+        evaluator.process([d], [{"instances": inst}])
+    inst.pred_masks = torch.from_numpy(A[None])
+    evaluator.process([d], [{"instances": inst}])
+    assert evaluator.evaluate()["segm"]["AP"] == pytest.approx(100.0)

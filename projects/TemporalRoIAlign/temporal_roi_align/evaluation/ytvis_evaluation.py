@@ -147,8 +147,9 @@ class YTVISEvaluator(DatasetEvaluator):
                 carrying "video_id", "frame_id", "video_length", "height", "width" and
                 annotations with "track_id", "segmentation", "category_id" (optional
                 "iscrowd"), as ``load_ytvis_json`` makes them. Its metadata must have
-                ``thing_classes``; ``thing_dataset_id_to_contiguous_id``, if present, maps the
-                category ids written to ``results.json`` back to the dataset's.
+                ``thing_classes`` once the dataset is loaded (the YouTube-VIS loader sets
+                them); ``thing_dataset_id_to_contiguous_id``, if present, maps the category
+                ids written to ``results.json`` back to the dataset's.
             output_dir (str): where to write ``results.json`` (the server's format); nothing
                 if None.
             distributed (bool): gather the predictions of all ranks and evaluate on rank 0.
@@ -157,7 +158,6 @@ class YTVISEvaluator(DatasetEvaluator):
         self._output_dir = output_dir
         self._distributed = distributed
         self._metadata = MetadataCatalog.get(dataset_name)
-        self._class_names = list(self._metadata.thing_classes)
 
     def reset(self):
         self._frames = []
@@ -181,6 +181,11 @@ class YTVISEvaluator(DatasetEvaluator):
             if missing:
                 raise ValueError(f"YTVISEvaluator: the model's instances lack {missing}")
             masks = instances.pred_masks
+            if masks.dtype.is_floating_point:
+                raise ValueError(
+                    f"YTVISEvaluator: pred_masks must be binary (bool), got {masks.dtype}; "
+                    "threshold mask probabilities first"
+                )
             if tuple(masks.shape[1:]) != (inp["height"], inp["width"]):
                 raise ValueError(
                     f"YTVISEvaluator: pred_masks of shape {tuple(masks.shape)} in video "
@@ -253,9 +258,9 @@ class YTVISEvaluator(DatasetEvaluator):
         ground_truth = video_ground_truth(
             [d for d in dataset_dicts if d["video_id"] in evaluated], self._dataset_name
         )
-        categories = list(enumerate(self._class_names))
-        results = ytvis_metrics(video_ids, categories, ground_truth, predictions)
-        self._log(results, len(video_ids))
+        class_names = list(self._metadata.thing_classes)
+        results = ytvis_metrics(video_ids, list(enumerate(class_names)), ground_truth, predictions)
+        self._log(results, class_names, len(video_ids))
         self._results = OrderedDict(segm=results)
         return copy.deepcopy(self._results)
 
@@ -315,12 +320,12 @@ class YTVISEvaluator(DatasetEvaluator):
             with PathManager.open(os.path.join(self._output_dir, "submission.zip"), "wb") as f:
                 f.write(buffer.getvalue())
 
-    def _log(self, results, num_videos):
+    def _log(self, results, class_names, num_videos):
         logger.info(
             f"Evaluation results for segm on {num_videos} videos:\n"
             + create_small_table({k: results[k] for k in YTVIS_METRICS})
         )
-        per_class = [(n, results[f"AP-{n}"]) for n in self._class_names]
+        per_class = [(n, results[f"AP-{n}"]) for n in class_names]
         n_cols = min(6, len(per_class) * 2)
         flat = list(itertools.chain(*per_class))
         rows = itertools.zip_longest(*[flat[i::n_cols] for i in range(n_cols)])
