@@ -165,8 +165,8 @@ class YTVISEvaluator(DatasetEvaluator):
     def process(self, inputs, outputs):
         """
         Args:
-            inputs (list[dict]): per-frame dataset dicts with "video_id", "frame_id",
-                "video_length", "height" and "width".
+            inputs (list[dict]): per-frame dataset dicts with "video_id", "frame_id", "height"
+                and "width" (video lengths come from the dataset).
             outputs (list[dict]): each with "instances": ``pred_masks`` ([N, H, W] bool at the
                 original resolution), ``scores``, ``pred_classes`` and ``pred_track_ids`` (the
                 tracker's identity of each detection through the video).
@@ -204,7 +204,6 @@ class YTVISEvaluator(DatasetEvaluator):
                 {
                     "video_id": inp["video_id"],
                     "frame_id": inp["frame_id"],
-                    "video_length": inp["video_length"],
                     "detections": detections,
                 }
             )

@@ -21,7 +21,7 @@ import json
 import logging
 import math
 from collections import OrderedDict, defaultdict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -67,8 +67,10 @@ def segmentation_to_rle(segm, height: int, width: int, source: str) -> Optional[
     except Exception as e:  # pycocotools raises bare Exceptions on malformed input
         raise ValueError(f"{source}: invalid segmentation ({e})") from None
     if size != [height, width]:
-        raise ValueError(f"{source}: mask size {size} differs from the video's [height, width] "
-                         f"[{height}, {width}]")  # fmt: skip
+        raise ValueError(
+            f"{source}: mask size {size} differs from the video's [height, width] "
+            f"[{height}, {width}]"
+        )
     return rle
 
 
@@ -111,10 +113,11 @@ def video_mask_ious(
             continue
         dts, gts = [detections[i][f] for i in di], [ground_truth[j][f] for j in gi]
         iou = np.asarray(mask_util.iou(dts, gts, [0] * len(gts)), dtype=np.float64)
-        # pycocotools returns I / U with U = |d| + |g| - I: the integer I back, exact for any
-        # frame size (I / U carries a relative error of 1e-16).
+        iou = iou.reshape(len(di), len(gi))
+        # pycocotools gives I / U with U = |d| + |g| - I; rounding recovers the integer I
+        # exactly (the float error, about 1e-16 * I, is far below 0.5 for any frame size).
         both = d_areas[di, f][:, None] + g_areas[gi, f][None, :]
-        inter[np.ix_(di, gi)] += np.rint(iou.reshape(len(di), len(gi)) * both / (1 + iou))
+        inter[np.ix_(di, gi)] += np.rint(iou * both / (1 + iou))
     union = d_areas.sum(1)[:, None] + g_areas.sum(1)[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
@@ -268,10 +271,11 @@ def _read_instance(obj, where: str, videos: Dict, category_ids, score: bool) -> 
     if not isinstance(obj, dict) or any(k not in obj for k in keys):
         raise ValueError(f"{where}: must be an object with keys {list(keys)}")
     if obj["video_id"] not in videos:
-        raise ValueError(f"{where}: unknown video_id {obj['video_id']!r}, not in the ground truth")
+        raise ValueError(f"{where}: unknown video_id {obj['video_id']!r}, not a ground-truth video")
     if obj["category_id"] not in category_ids:
         raise ValueError(
-            f"{where}: unknown category_id {obj['category_id']!r}, not one of {sorted(category_ids)}"
+            f"{where}: unknown category_id {obj['category_id']!r}, "
+            f"not one of {sorted(category_ids)}"
         )
     height, width, length = videos[obj["video_id"]]
     segms = obj["segmentations"]
