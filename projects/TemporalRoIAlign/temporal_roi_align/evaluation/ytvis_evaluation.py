@@ -1,0 +1,338 @@
+"""YouTube-VIS evaluation of per-frame tracker outputs (MaskTrack R-CNN style)."""
+
+import copy
+import io
+import itertools
+import json
+import logging
+import os
+import zipfile
+from collections import OrderedDict
+
+import numpy as np
+import pycocotools.mask as mask_util
+from tabulate import tabulate
+
+import detectron2.utils.comm as comm
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.utils.file_io import PathManager
+from detectron2.utils.logger import create_small_table
+
+from .ytvis_metric import YTVIS_METRICS, segmentation_to_rle, ytvis_metrics
+
+__all__ = ["YTVISEvaluator", "encode_masks", "video_ground_truth", "video_predictions"]
+
+logger = logging.getLogger(__name__)
+
+
+def encode_masks(masks) -> list:
+    """Compressed RLEs (``counts`` as str, JSON-ready) of an [N, H, W] bool tensor or array."""
+    masks = np.asarray(masks, dtype=np.uint8)
+    if len(masks) == 0:
+        return []
+    rles = mask_util.encode(np.asfortranarray(masks.transpose(1, 2, 0)))
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+def video_predictions(frames, lengths):
+    """Video-level predictions from per-frame tracker detections, as mmtracking 0.14 forms them
+    (``YouTubeVISDataset.format_results``): one prediction per (video, track id), with
+
+    * "score": the mean of the track's per-frame scores;
+    * "category_id": the most frequent class among its frames (ties: the smallest class id);
+    * "segmentations": its mask in each frame where it was detected, None elsewhere.
+
+    A track detected twice in one frame keeps its highest-scoring detection there (the other
+    counts neither in the score nor in the vote; mmtracking would count both and keep the last
+    mask).
+
+    Args:
+        frames (list[dict]): per frame "video_id", "frame_id" and "detections", a list of
+            (track_id, class, score, RLE).
+        lengths (dict): video_id -> number of frames.
+
+    Returns:
+        (list[dict] with "video_id", "category_id", "score", "segmentations", int): the
+        predictions in the order of the tracks' first detections, and the number of duplicate
+        detections dropped.
+    """
+    tracks, duplicates = OrderedDict(), 0
+    for frame in frames:
+        for track_id, cls, score, rle in frame["detections"]:
+            per_frame = tracks.setdefault((frame["video_id"], track_id), {})
+            previous = per_frame.get(frame["frame_id"])
+            if previous is not None:
+                duplicates += 1
+                if previous[1] >= score:
+                    continue
+            per_frame[frame["frame_id"]] = (cls, score, rle)
+    predictions = []
+    for (video_id, _), per_frame in tracks.items():
+        classes, scores, _ = zip(*per_frame.values())
+        predictions.append(
+            {
+                "video_id": video_id,
+                "category_id": int(np.bincount(classes).argmax()),
+                "score": float(np.mean(scores)),
+                "segmentations": [
+                    per_frame[f][2] if f in per_frame else None for f in range(lengths[video_id])
+                ],
+            }
+        )
+    return predictions, duplicates
+
+
+def video_ground_truth(dataset_dicts, dataset_name="dataset"):
+    """Video-level ground truth from per-frame dataset dicts: one instance per (video_id,
+    track_id), its mask (compressed RLE) in the frames that annotate it, None elsewhere.
+
+    Returns a list of dicts with "video_id", "category_id", "iscrowd", "segmentations",
+    in the order of the instances' first annotated frame.
+    """
+    instances = OrderedDict()
+    for d in sorted(dataset_dicts, key=lambda d: d["frame_id"]):
+        for ann in d.get("annotations", []):
+            where = f"{dataset_name}: video {d['video_id']}, frame {d['frame_id']}"
+            if "track_id" not in ann:
+                raise ValueError(f"{where}: an annotation has no 'track_id'")
+            key = d["video_id"], ann["track_id"]
+            if key not in instances:
+                instances[key] = {
+                    "video_id": d["video_id"],
+                    "category_id": ann["category_id"],
+                    "iscrowd": int(ann.get("iscrowd", 0)),
+                    "segmentations": [None] * d["video_length"],
+                }
+            inst = instances[key]
+            if inst["category_id"] != ann["category_id"]:
+                raise ValueError(
+                    f"{where}: track {ann['track_id']} has category {ann['category_id']}, "
+                    f"{inst['category_id']} in an earlier frame"
+                )
+            inst["segmentations"][d["frame_id"]] = segmentation_to_rle(
+                ann["segmentation"], d["height"], d["width"], f"{where}, track {ann['track_id']}"
+            )
+    return list(instances.values())
+
+
+class YTVISEvaluator(DatasetEvaluator):
+    """Video instance segmentation AP of YouTube-VIS (see :mod:`.ytvis_metric`) for models that
+    segment and track frame by frame.
+
+    :meth:`process` takes each frame's instances with a track identity and keeps their masks
+    as RLE; :meth:`evaluate` forms one prediction per track (see :func:`video_predictions`)
+    and scores them against the dataset's video-level ground truth, rebuilt from the
+    per-frame dicts of ``DatasetCatalog`` (see :func:`video_ground_truth`).
+
+    Results, under ``results["segm"]``, in %: :data:`YTVIS_METRICS` ("AP", "AP50", "AP75",
+    "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"; nan where the API gives
+    -1) and "AP-<class>" for each class.
+
+    Only videos with at least one processed frame are evaluated (a warning names how many were
+    left out); frames of those videos that were not processed count as frames without
+    predictions.
+
+    Without annotations (YouTube-VIS val/test: the dicts have no "annotations" key), it writes
+    ``results.json`` and ``submission.zip`` (``results.json`` at its root), the file the
+    evaluation server takes, and returns {}.
+    """
+
+    def __init__(self, dataset_name, output_dir=None, *, distributed=True):
+        """
+        Args:
+            dataset_name (str): a dataset registered in DatasetCatalog with per-frame dicts
+                carrying "video_id", "frame_id", "video_length", "height", "width" and
+                annotations with "track_id", "segmentation", "category_id" (optional
+                "iscrowd"), as ``load_ytvis_json`` makes them. Its metadata must have
+                ``thing_classes`` once the dataset is loaded (the YouTube-VIS loader sets
+                them); ``thing_dataset_id_to_contiguous_id``, if present, maps the category
+                ids written to ``results.json`` back to the dataset's.
+            output_dir (str): where to write ``results.json`` (the server's format); nothing
+                if None.
+            distributed (bool): gather the predictions of all ranks and evaluate on rank 0.
+        """
+        self._dataset_name = dataset_name
+        self._output_dir = output_dir
+        self._distributed = distributed
+        self._metadata = MetadataCatalog.get(dataset_name)
+
+    def reset(self):
+        self._frames = []
+
+    def process(self, inputs, outputs):
+        """
+        Args:
+            inputs (list[dict]): per-frame dataset dicts with "video_id", "frame_id", "height"
+                and "width" (video lengths come from the dataset).
+            outputs (list[dict]): each with "instances": ``pred_masks`` ([N, H, W] bool at the
+                original resolution), ``scores``, ``pred_classes`` and ``pred_track_ids`` (the
+                tracker's identity of each detection through the video).
+        """
+        for inp, out in zip(inputs, outputs):
+            instances = out["instances"].to("cpu")
+            missing = [
+                f
+                for f in ("pred_masks", "scores", "pred_classes", "pred_track_ids")
+                if not instances.has(f)
+            ]
+            if missing:
+                raise ValueError(f"YTVISEvaluator: the model's instances lack {missing}")
+            masks = instances.pred_masks
+            if masks.dtype.is_floating_point:
+                raise ValueError(
+                    f"YTVISEvaluator: pred_masks must be binary (bool), got {masks.dtype}; "
+                    "threshold mask probabilities first"
+                )
+            if tuple(masks.shape[1:]) != (inp["height"], inp["width"]):
+                raise ValueError(
+                    f"YTVISEvaluator: pred_masks of shape {tuple(masks.shape)} in video "
+                    f"{inp['video_id']} frame {inp['frame_id']}; masks must be at the original "
+                    f"resolution ({inp['height']}, {inp['width']})"
+                )
+            detections = list(
+                zip(
+                    instances.pred_track_ids.tolist(),
+                    instances.pred_classes.tolist(),
+                    instances.scores.tolist(),
+                    encode_masks(masks.numpy()),
+                )
+            )
+            self._frames.append(
+                {
+                    "video_id": inp["video_id"],
+                    "frame_id": inp["frame_id"],
+                    "detections": detections,
+                }
+            )
+
+    def evaluate(self):
+        if self._distributed:
+            comm.synchronize()
+            frames = list(itertools.chain(*comm.gather(self._frames, dst=0)))
+            if not comm.is_main_process():
+                return {}
+        else:
+            frames = self._frames
+        if not frames:
+            logger.warning("[YTVISEvaluator] Did not receive valid predictions.")
+            return {}
+
+        dataset_dicts = DatasetCatalog.get(self._dataset_name)
+        video_ids = self._evaluated_videos(frames, dataset_dicts)
+        if not video_ids:
+            return {}
+        lengths = {d["video_id"]: d["video_length"] for d in dataset_dicts}
+        order = {v: i for i, v in enumerate(video_ids)}
+        frames = sorted(
+            (f for f in frames if f["video_id"] in order),
+            key=lambda f: (order[f["video_id"]], f["frame_id"]),
+        )
+        predictions, duplicates = video_predictions(frames, lengths)
+        if duplicates:
+            logger.warning(
+                f"[YTVISEvaluator] {duplicates} detections repeat a track id already detected in "
+                "their frame; only the highest-scoring one per track and frame is kept."
+            )
+        has_annotations = any("annotations" in d for d in dataset_dicts)
+        if self._output_dir:
+            self._write_results(predictions, submission_zip=not has_annotations)
+
+        if not has_annotations:
+            where = (
+                f"the results are in {os.path.join(self._output_dir, 'results.json')} and "
+                f"{os.path.join(self._output_dir, 'submission.zip')}; submit the zip"
+                if self._output_dir
+                else "set an output_dir to write the results file to submit"
+            )
+            logger.info(
+                f"[YTVISEvaluator] '{self._dataset_name}' has no annotations: scores come from "
+                f"the YouTube-VIS evaluation server; {where}."
+            )
+            return {}
+
+        evaluated = set(video_ids)
+        ground_truth = video_ground_truth(
+            [d for d in dataset_dicts if d["video_id"] in evaluated], self._dataset_name
+        )
+        class_names = list(self._metadata.thing_classes)
+        results = ytvis_metrics(video_ids, list(enumerate(class_names)), ground_truth, predictions)
+        self._log(results, class_names, len(video_ids))
+        self._results = OrderedDict(segm=results)
+        return copy.deepcopy(self._results)
+
+    def _evaluated_videos(self, frames, dataset_dicts):
+        """Dataset videos with at least one processed frame, in dataset order."""
+        dataset_frames = {}
+        for d in dataset_dicts:
+            dataset_frames.setdefault(d["video_id"], set()).add(d["frame_id"])
+        processed = {}
+        for f in frames:
+            processed.setdefault(f["video_id"], set()).add(f["frame_id"])
+        unknown = set(processed) - set(dataset_frames)
+        if unknown:
+            logger.warning(
+                f"[YTVISEvaluator] Dropping predictions on {len(unknown)} videos that are not in "
+                f"'{self._dataset_name}', e.g. {sorted(map(str, unknown))[:3]}."
+            )
+        video_ids = [v for v in dataset_frames if v in processed]
+        if len(video_ids) < len(dataset_frames):
+            logger.warning(
+                f"[YTVISEvaluator] {len(dataset_frames) - len(video_ids)} of "
+                f"{len(dataset_frames)} videos of '{self._dataset_name}' received no predictions "
+                "and are not evaluated."
+            )
+        partial = [v for v in video_ids if dataset_frames[v] - processed[v]]
+        if partial:
+            logger.warning(
+                f"[YTVISEvaluator] {len(partial)} videos have frames that were not processed "
+                f"(they count as frames without predictions), e.g. {partial[:3]}."
+            )
+        return video_ids
+
+    def _write_results(self, predictions, submission_zip):
+        """``results.json`` in the server's format (the dataset's category ids), and
+        ``submission.zip`` holding it if ``submission_zip``."""
+        mapping = self._metadata.get("thing_dataset_id_to_contiguous_id")
+        reverse = {v: k for k, v in mapping.items()} if mapping else None
+        results = [
+            {
+                "video_id": p["video_id"],
+                "score": p["score"],
+                "category_id": reverse[p["category_id"]] if reverse else p["category_id"],
+                "segmentations": p["segmentations"],
+            }
+            for p in predictions
+        ]
+        text = json.dumps(results)
+        PathManager.mkdirs(self._output_dir)
+        path = os.path.join(self._output_dir, "results.json")
+        logger.info(f"Saving {path}")
+        with PathManager.open(path, "w") as f:
+            f.write(text)
+        if submission_zip:
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr("results.json", text)
+            with PathManager.open(os.path.join(self._output_dir, "submission.zip"), "wb") as f:
+                f.write(buffer.getvalue())
+
+    def _log(self, results, class_names, num_videos):
+        logger.info(
+            f"Evaluation results for segm on {num_videos} videos:\n"
+            + create_small_table({k: results[k] for k in YTVIS_METRICS})
+        )
+        per_class = [(n, results[f"AP-{n}"]) for n in class_names]
+        n_cols = min(6, len(per_class) * 2)
+        flat = list(itertools.chain(*per_class))
+        rows = itertools.zip_longest(*[flat[i::n_cols] for i in range(n_cols)])
+        table = tabulate(
+            rows,
+            tablefmt="pipe",
+            floatfmt=".3f",
+            headers=["category", "AP"] * (n_cols // 2),
+            numalign="left",
+        )
+        logger.info("Per-category segm AP:\n" + table)
