@@ -157,7 +157,8 @@ def main():
     same_boxes = all(sorted(g) == sorted(e) for g, e in zip(got, expected))
     max_diff = max((abs(g[i] - e[i]) for g, e in zip(got, expected) for i in g if i in e), default=0.0)
     print(
-        f"{args.small_frames} frames x {args.small_boxes} boxes, 3 classes: seq_nms_arrays {fast_seconds * 1e3:.0f} ms, "
+        f"{args.small_frames} frames x {args.small_boxes} boxes, 3 classes: "
+        f"seq_nms_arrays {fast_seconds * 1e3:.0f} ms, "
         f"loop {loop_seconds:.2f} s, ratio {loop_seconds / fast_seconds:.0f}x; "
         f"same kept boxes: {same_boxes}, max score difference {max_diff:.1e}"
     )
