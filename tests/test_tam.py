@@ -176,7 +176,7 @@ def test_groups_are_independent_in_eval():
     torch.testing.assert_close(torch.cat([module(x[:4]), module(x[4:8]), module(x[8:])]), whole)
 
 
-def test_half_channels_last_and_empty_batch():
+def test_channels_last_and_empty_batch():
     module = TemporalAdaptiveModule(8, 2).eval()
     x = torch.randn(4, 8, 3, 5)
     torch.testing.assert_close(module(x.to(memory_format=torch.channels_last)), module(x))

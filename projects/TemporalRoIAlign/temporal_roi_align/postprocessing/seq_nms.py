@@ -13,13 +13,15 @@ For each class separately, repeat until no box is left:
 
 Defaults, thresholds compared with ``>=``, and dropping suppressed boxes follow the reference
 implementation of FGFA (msracver/Flow-Guided-Feature-Aggregation, ``lib/nms/seq_nms.py``:
-link IoU 0.5, suppression IoU 0.3, average rescoring), which later video detectors quote for
-"+ Seq-NMS" rows. FGFA stops when no link is left and then runs per-frame NMS at the same 0.3;
+link IoU 0.5, suppression IoU 0.3, average rescoring; MEGA's repository has no Seq-NMS code).
+FGFA stops when no link is left and then runs per-frame NMS at the same 0.3;
 here boxes without links are sequences of length one, which is that NMS, so a one-frame video
 gets plain per-class NMS. IoU uses Detectron2's continuous coordinates (no "+1" pixel).
 
 Boxes never suppress boxes of another class. Scores must be non-negative (detection
 probabilities). Ties between equal sums go to the earliest frame, then the lowest index.
+Seq-NMS replaces per-frame NMS: FGFA feeds it the per-class detections before NMS, with scores
+above 1e-3 and no per-image cap.
 """
 
 from typing import List, Sequence, Tuple
