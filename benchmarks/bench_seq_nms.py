@@ -145,8 +145,9 @@ def main():
         video = synthetic_video(args.frames, args.boxes, num_classes=num_classes)
         seconds, (keep, _) = fastest(lambda: seq_nms_arrays(*video), args.repeats)
         num_kept = sum(len(k) for k in keep)
+        classes = "1 class" if num_classes == 1 else f"{num_classes} classes"
         print(
-            f"seq_nms_arrays, {args.frames} frames x {args.boxes} boxes, {num_classes} classes: "
+            f"seq_nms_arrays, {args.frames} frames x {args.boxes} boxes, {classes}: "
             f"{seconds:.2f} s ({num_kept} of {args.frames * args.boxes} boxes kept)"
         )
 
