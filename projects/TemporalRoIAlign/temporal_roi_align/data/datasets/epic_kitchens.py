@@ -9,8 +9,8 @@ Layout under ``root`` (``$DETECTRON2_DATASETS/epic_kitchens`` for the registered
                                       video_id,participant_id (seen / unseen kitchens)
     object_detection_images/{train,test}/<participant_id>/<video_id>/<frame:010d>.jpg
 
-The format, as the repository's README states it: ``frame`` is the frame number in the video
-(1-based, as in the image's file name); objects are annotated every 30th frame (2 fps at 60 fps);
+The format (the repository's README, files and issues): ``frame`` is the frame number in the
+video (1-based, as in the image's file name); objects are annotated every 30th frame (2 fps);
 ``bounding_boxes`` is a Python list of ``(top, left, height, width)`` tuples in pixels, ``[]``
 when the row's noun is not visible in the frame; ``noun_class`` is a ``noun_id`` of the classes
 file. A frame has one row per noun annotated in it. The test splits have no labels: the README
