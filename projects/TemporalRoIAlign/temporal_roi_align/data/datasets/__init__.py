@@ -3,19 +3,24 @@
 
 from .coco_video import load_coco_video_json, register_coco_video_instances
 from .common import compact_frame_list, datasets_root, frame_file_name, frame_record
+from .epic_kitchens import EPIC_KITCHENS_55_SPLITS, NumberedFrames, load_epic_kitchens_55, register_epic_kitchens
 from .imagenet_vid import VID_CATEGORIES, load_imagenet_vid, register_imagenet_vid, sample_key_frames
 from .ytvis import load_ytvis_json, register_ytvis_instances
 
 __all__ = [
+    "EPIC_KITCHENS_55_SPLITS",
+    "NumberedFrames",
     "VID_CATEGORIES",
     "compact_frame_list",
     "datasets_root",
     "frame_file_name",
     "frame_record",
     "load_coco_video_json",
+    "load_epic_kitchens_55",
     "load_imagenet_vid",
     "load_ytvis_json",
     "register_coco_video_instances",
+    "register_epic_kitchens",
     "register_imagenet_vid",
     "register_ytvis_instances",
     "sample_key_frames",
