@@ -1,5 +1,8 @@
 from .backbone import ChannelReducedBackbone, build_channel_reduced_resnet_backbone
+from .masktrack_config import add_masktrack_config
+from .masktrack_tracker import MaskTrackTracker
 from .meta_arch import FeatureCache, VideoRCNN
 from .poolers import TemporalROIPooler
 from .roi_heads import VideoROIHeads
 from .selsa import SelsaAggregator, SelsaBoxHead
+from .track_head import ROI_TRACK_HEAD_REGISTRY, MaskTrackHead, build_track_head, match_logits, sample_track_targets
