@@ -69,7 +69,8 @@ def toolbox_embed(head, feats, boxes):
 
 # Boxes of 16..200 pixels: their FPN levels cover p2..p5 (sqrt(area) 16 and 40 -> p2, 80 -> p3, 150 -> p4, 240 -> p5).
 BOXES = [
-    Boxes(torch.tensor([[2.0, 3.0, 18.0, 19.0], [10.0, 5.5, 50.0, 45.5], [0.0, 0.0, 80.0, 80.0], [4.0, 6.0, 154.0, 156.0]])),
+    Boxes(torch.tensor([[2.0, 3.0, 18.0, 19.0], [10.0, 5.5, 50.0, 45.5], [0.0, 0.0, 80.0, 80.0],
+                        [4.0, 6.0, 154.0, 156.0]])),
     Boxes(torch.tensor([[1.0, 1.0, 241.0, 241.0], [30.0, 20.0, 36.0, 60.0]])),
 ]  # fmt: skip
 
@@ -84,7 +85,9 @@ def test_default_head_is_the_toolbox_embed_head():
         head = build_track_head(make_cfg(), input_shape(256))
     assert isinstance(head, MaskTrackHead) and ROI_TRACK_HEAD_REGISTRY.get("MaskTrackHead") is MaskTrackHead
     shapes = {k: tuple(v.shape) for k, v in head.state_dict().items()}
-    assert shapes == {"fc1.weight": (1024, 256 * 49), "fc1.bias": (1024,), "fc2.weight": (1024, 1024), "fc2.bias": (1024,)}
+    assert shapes == {
+        "fc1.weight": (1024, 256 * 49), "fc1.bias": (1024,), "fc2.weight": (1024, 1024), "fc2.bias": (1024,)
+    }  # fmt: skip
     assert head.embedding_dim == 1024 and head.in_features == list(FEATURES)
     assert head.pooler.output_size == (7, 7)
     assert [p.spatial_scale for p in head.pooler.level_poolers] == [1 / s for s in STRIDES]
@@ -264,7 +267,9 @@ def instances(boxes, track_ids):
     return Instances((300, 300), gt_boxes=Boxes(boxes), gt_track_ids=torch.tensor(track_ids))
 
 
-GT = torch.tensor([[10.0, 10.0, 60.0, 80.0], [100.0, 40.0, 180.0, 90.0], [50.0, 150.0, 120.0, 260.0], [200.0, 200.0, 260.0, 280.0]])  # fmt: skip
+GT = torch.tensor(
+    [[10.0, 10.0, 60.0, 80.0], [100.0, 40.0, 180.0, 90.0], [50.0, 150.0, 120.0, 260.0], [200.0, 200.0, 260.0, 280.0]]
+)
 GT_IDS = [7, 3, 11, 5]
 REF_IDS = [5, 9, 7]  # 7 -> label 3, 5 -> label 1; 3 and 11 are new objects (label 0)
 
