@@ -20,6 +20,21 @@ C2..C5; P6 = max-pool of P5, no parameters), ``detector.rpn_head.rpn_{conv,cls,r
 ``track_head.embed_head.fcs.<i>.*``. Every tensor keeps its values except for reordering: anchors
 when the config lists them in another order, classes when the test dataset names them in another
 order. :func:`masktrack_config` lists the test settings the target config must have.
+
+What the converted model still computes differently from the toolbox (none of it expressible
+in Detectron2's config; all at the level of float rounding or degenerate boxes):
+
+- FPN level of a RoI: the toolbox floor(log2(s / 56 + 1e-6)), Detectron2 floor(4 + log2(s / 224
+  + 1e-8)), s = sqrt(area): a box with s in [56 * 2^k - 5.6e-5, 56 * 2^k - 2.2e-6) pixels
+  (k = 1, 2, 3) is pooled one level coarser by the toolbox.
+- RPN ranking: the toolbox sorts sigmoid scores, Detectron2 logits: the same order except among
+  logits above about 17, whose float32 sigmoids are all 1.0.
+- Box decoding: the toolbox clamps dw, dh to [-log(1000/16), log(1000/16)], Detectron2 only from
+  above (boxes differ only when a delta shrinks a box more than 62 times); centres (x1 + x2) / 2
+  against x1 + w / 2, deltas times stds against deltas divided by weights: float rounding.
+- ``detector_postprocess`` drops boxes left empty after clipping; the toolbox keeps them (with an
+  empty mask). The toolbox pools masks and track embeddings on boxes scaled to the original image
+  and back: float rounding.
 """
 import math
 from typing import List, Optional, Tuple
@@ -106,7 +121,8 @@ def masktrack_config() -> Tuple[Tuple[str, object], ...]:
         ("MODEL.RPN.NMS_THRESH", 0.7),
         ("MODEL.PROPOSAL_GENERATOR.MIN_SIZE", 0),
         # RoIAlign (aligned, adaptive sampling) on P2-P5, level floor(4 + log2(sqrt(area) / 224))
-        # = the toolbox's floor(log2(sqrt(area) / 56)); 7x7 boxes, 14x14 masks, 7x7 track head.
+        # = the toolbox's floor(log2(sqrt(area) / 56)) up to epsilons; 7x7 boxes, 14x14 masks,
+        # 7x7 track head.
         ("MODEL.ROI_HEADS.IN_FEATURES", ("p2", "p3", "p4", "p5")),
         ("MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIAlignV2"),
         ("MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 7),

@@ -1,6 +1,6 @@
 """
 MaskTrack R-CNN's online tracker (Yang, Fan, Xu, ICCV 2019), as the public toolbox runs it at
-test time (mmtracking 0.14 ``MaskTrackRCNNTracker``), with one fix: a track is given to at most
+test time (mmtracking 0.14 ``MaskTrackRCNNTracker``), except that a track is given to at most
 one detection per frame.
 
 Each frame, detection ``i`` scores every remembered track ``j`` and "a new track" (column 0)::
@@ -14,13 +14,14 @@ neither is taken yet and it scores above the detection's new-track score; detect
 start new tracks. A matched track's box, class and embedding are replaced by the detection's; a
 track unmatched in ``num_frames_retain`` consecutive frames (20) is forgotten.
 
-Differences from the toolbox, all in cases it leaves to chance:
+Differences from the toolbox:
 
 - The toolbox gives each detection its best column, in its detection order (class-major): a
   later detection that scores higher on an already given track takes the same id too (two
   detections, one id), one that scores lower is dropped from the output. Here the better pair
   wins and the other detection takes its next best track that still beats "new", else becomes a
-  new track; no detection is dropped. Without such conflicts both give the same ids.
+  new track; no detection is dropped. Without such conflicts both give the same tracks (new
+  ids are numbered in detection order in both, so they differ when the orders differ).
 - ``log_softmax`` instead of ``log(softmax)``: equal where the latter is finite (it gives -inf
   once a probability underflows, which changes no best column).
 - Frames count by :meth:`MaskTrackTracker.update` calls, frames without detections included; the

@@ -4,10 +4,20 @@ MaskTrack R-CNN's track head (Yang, Fan, Xu, ICCV 2019), as the public toolbox b
 
 Each box is embedded from its RoIAlign features by FC layers with ReLU. A target-frame box is
 matched against the M instances of a reference frame by ``M + 1`` logits: 0 for "a new object"
-(not among the references), then the dot products of its embedding with theirs. Training: one
-reference frame per target frame, cross-entropy over the foreground RoIs (see
-:meth:`MaskTrackHead.losses`). Test: :class:`~.masktrack_tracker.MaskTrackTracker` keeps the
-embeddings of its tracks and matches every frame's detections against them.
+(not among the references), then the dot products of its embedding with theirs.
+
+Training, per target frame: one reference frame of the same video (the toolbox draws it
+uniformly within +-100 frame indices, never the target itself), whose ground-truth boxes and
+``gt_track_ids`` are the M reference instances; its backbone features keep their gradient, as in
+the toolbox. With the RPN's training proposals of the target frames::
+
+    boxes, labels = head.sample_targets(proposals, targets, ref_targets)
+    logits = head(features, boxes, ref_features, [t.gt_boxes for t in ref_targets])
+    losses = head.losses(logits, labels)   # {"loss_track": ...}
+
+Test: :class:`~.masktrack_tracker.MaskTrackTracker` keeps the embeddings (:meth:`MaskTrackHead.embed`
+of the detected boxes, in the network input's coordinates) of its tracks and matches every
+frame's detections against them.
 """
 from typing import Dict, List, Sequence, Tuple
 
