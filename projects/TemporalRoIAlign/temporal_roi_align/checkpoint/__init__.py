@@ -1,6 +1,8 @@
 """Conversion of third-party checkpoints to this project's models (docs/converting_checkpoints.md):
-mmtracking's (mmtrack's) ImageNet VID detectors and torchvision's ImageNet ResNets."""
+mmtracking's (mmtrack's) ImageNet VID detectors and YouTube-VIS MaskTrack R-CNN models, and
+torchvision's ImageNet ResNets."""
 from .common import ConversionError, ConversionReport, load_checkpoint, save_checkpoint
+from .masktrack import TRACK_HEAD_PREFIX, convert_masktrack_checkpoint, masktrack_config
 from .mmtrack import MMTRACK_VID_CLASSES, convert_mmtrack_checkpoint, mmtrack_base_anchors, mmtrack_config
 from .resnet import convert_torchvision_checkpoint
 
@@ -8,10 +10,13 @@ __all__ = [
     "ConversionError",
     "ConversionReport",
     "MMTRACK_VID_CLASSES",
+    "TRACK_HEAD_PREFIX",
+    "convert_masktrack_checkpoint",
     "convert_mmtrack_checkpoint",
     "convert_torchvision_checkpoint",
     "load_checkpoint",
-    "save_checkpoint",
+    "masktrack_config",
     "mmtrack_base_anchors",
     "mmtrack_config",
+    "save_checkpoint",
 ]

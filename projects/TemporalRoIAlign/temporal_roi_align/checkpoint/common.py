@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
+from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY
 
 __all__ = [
@@ -220,3 +221,40 @@ def state_dict_of(checkpoint, path: str, wrappers: Tuple[str, ...]) -> Tuple[Dic
         f"{path}: unknown checkpoint format: expected a dict of tensors or one under "
         f"{' / '.join(repr(w) for w in wrappers)}, got top-level keys {_listing([str(k) for k in checkpoint])}"
     )
+
+
+def reorder_outputs(order: Sequence[int], group: int, name: str, source: str, keep_last: bool = False):
+    """Transform taking output rows ``order`` (in groups of ``group`` rows), plus the last row
+    unchanged when ``keep_last``."""
+    rows = torch.tensor([i * group + k for i in order for k in range(group)])
+    expected = len(rows) + keep_last
+
+    def transform(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.shape[0] != expected:
+            raise ConversionError(f"{source}: {name} has {tensor.shape[0]} outputs, expected {expected}")
+        index = torch.cat([rows, torch.tensor([expected - 1])]) if keep_last else rows
+        return tensor.index_select(0, index.to(tensor.device))
+
+    return transform
+
+
+def class_order(source_classes, cfg, report: ConversionReport, strict: bool) -> Optional[List[int]]:
+    """Indices into ``source_classes`` in the order of the target dataset's classes, or None to
+    keep the order. Background is the last logit in both models."""
+    dataset = cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None
+    target = MetadataCatalog.get(dataset).get("thing_classes", None) if dataset else None
+    source_classes = list(source_classes)
+    if target is None:
+        report.notes.append(f"class order kept: {source_classes} of the checkpoint ({dataset!r} has no class names)")
+        return None
+    if list(target) == source_classes:
+        report.notes.append(f"class order: the same as {dataset!r}; background last in both")
+        return None
+    if sorted(target) != sorted(source_classes):
+        message = f"the checkpoint's classes {source_classes} are not those of {dataset!r}: {list(target)}"
+        if strict:
+            raise ConversionError(f"{report.source}: {message}")
+        report.notes.append(f"class order kept: {message}")
+        return None
+    report.notes.append(f"class order: the checkpoint's reordered to {dataset!r}'s; background last in both")
+    return [source_classes.index(name) for name in target]

@@ -1,11 +1,11 @@
 """
-Rules for the toolbox's (mmtracking 0.14) FGFA / DFF parts: its FlowNetSimple (``motion.*``)
+Rules for mmtracking's (mmtrack 0.14) FGFA / DFF parts: its FlowNetSimple (``motion.*``)
 -> :class:`~temporal_roi_align.modeling.FlowNetSimple`, its EmbedAggregator (``aggregator.*``)
--> :class:`~temporal_roi_align.modeling.FgfaAggregator`. Pure renames: the toolbox wraps every
+-> :class:`~temporal_roi_align.modeling.FgfaAggregator`. Pure renames: mmtrack wraps every
 conv in a ConvModule (``<name>.conv.weight``), and numbers the second conv of an encoder level
 ``conv<k>.1`` where FlowNet names it ``conv<k>_1``.
 
-| toolbox (``motion.``)                           | this project (``flow_net.``)      |
+| mmtrack (``motion.``)                           | this project (``flow_net.``)      |
 |-------------------------------------------------|-----------------------------------|
 | ``conv<k>.0.conv.{weight,bias}``, k = 1..6      | ``conv<k>.{weight,bias}``         |
 | ``conv<k>.1.conv.{weight,bias}``, k = 3..6      | ``conv<k>_1.{weight,bias}``       |
@@ -24,7 +24,7 @@ __all__ = ["flownet_rules", "fgfa_aggregator_rules"]
 
 def flownet_rules(source_prefix: str = r"motion\.", target_prefix: str = "flow_net.") -> List[Rule]:
     """
-    Rules for the toolbox's FlowNetSimple under ``source_prefix`` (a regex; ``motion\\.`` in its
+    Rules for mmtrack's FlowNetSimple under ``source_prefix`` (a regex; ``motion\\.`` in its
     FGFA / DFF checkpoints, "" in a checkpoint of the flow network alone), to a
     :class:`FlowNetSimple` under ``target_prefix``.
     """
@@ -43,7 +43,7 @@ def flownet_rules(source_prefix: str = r"motion\.", target_prefix: str = "flow_n
 
 
 def fgfa_aggregator_rules(source_prefix: str = r"aggregator\.", target_prefix: str = "aggregator.") -> List[Rule]:
-    """Rules for the toolbox's EmbedAggregator under ``source_prefix`` (a regex), without norm
+    """Rules for mmtrack's EmbedAggregator under ``source_prefix`` (a regex), without norm
     layers (its FGFA configs have none), to a :class:`FgfaAggregator` under ``target_prefix``."""
     return [
         Rule(

@@ -11,7 +11,6 @@ import math
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-from detectron2.data import MetadataCatalog
 from detectron2.modeling.anchor_generator import build_anchor_generator
 
 from .common import (
@@ -21,7 +20,9 @@ from .common import (
     apply_rules,
     build_meta_model,
     check_config,
+    class_order,
     config_differences,
+    reorder_outputs,
     state_dict_of,
 )
 from ..data.datasets import VID_CATEGORIES
@@ -139,43 +140,6 @@ def mmtrack_anchor_order(cfg, model, source: str = "<checkpoint>") -> List[int]:
     return order
 
 
-def _reorder(order: Sequence[int], group: int, name: str, source: str, keep_last: bool = False):
-    """Transform taking output rows ``order`` (in groups of ``group`` rows), plus the last row
-    unchanged when ``keep_last``."""
-    rows = torch.tensor([i * group + k for i in order for k in range(group)])
-    expected = len(rows) + keep_last
-
-    def transform(tensor: torch.Tensor) -> torch.Tensor:
-        if tensor.shape[0] != expected:
-            raise ConversionError(f"{source}: {name} has {tensor.shape[0]} outputs, expected {expected}")
-        index = torch.cat([rows, torch.tensor([expected - 1])]) if keep_last else rows
-        return tensor.index_select(0, index.to(tensor.device))
-
-    return transform
-
-
-def _class_order(source_classes, cfg, report: ConversionReport, strict: bool) -> Optional[List[int]]:
-    """Indices into ``source_classes`` in the order of the target dataset's classes, or None to
-    keep the order. Background is the last logit in both models."""
-    dataset = cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None
-    target = MetadataCatalog.get(dataset).get("thing_classes", None) if dataset else None
-    source_classes = list(source_classes)
-    if target is None:
-        report.notes.append(f"class order kept: mmtrack's {source_classes} ({dataset!r} has no class names)")
-        return None
-    if list(target) == source_classes:
-        report.notes.append(f"class order: the same as {dataset!r}; background last in both")
-        return None
-    if sorted(target) != sorted(source_classes):
-        message = f"the checkpoint's classes {source_classes} are not those of {dataset!r}: {list(target)}"
-        if strict:
-            raise ConversionError(f"{report.source}: {message}")
-        report.notes.append(f"class order kept: {message}")
-        return None
-    report.notes.append(f"class order: mmtrack's reordered to {dataset!r}'s; background last in both")
-    return [source_classes.index(name) for name in target]
-
-
 def convert_mmtrack_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", strict: bool = True):
     """
     An mmtrack ImageNet VID checkpoint (as loaded by ``torch.load``: the tensors under
@@ -213,7 +177,7 @@ def convert_mmtrack_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", st
         report.notes.append("config: mmtrack's preprocessing, box coding and test settings (mmtrack_config)")
 
     anchors = mmtrack_anchor_order(cfg, model, source)
-    classes = _class_order((extra.get("meta") or {}).get("CLASSES") or MMTRACK_VID_CLASSES, cfg, report, strict)
+    classes = class_order((extra.get("meta") or {}).get("CLASSES") or MMTRACK_VID_CLASSES, cfg, report, strict)
     rpn_note = "anchors reordered from ratio-major to size-major" if anchors != sorted(anchors) else ""
     cls_note = reg_note = ""
     if classes is None:
@@ -229,13 +193,13 @@ def convert_mmtrack_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", st
             rf"{p}rpn_head\.rpn_cls\.(weight|bias)",
             lambda m: f"{rpn}objectness_logits.{m[1]}",
             rpn_note,
-            _reorder(anchors, 1, "rpn_head.rpn_cls (one sigmoid logit per anchor)", source),
+            reorder_outputs(anchors, 1, "rpn_head.rpn_cls (one sigmoid logit per anchor)", source),
         ),
         Rule(
             rf"{p}rpn_head\.rpn_reg\.(weight|bias)",
             lambda m: f"{rpn}anchor_deltas.{m[1]}",
             rpn_note,
-            _reorder(anchors, 4, "rpn_head.rpn_reg (4 deltas per anchor)", source),
+            reorder_outputs(anchors, 4, "rpn_head.rpn_reg (4 deltas per anchor)", source),
         ),
         Rule(
             rf"{p}roi_head\.bbox_roi_extractor\.embed_network\.conv\.(weight|bias)",
@@ -253,13 +217,13 @@ def convert_mmtrack_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", st
             rf"{p}roi_head\.bbox_head\.fc_cls\.(weight|bias)",
             lambda m: f"{box}cls_score.{m[1]}",
             cls_note,
-            _reorder(classes, 1, "roi_head.bbox_head.fc_cls (classes + background)", source, keep_last=True),
+            reorder_outputs(classes, 1, "roi_head.bbox_head.fc_cls (classes + background)", source, keep_last=True),
         ),
         Rule(
             rf"{p}roi_head\.bbox_head\.fc_reg\.(weight|bias)",
             lambda m: f"{box}bbox_pred.{m[1]}",
             reg_note,
-            _reorder(classes, 4, "roi_head.bbox_head.fc_reg (4 deltas per class)", source),
+            reorder_outputs(classes, 4, "roi_head.bbox_head.fc_reg (4 deltas per class)", source),
         ),
     ]
     shapes = {k: v.shape for k, v in model.state_dict().items()}

@@ -3,7 +3,10 @@ from .feature_cache import CachedFrame, FeatureCache
 from .fgfa_aggregator import FgfaAggregator
 from .flownet import FlowNetSimple
 from .frame_group import SupportFrames
+from .masktrack_config import add_masktrack_config
+from .masktrack_tracker import MaskTrackTracker
 from .meta_arch import VideoRCNN
 from .poolers import TemporalROIPooler
 from .roi_heads import VideoROIHeads
 from .selsa import SelsaAggregator, SelsaBoxHead
+from .track_head import ROI_TRACK_HEAD_REGISTRY, MaskTrackHead, build_track_head, match_logits, sample_track_targets

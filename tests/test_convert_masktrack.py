@@ -1,0 +1,623 @@
+"""temporal_roi_align.checkpoint.convert_masktrack_checkpoint: the toolbox's MaskTrack R-CNN
+checkpoints (mmtracking 0.14 MaskTrackRCNN on mmdetection 2.x MaskRCNN, ResNet/ResNeXt + FPN)
+-> Detectron2's Mask R-CNN FPN + this project's track head.
+
+Source checkpoints are built here with the toolbox's parameter names and shapes, as its model
+definitions produce them (the names and the published R-50 shapes are also written out as
+literals below), and random values. The published architectures are converted on the meta
+device (names and shapes). Numeric checks use a narrow R-50 (same depth and names, fewer
+channels: the conversion maps names and checks shapes, whatever the widths) and compare each
+converted part, and the whole detector, with a direct computation from the source tensors that
+follows the toolbox's definitions (``toolbox_*`` functions below)."""
+import math
+from collections import OrderedDict
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from detectron2.config import get_cfg
+from detectron2.data import MetadataCatalog
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, ImageList
+from torchvision.ops import batched_nms, roi_align
+
+from temporal_roi_align import add_video_config
+from temporal_roi_align.checkpoint import TRACK_HEAD_PREFIX, ConversionError, convert_masktrack_checkpoint
+from temporal_roi_align.checkpoint.common import build_meta_model
+from temporal_roi_align.model_zoo import get_config_file
+from temporal_roi_align.modeling import add_masktrack_config, build_track_head
+
+STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+BN_STATS = ("weight", "bias", "running_mean", "running_var")
+CONVERTED = {
+    (depth, year): f"YouTubeVIS/converted/masktrack_{depth}_FPN_ytvis{year}.yaml"
+    for depth in ("R_50", "R_101", "X_101")
+    for year in (2019, 2021)
+}
+ARCHITECTURES = {"R_50": dict(depth=50), "R_101": dict(depth=101), "X_101": dict(depth=101, groups=64, base_width=4)}
+# YouTubeVISDataset.CLASSES_2019_version: the classifier's order.
+YTVIS_2019_CLASSES = (
+    "person", "giant_panda", "lizard", "parrot", "skateboard", "sedan", "ape", "dog", "snake", "monkey", "hand",
+    "rabbit", "duck", "cat", "cow", "fish", "train", "horse", "turtle", "bear", "motorbike", "giraffe", "leopard",
+    "fox", "deer", "owl", "surfboard", "airplane", "truck", "zebra", "tiger", "elephant", "snowboard", "boat",
+    "shark", "mouse", "frog", "eagle", "earless_seal", "tennis_racket",
+)  # fmt: skip
+
+# The toolbox's masktrack_rcnn_r50_fpn_12e_youtubevis2019 outside the backbone: FPN (ConvModule
+# ``.conv`` with bias, no norm), RPNHead (3 sigmoid anchors), Shared2FCBBoxHead (40 classes +
+# background), FCNMaskHead (4 convs, deconv ``upsample``, ``conv_logits``), RoIEmbedHead (2 fcs).
+R50_HEAD_KEYS = [
+    ("detector.neck.lateral_convs.0.conv.weight", (256, 256, 1, 1)),
+    ("detector.neck.lateral_convs.0.conv.bias", (256,)),
+    ("detector.neck.lateral_convs.1.conv.weight", (256, 512, 1, 1)),
+    ("detector.neck.lateral_convs.1.conv.bias", (256,)),
+    ("detector.neck.lateral_convs.2.conv.weight", (256, 1024, 1, 1)),
+    ("detector.neck.lateral_convs.2.conv.bias", (256,)),
+    ("detector.neck.lateral_convs.3.conv.weight", (256, 2048, 1, 1)),
+    ("detector.neck.lateral_convs.3.conv.bias", (256,)),
+    ("detector.neck.fpn_convs.0.conv.weight", (256, 256, 3, 3)),
+    ("detector.neck.fpn_convs.0.conv.bias", (256,)),
+    ("detector.neck.fpn_convs.1.conv.weight", (256, 256, 3, 3)),
+    ("detector.neck.fpn_convs.1.conv.bias", (256,)),
+    ("detector.neck.fpn_convs.2.conv.weight", (256, 256, 3, 3)),
+    ("detector.neck.fpn_convs.2.conv.bias", (256,)),
+    ("detector.neck.fpn_convs.3.conv.weight", (256, 256, 3, 3)),
+    ("detector.neck.fpn_convs.3.conv.bias", (256,)),
+    ("detector.rpn_head.rpn_conv.weight", (256, 256, 3, 3)),
+    ("detector.rpn_head.rpn_conv.bias", (256,)),
+    ("detector.rpn_head.rpn_cls.weight", (3, 256, 1, 1)),
+    ("detector.rpn_head.rpn_cls.bias", (3,)),
+    ("detector.rpn_head.rpn_reg.weight", (12, 256, 1, 1)),
+    ("detector.rpn_head.rpn_reg.bias", (12,)),
+    ("detector.roi_head.bbox_head.fc_cls.weight", (41, 1024)),
+    ("detector.roi_head.bbox_head.fc_cls.bias", (41,)),
+    ("detector.roi_head.bbox_head.fc_reg.weight", (160, 1024)),
+    ("detector.roi_head.bbox_head.fc_reg.bias", (160,)),
+    ("detector.roi_head.bbox_head.shared_fcs.0.weight", (1024, 12544)),
+    ("detector.roi_head.bbox_head.shared_fcs.0.bias", (1024,)),
+    ("detector.roi_head.bbox_head.shared_fcs.1.weight", (1024, 1024)),
+    ("detector.roi_head.bbox_head.shared_fcs.1.bias", (1024,)),
+    ("detector.roi_head.mask_head.convs.0.conv.weight", (256, 256, 3, 3)),
+    ("detector.roi_head.mask_head.convs.0.conv.bias", (256,)),
+    ("detector.roi_head.mask_head.convs.1.conv.weight", (256, 256, 3, 3)),
+    ("detector.roi_head.mask_head.convs.1.conv.bias", (256,)),
+    ("detector.roi_head.mask_head.convs.2.conv.weight", (256, 256, 3, 3)),
+    ("detector.roi_head.mask_head.convs.2.conv.bias", (256,)),
+    ("detector.roi_head.mask_head.convs.3.conv.weight", (256, 256, 3, 3)),
+    ("detector.roi_head.mask_head.convs.3.conv.bias", (256,)),
+    ("detector.roi_head.mask_head.upsample.weight", (256, 256, 2, 2)),
+    ("detector.roi_head.mask_head.upsample.bias", (256,)),
+    ("detector.roi_head.mask_head.conv_logits.weight", (40, 256, 1, 1)),
+    ("detector.roi_head.mask_head.conv_logits.bias", (40,)),
+    ("track_head.embed_head.fcs.0.weight", (1024, 12544)),
+    ("track_head.embed_head.fcs.0.bias", (1024,)),
+    ("track_head.embed_head.fcs.1.weight", (1024, 1024)),
+    ("track_head.embed_head.fcs.1.bias", (1024,)),
+]
+# Some of the ResNet-50's 318 keys (stem 6, 16 bottlenecks x 18, 4 downsamples x 6).
+R50_BACKBONE_KEYS = [
+    ("detector.backbone.conv1.weight", (64, 3, 7, 7)),
+    ("detector.backbone.bn1.num_batches_tracked", ()),
+    ("detector.backbone.layer1.0.downsample.0.weight", (256, 64, 1, 1)),
+    ("detector.backbone.layer2.3.conv3.weight", (512, 128, 1, 1)),
+    ("detector.backbone.layer3.5.conv2.weight", (256, 256, 3, 3)),
+    ("detector.backbone.layer4.2.bn3.running_var", (2048,)),
+]
+# The narrow R-50 of the numeric tests: stem 8, bottleneck widths 8..64 (outputs 32..256), FPN 32
+# channels, 64-d box and track FCs, 16-channel mask convs.
+NARROW = dict(base_channels=8, neck=32, fc=64, mask_dim=16)
+NARROW_OPTS = [
+    "MODEL.RESNETS.STEM_OUT_CHANNELS", 8, "MODEL.RESNETS.RES2_OUT_CHANNELS", 32, "MODEL.RESNETS.WIDTH_PER_GROUP", 8,
+    "MODEL.FPN.OUT_CHANNELS", 32, "MODEL.ROI_BOX_HEAD.FC_DIM", 64, "MODEL.ROI_MASK_HEAD.CONV_DIM", 16,
+    "MODEL.ROI_TRACK_HEAD.FC_DIM", 64,
+]  # fmt: skip
+
+
+# ---- the toolbox's checkpoints and computations, from its model definitions -----------------------
+
+
+def toolbox_state_dict(depth=50, groups=1, base_width=4, base_channels=64, neck=256, fc=1024, mask_dim=256,
+                       num_classes=40, device="cpu", seed=0):
+    """The state dict of the toolbox's MaskTrackRCNN: ``detector.`` = MaskRCNN (ResNet / ResNeXt
+    ``backbone``, FPN ``neck``, RPNHead, Shared2FCBBoxHead, FCNMaskHead), ``track_head.`` =
+    RoITrackHead's RoIEmbedHead. Random values; BatchNorm variances positive."""
+    generator = torch.Generator().manual_seed(seed)
+    sd = OrderedDict()
+
+    def param(name, *shape, fan_in=None):
+        if device == "meta":
+            sd[name] = torch.empty(shape, device="meta")
+            return
+        scale = math.sqrt(1.0 / fan_in) if fan_in else 0.1
+        sd[name] = torch.randn(shape, generator=generator) * scale
+
+    def conv(name, cout, cin, k, bias=False, groups=1):
+        param(f"{name}.weight", cout, cin // groups, k, k, fan_in=cin // groups * k * k)
+        if bias:
+            param(f"{name}.bias", cout)
+
+    def linear(name, cout, cin):
+        param(f"{name}.weight", cout, cin, fan_in=cin)
+        param(f"{name}.bias", cout)
+
+    def bn(name, channels):
+        for stat in BN_STATS:
+            param(f"{name}.{stat}", channels)
+        if device != "meta":
+            sd[f"{name}.weight"] = 0.5 + torch.rand(channels, generator=generator) * 0.5
+            sd[f"{name}.running_var"] = 0.5 + torch.rand(channels, generator=generator)
+        sd[f"{name}.num_batches_tracked"] = torch.tensor(1000, device=device)
+
+    b = "detector.backbone."
+    conv(b + "conv1", base_channels, 3, 7)
+    bn(b + "bn1", base_channels)
+    inplanes, stage_channels = base_channels, []
+    for i, num_blocks in enumerate(STAGE_BLOCKS[depth]):
+        planes = base_channels * 2**i
+        width = planes if groups == 1 else math.floor(planes * base_width / 64) * groups
+        for j in range(num_blocks):
+            p = f"{b}layer{i + 1}.{j}."
+            conv(p + "conv1", width, inplanes, 1)
+            bn(p + "bn1", width)
+            conv(p + "conv2", width, width, 3, groups=groups)
+            bn(p + "bn2", width)
+            conv(p + "conv3", planes * 4, width, 1)
+            bn(p + "bn3", planes * 4)
+            if j == 0:
+                conv(p + "downsample.0", planes * 4, inplanes, 1)
+                bn(p + "downsample.1", planes * 4)
+            inplanes = planes * 4
+        stage_channels.append(inplanes)
+    d = "detector."
+    for i, channels in enumerate(stage_channels):
+        conv(f"{d}neck.lateral_convs.{i}.conv", neck, channels, 1, bias=True)
+    for i in range(4):
+        conv(f"{d}neck.fpn_convs.{i}.conv", neck, neck, 3, bias=True)
+    conv(d + "rpn_head.rpn_conv", neck, neck, 3, bias=True)
+    conv(d + "rpn_head.rpn_cls", 3, neck, 1, bias=True)
+    conv(d + "rpn_head.rpn_reg", 12, neck, 1, bias=True)
+    h = d + "roi_head.bbox_head."
+    linear(h + "fc_cls", num_classes + 1, fc)
+    linear(h + "fc_reg", 4 * num_classes, fc)
+    linear(h + "shared_fcs.0", fc, neck * 49)
+    linear(h + "shared_fcs.1", fc, fc)
+    m = d + "roi_head.mask_head."
+    for i in range(4):
+        conv(f"{m}convs.{i}.conv", mask_dim, neck if i == 0 else mask_dim, 3, bias=True)
+    param(m + "upsample.weight", mask_dim, mask_dim, 2, 2, fan_in=mask_dim)  # ConvTranspose2d: [in, out, k, k]
+    param(m + "upsample.bias", mask_dim)
+    conv(m + "conv_logits", num_classes, mask_dim, 1, bias=True)
+    linear("track_head.embed_head.fcs.0", fc, neck * 49)
+    linear("track_head.embed_head.fcs.1", fc, fc)
+    return sd
+
+
+def toolbox_resnet(sd, x, depth=50, prefix="detector.backbone."):
+    """ResNet, "pytorch" style (stride on the 3x3 conv), strides (1, 2, 2, 2), no dilation,
+    BatchNorm in eval mode: the outputs of the 4 stages (C2..C5)."""
+
+    def bn(t, name):
+        return F.batch_norm(t, sd[f"{name}.running_mean"], sd[f"{name}.running_var"], sd[f"{name}.weight"],
+                            sd[f"{name}.bias"], False, 0.0, 1e-5)
+
+    x = F.relu(bn(F.conv2d(x, sd[prefix + "conv1.weight"], stride=2, padding=3), prefix + "bn1"))
+    x = F.max_pool2d(x, 3, 2, 1)
+    outs = []
+    for i, num_blocks in enumerate(STAGE_BLOCKS[depth]):
+        for j in range(num_blocks):
+            p = f"{prefix}layer{i + 1}.{j}."
+            s = (1, 2, 2, 2)[i] if j == 0 else 1
+            out = F.relu(bn(F.conv2d(x, sd[p + "conv1.weight"]), p + "bn1"))
+            w2 = sd[p + "conv2.weight"]
+            out = F.relu(bn(F.conv2d(out, w2, stride=s, padding=1, groups=out.shape[1] // w2.shape[1]), p + "bn2"))
+            out = bn(F.conv2d(out, sd[p + "conv3.weight"]), p + "bn3")
+            if j == 0:
+                x = bn(F.conv2d(x, sd[p + "downsample.0.weight"], stride=s), p + "downsample.1")
+            x = F.relu(out + x)
+        outs.append(x)
+    return outs
+
+
+def toolbox_fpn(sd, stages):
+    """FPN(num_outs=5, add_extra_convs=False): 1x1 laterals, top-down nearest upsampling to the
+    lower level's size, 3x3 output convs, P6 = max_pool2d(P5, 1, stride=2): [P2..P6]."""
+    p = "detector.neck."
+    laterals = [F.conv2d(c, sd[f"{p}lateral_convs.{i}.conv.weight"], sd[f"{p}lateral_convs.{i}.conv.bias"])
+                for i, c in enumerate(stages)]  # fmt: skip
+    for i in range(3, 0, -1):
+        laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[2:], mode="nearest")
+    outs = [F.conv2d(x, sd[f"{p}fpn_convs.{i}.conv.weight"], sd[f"{p}fpn_convs.{i}.conv.bias"], padding=1)
+            for i, x in enumerate(laterals)]  # fmt: skip
+    return outs + [F.max_pool2d(outs[-1], 1, stride=2)]
+
+
+STRIDES = (4, 8, 16, 32, 64)
+
+
+def toolbox_anchors(height, width, stride):
+    """AnchorGenerator(scales=[8], ratios=[0.5, 1, 2]) at one level: base size = stride,
+    center offset 0, cells row-major, 3 anchors per cell (ratio order): [H*W*3, 4]."""
+    h_ratios = torch.sqrt(torch.tensor([0.5, 1.0, 2.0]))
+    ws, hs = stride * 8.0 / h_ratios, stride * 8.0 * h_ratios
+    base = torch.stack([-0.5 * ws, -0.5 * hs, 0.5 * ws, 0.5 * hs], dim=-1)
+    ys, xs = torch.meshgrid(torch.arange(height) * float(stride), torch.arange(width) * float(stride), indexing="ij")
+    shifts = torch.stack([xs.reshape(-1), ys.reshape(-1)] * 2, dim=1)
+    return (shifts[:, None, :] + base[None]).reshape(-1, 4)
+
+
+def toolbox_decode(rois, deltas, stds, max_shape=None):
+    """DeltaXYWHBBoxCoder.decode (means 0): per-class deltas [N, 4k], dw/dh clamped to
+    +-log(1000/16), boxes clipped to ``max_shape`` (h, w)."""
+    n, k = deltas.shape[0], deltas.shape[1] // 4
+    deltas = deltas.reshape(n, k, 4) * torch.tensor(stds, dtype=deltas.dtype)
+    rois = rois[:, None, :]
+    centers, sizes = (rois[..., :2] + rois[..., 2:]) * 0.5, rois[..., 2:] - rois[..., :2]
+    limit = abs(math.log(16 / 1000))
+    xy = centers + sizes * deltas[..., :2]
+    wh = sizes * deltas[..., 2:].clamp(min=-limit, max=limit).exp()
+    boxes = torch.cat([xy - wh * 0.5, xy + wh * 0.5], dim=-1)
+    if max_shape is not None:
+        boxes[..., 0::2] = boxes[..., 0::2].clamp(0, max_shape[1])
+        boxes[..., 1::2] = boxes[..., 1::2].clamp(0, max_shape[0])
+    return boxes.reshape(n, 4 * k)
+
+
+def toolbox_rpn_head(sd, feature):
+    """RPNHead.forward_single at one level: the sigmoid logits [H*W*3] and deltas [H*W*3, 4] in
+    the toolbox's order (cell-major, then the level's 3 anchors)."""
+    p = "detector.rpn_head."
+    hidden = F.relu(F.conv2d(feature, sd[p + "rpn_conv.weight"], sd[p + "rpn_conv.bias"], padding=1))
+    logits = F.conv2d(hidden, sd[p + "rpn_cls.weight"], sd[p + "rpn_cls.bias"])[0].permute(1, 2, 0).reshape(-1)
+    deltas = F.conv2d(hidden, sd[p + "rpn_reg.weight"], sd[p + "rpn_reg.bias"])[0].permute(1, 2, 0).reshape(-1, 4)
+    return logits, deltas
+
+
+def toolbox_rpn(sd, pyramid, image_shape):
+    """RPNHead._get_bboxes_single with the MaskTrack test_cfg: per level the top 200 sigmoid
+    scores; decode (stds 1), clip; drop boxes with w or h <= 0 (min_bbox_size 0); NMS 0.7 within
+    each level (batched_nms on level ids); the top 200. (torchvision's nms for mmcv's: same IoU,
+    same ``> threshold`` suppression.)"""
+    scores, boxes, levels = [], [], []
+    for level, feature in enumerate(pyramid):
+        logits, deltas = toolbox_rpn_head(sd, feature)
+        anchors = toolbox_anchors(*feature.shape[2:], STRIDES[level]).to(feature.dtype)
+        s, order = logits.sigmoid().sort(descending=True)
+        order, s = order[:200], s[:200]
+        scores.append(s)
+        boxes.append(toolbox_decode(anchors[order], deltas[order], [1.0] * 4, image_shape))
+        levels.append(torch.full((len(s),), level))
+    scores, boxes, levels = torch.cat(scores), torch.cat(boxes), torch.cat(levels)
+    valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    boxes, scores, levels = boxes[valid], scores[valid], levels[valid]
+    return boxes[batched_nms(boxes, scores, levels, 0.7)[:200]]
+
+
+def toolbox_roi_extract(pyramid, rois, size):
+    """SingleRoIExtractor(RoIAlign(size, sampling_ratio=0, aligned), strides 4..32, finest_scale
+    56): level floor(log2(sqrt(area) / 56 + 1e-6)) clamped to 0..3."""
+    out = pyramid[0].new_zeros(len(rois), pyramid[0].shape[1], size, size)
+    scale = torch.sqrt((rois[:, 2] - rois[:, 0]) * (rois[:, 3] - rois[:, 1]))
+    levels = torch.floor(torch.log2(scale / 56 + 1e-6)).clamp(0, 3).long()
+    for level in range(4):
+        inds = torch.nonzero(levels == level).flatten()
+        if len(inds):
+            out[inds] = roi_align(pyramid[level], [rois[inds]], size, 1.0 / STRIDES[level], 0, aligned=True)
+    return out
+
+
+def toolbox_bbox_head(sd, roi_feats):
+    """Shared2FCBBoxHead: flatten, relu(shared_fcs.0), relu(shared_fcs.1), then fc_cls, fc_reg."""
+    p = "detector.roi_head.bbox_head."
+    x = roi_feats.flatten(1)
+    for i in range(2):
+        x = F.relu(F.linear(x, sd[f"{p}shared_fcs.{i}.weight"], sd[f"{p}shared_fcs.{i}.bias"]))
+    cls_score = F.linear(x, sd[p + "fc_cls.weight"], sd[p + "fc_cls.bias"])
+    return cls_score, F.linear(x, sd[p + "fc_reg.weight"], sd[p + "fc_reg.bias"])
+
+
+def toolbox_mask_head(sd, roi_feats):
+    """FCNMaskHead: 4 x (3x3 conv + ReLU), 2x2 stride-2 deconv + ReLU, 1x1 conv_logits."""
+    p = "detector.roi_head.mask_head."
+    x = roi_feats
+    for i in range(4):
+        x = F.relu(F.conv2d(x, sd[f"{p}convs.{i}.conv.weight"], sd[f"{p}convs.{i}.conv.bias"], padding=1))
+    x = F.relu(F.conv_transpose2d(x, sd[p + "upsample.weight"], sd[p + "upsample.bias"], stride=2))
+    return F.conv2d(x, sd[p + "conv_logits.weight"], sd[p + "conv_logits.bias"])
+
+
+def toolbox_embed(sd, roi_feats):
+    """RoIEmbedHead(num_fcs=2): flatten, relu(fc) for each fc."""
+    x = roi_feats.flatten(1)
+    for i in range(2):
+        x = F.relu(F.linear(x, sd[f"track_head.embed_head.fcs.{i}.weight"], sd[f"track_head.embed_head.fcs.{i}.bias"]))
+    return x
+
+
+def toolbox_detections(proposals, cls_score, bbox_pred, image_shape):
+    """BBoxHead.get_bboxes + multiclass_nms with the MaskTrack test_cfg: softmax, decode (stds
+    0.1, 0.1, 0.2, 0.2) and clip, score > 0.01, NMS 0.5 per class, 100 per image."""
+    scores = cls_score.softmax(dim=1)[:, :-1]
+    boxes = toolbox_decode(proposals, bbox_pred, [0.1, 0.1, 0.2, 0.2], image_shape).view(len(proposals), -1, 4)
+    keep = scores > 0.01
+    boxes, scores, labels = boxes[keep], scores[keep], keep.nonzero()[:, 1]
+    kept = batched_nms(boxes, scores, labels, 0.5)[:100]
+    return boxes[kept], scores[kept], labels[kept]
+
+
+def toolbox_paste_masks(probabilities, boxes, height, width):
+    """FCNMaskHead.get_seg_masks / _do_paste_mask on the whole image: each [28, 28] probability
+    map resampled (grid_sample, align_corners=False) into its box, thresholded at 0.5."""
+    ys = torch.arange(height, dtype=torch.float32) + 0.5
+    xs = torch.arange(width, dtype=torch.float32) + 0.5
+    x0, y0, x1, y1 = boxes.split(1, dim=1)
+    gy = ((ys - y0) / (y1 - y0) * 2 - 1)[:, :, None].expand(-1, height, width)
+    gx = ((xs - x0) / (x1 - x0) * 2 - 1)[:, None, :].expand(-1, height, width)
+    grid = torch.stack([gx, gy], dim=3)
+    return F.grid_sample(probabilities[:, None], grid, align_corners=False)[:, 0] >= 0.5
+
+
+# ---- fixtures -------------------------------------------------------------------------------------
+
+
+def masktrack_cfg(name="YouTubeVIS/converted/masktrack_R_50_FPN_ytvis2019.yaml", opts=()):
+    cfg = get_cfg()
+    add_video_config(cfg)
+    add_masktrack_config(cfg)
+    cfg.merge_from_file(get_config_file(name))
+    cfg.merge_from_list(list(opts) + ["MODEL.DEVICE", "cpu"])
+    return cfg
+
+
+def split(state_dict):
+    """The converted dict -> (detector part, track head part without the prefix)."""
+    head = {k[len(TRACK_HEAD_PREFIX):]: v for k, v in state_dict.items() if k.startswith(TRACK_HEAD_PREFIX)}
+    return {k: v for k, v in state_dict.items() if not k.startswith(TRACK_HEAD_PREFIX)}, head
+
+
+@pytest.fixture(scope="module")
+def narrow():
+    """The narrow R-50 MaskTrack R-CNN: source dict, report, the converted detector and track
+    head (strictly loaded) in float32, and float64 copies."""
+    cfg = masktrack_cfg(opts=NARROW_OPTS)
+    source = toolbox_state_dict(**NARROW)
+    source["detector.roi_head.bbox_head.fc_cls.bias"][-1] = 5.4  # background: about 20 detections pass 0.01
+    converted, report = convert_masktrack_checkpoint(
+        {"state_dict": source, "meta": {"CLASSES": YTVIS_2019_CLASSES}}, cfg, source="narrow.pth"
+    )
+    detector_sd, head_sd = split(converted)
+    model = build_model(cfg).eval()
+    model.load_state_dict(detector_sd, strict=True)
+    head = build_track_head(cfg, model.backbone.output_shape()).eval()
+    head.load_state_dict(head_sd, strict=True)
+    source64 = {k: v.double() if v.is_floating_point() else v for k, v in source.items()}
+    return SimpleNamespace(cfg=cfg, source=source, source64=source64, report=report, converted=converted, model=model,
+                           head=head)  # fmt: skip
+
+
+def random_boxes(n, height, width, generator, min_size=8, max_size=100):
+    corner = torch.rand(n, 2, generator=generator) * torch.tensor([width - min_size, height - min_size])
+    boxes = torch.cat([corner, corner + min_size + torch.rand(n, 2, generator=generator) * (max_size - min_size)], 1)
+    return torch.minimum(boxes, torch.tensor([width, height] * 2, dtype=torch.float32))
+
+
+# ---- names and shapes -------------------------------------------------------------------------------
+
+
+def test_the_toolbox_keys_are_the_literal_list():
+    sd = toolbox_state_dict(device="meta")
+    assert len(sd) == 318 + len(R50_HEAD_KEYS) == 364
+    heads = [(k, tuple(v.shape)) for k, v in sd.items() if not k.startswith("detector.backbone.")]
+    assert sorted(heads) == sorted(R50_HEAD_KEYS)
+    for key, shape in R50_BACKBONE_KEYS:
+        assert tuple(sd[key].shape) == shape
+
+
+@pytest.mark.parametrize("depth", ["R_50", "R_101", "X_101"])
+@pytest.mark.parametrize("year", [2019, 2021])
+def test_published_architectures_convert_strictly_into_their_configs(depth, year):
+    source = toolbox_state_dict(**ARCHITECTURES[depth], device="meta")
+    converted, report = convert_masktrack_checkpoint({"state_dict": source}, masktrack_cfg(CONVERTED[depth, year]))
+    assert len(report.mapped) == len(converted) == len(source) - len(report.ignored)
+    assert {reason for _, reason in report.ignored} == {"BatchNorm update counters, unused by FrozenBN"}
+    # Every key of the Detectron2 model and of the track head is filled.
+    model_keys = set(build_meta_model(masktrack_cfg(CONVERTED[depth, year])).state_dict())
+    detector, head = split(converted)
+    assert set(detector) == model_keys and set(head) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+    mapping = {s: t for s, t, _, _ in report.mapped}
+    assert mapping["detector.backbone.layer3.5.conv2.weight"] == "backbone.bottom_up.res4.5.conv2.weight"
+    assert mapping["detector.neck.lateral_convs.0.conv.weight"] == "backbone.fpn_lateral2.weight"
+    assert mapping["detector.neck.fpn_convs.3.conv.bias"] == "backbone.fpn_output5.bias"
+    assert mapping["detector.rpn_head.rpn_cls.weight"] == "proposal_generator.rpn_head.objectness_logits.weight"
+    assert mapping["detector.roi_head.bbox_head.shared_fcs.1.weight"] == "roi_heads.box_head.fc2.weight"
+    assert mapping["detector.roi_head.mask_head.convs.3.conv.weight"] == "roi_heads.mask_head.mask_fcn4.weight"
+    assert mapping["detector.roi_head.mask_head.upsample.weight"] == "roi_heads.mask_head.deconv.weight"
+    assert mapping["detector.roi_head.mask_head.conv_logits.bias"] == "roi_heads.mask_head.predictor.bias"
+    assert mapping["track_head.embed_head.fcs.0.weight"] == "roi_heads.track_head.fc1.weight"
+    # Same anchor order (one scale per level), classes kept (no names): nothing reordered.
+    assert not [note for _, _, _, note in report.mapped if note]
+    assert "class order kept: the checkpoint names no classes (meta['CLASSES'])" in report.notes
+
+
+def test_a_different_architecture_is_refused():
+    source = toolbox_state_dict(depth=101, device="meta")
+    message = "source keys map to names the model does not have: detector.backbone.layer3.6"
+    with pytest.raises(ConversionError, match=message):
+        convert_masktrack_checkpoint({"state_dict": source}, masktrack_cfg(), source="r101.pth")
+
+
+# ---- numeric equivalence ----------------------------------------------------------------------------
+
+
+def test_backbone_and_fpn_compute_the_toolbox_fpn(narrow):
+    backbone = narrow.model.backbone.double()
+    try:
+        x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        with torch.no_grad():
+            ours = backbone(x)
+        theirs = toolbox_fpn(narrow.source64, toolbox_resnet(narrow.source64, x))
+    finally:
+        backbone.float()
+    assert [tuple(ours[f"p{i}"].shape[2:]) for i in range(2, 7)] == [(16, 24), (8, 12), (4, 6), (2, 3), (1, 2)]
+    for i, expected in enumerate(theirs):
+        torch.testing.assert_close(ours[f"p{i + 2}"], expected, rtol=1e-9, atol=1e-9)
+
+
+def test_rpn_anchors_logits_and_deltas_at_one_position_of_each_level(narrow):
+    rpn = narrow.model.proposal_generator
+    generator = torch.Generator().manual_seed(2)
+    pyramid = [torch.randn(1, 32, h, w, generator=generator) for h, w in ((16, 20), (8, 10), (4, 5), (2, 3), (1, 2))]
+    with torch.no_grad():
+        logits, deltas = rpn.rpn_head(pyramid)
+        anchors = rpn.anchor_generator(pyramid)
+    for level, feature in enumerate(pyramid):
+        h, w = feature.shape[2:]
+        y, x = h // 2, w - 1  # one cell; its 3 anchors in the toolbox's order are the same 3 channels here
+        their_logits, their_deltas = toolbox_rpn_head(narrow.source, feature)
+        cell = slice((y * w + x) * 3, (y * w + x) * 3 + 3)
+        torch.testing.assert_close(logits[level][0, :, y, x], their_logits[cell])
+        torch.testing.assert_close(deltas[level][0, :, y, x].view(3, 4), their_deltas[cell])
+        ours = anchors[level].tensor.view(h, w, 3, 4)[y, x]
+        torch.testing.assert_close(ours, toolbox_anchors(h, w, STRIDES[level])[cell], rtol=0, atol=1e-4)
+
+
+def test_rpn_proposals_match_the_toolbox(narrow):
+    rpn = narrow.model.proposal_generator
+    generator = torch.Generator().manual_seed(3)
+    pyramid = [torch.randn(1, 32, 32 // 2**i, 40 // 2**i, generator=generator) for i in range(4)]
+    pyramid.append(F.max_pool2d(pyramid[-1], 1, stride=2))
+    image_shape = (121, 150)  # padded to 128 x 160
+    with torch.no_grad():
+        proposals, _ = rpn(ImageList(torch.zeros(1, 3, 128, 160), [image_shape]),
+                           {f"p{i + 2}": f for i, f in enumerate(pyramid)})  # fmt: skip
+    expected = toolbox_rpn(narrow.source, pyramid, image_shape)
+    assert len(expected) == 200  # 3840 anchors on P2: the per-level top 200 matters
+    torch.testing.assert_close(proposals[0].proposal_boxes.tensor, expected)
+
+
+def test_box_mask_and_track_heads_compute_the_toolbox_heads(narrow):
+    s, heads = narrow.source64, narrow.model.roi_heads
+    generator = torch.Generator().manual_seed(4)
+    x7 = torch.randn(6, 32, 7, 7, generator=generator, dtype=torch.float64)
+    x14 = torch.randn(6, 32, 14, 14, generator=generator, dtype=torch.float64)
+    box_head, box_predictor, mask_head = (m.double() for m in (heads.box_head, heads.box_predictor, heads.mask_head))
+    try:
+        with torch.no_grad():
+            scores, deltas = box_predictor(box_head(x7))
+            masks = mask_head.layers(x14)
+    finally:
+        for m in (box_head, box_predictor, mask_head):
+            m.float()
+    cls_score, bbox_pred = toolbox_bbox_head(s, x7)
+    assert scores.shape == (6, 41) and deltas.shape == (6, 160) and masks.shape == (6, 40, 28, 28)
+    torch.testing.assert_close(scores, cls_score, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(deltas, bbox_pred, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(masks, toolbox_mask_head(s, x14), rtol=1e-9, atol=1e-9)
+
+
+def test_track_head_embeddings_match_the_toolbox(narrow):
+    head = narrow.head.double()
+    generator = torch.Generator().manual_seed(5)
+    pyramid = [torch.randn(1, 32, 64 // s, 96 // s, generator=generator, dtype=torch.float64) for s in STRIDES[:4]]
+    # Sizes from 8 to 250 pixels: all four levels.
+    boxes = torch.cat([random_boxes(6, 256, 384, generator, 8, 60), random_boxes(6, 256, 384, generator, 100, 250)])
+    try:
+        with torch.no_grad():
+            ours = head.embed({f"p{i + 2}": f for i, f in enumerate(pyramid)}, [Boxes(boxes)])[0]
+    finally:
+        head.float()
+    theirs = toolbox_embed(narrow.source64, toolbox_roi_extract(pyramid, boxes.double(), 7))
+    assert ours.shape == (12, 64)
+    torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-9)
+
+
+def test_whole_detector_gives_the_toolbox_detections_and_masks(narrow):
+    """GeneralizedRCNN on one frame (no resize: the output size is the input size) against the
+    toolbox's MaskRCNN.simple_test composed from the functions above."""
+    source, model = narrow.source, narrow.model
+    height, width = 100, 140  # padded to 128 x 160
+    image = torch.rand(3, height, width, generator=torch.Generator().manual_seed(6)) * 255
+    with torch.no_grad():
+        found = model([{"image": image, "height": height, "width": width}])[0]["instances"]
+        x = F.pad((image - model.pixel_mean) / model.pixel_std, (0, 160 - width, 0, 128 - height))[None]
+        pyramid = toolbox_fpn(source, toolbox_resnet(source, x))
+        proposals = toolbox_rpn(source, pyramid, (height, width))
+        cls_score, bbox_pred = toolbox_bbox_head(source, toolbox_roi_extract(pyramid[:4], proposals, 7))
+        boxes, scores, labels = toolbox_detections(proposals, cls_score, bbox_pred, (height, width))
+        mask_logits = toolbox_mask_head(source, toolbox_roi_extract(pyramid[:4], boxes, 14))
+        probabilities = mask_logits[torch.arange(len(labels)), labels].sigmoid()
+        masks = toolbox_paste_masks(probabilities, boxes, height, width)
+    assert 0 < len(found) == len(boxes) < 100
+    torch.testing.assert_close(found.pred_boxes.tensor, boxes, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(found.scores, scores)
+    assert found.pred_classes.tolist() == labels.tolist()
+    assert found.pred_masks.shape == masks.shape == (len(boxes), height, width)
+    # Box coordinates differ in the last float bits (Detectron2 divides deltas by the weights
+    # 10, 5 where the toolbox multiplies by stds 0.1, 0.2): a pixel on a mask's 0.5 contour may flip.
+    assert (found.pred_masks != masks).sum() <= len(boxes)
+    assert masks.sum() > 0
+
+
+# ---- classes, anchors, config -----------------------------------------------------------------------
+
+
+def test_class_order_follows_the_test_dataset(narrow):
+    permuted = list(YTVIS_2019_CLASSES[::-1])
+    MetadataCatalog.get("masktrack_test_reversed_classes").set(thing_classes=permuted)
+    cfg = masktrack_cfg(opts=NARROW_OPTS + ["DATASETS.TEST", ("masktrack_test_reversed_classes",)])
+    checkpoint = {"state_dict": narrow.source, "meta": {"CLASSES": YTVIS_2019_CLASSES}}
+    converted, report = convert_masktrack_checkpoint(checkpoint, cfg)
+    s, c = narrow.source, converted
+    index = [YTVIS_2019_CLASSES.index(name) for name in permuted]  # = 39, 38, ..., 0
+    h, m = "detector.roi_head.bbox_head.", "detector.roi_head.mask_head."
+    torch.testing.assert_close(c["roi_heads.box_predictor.cls_score.weight"], s[h + "fc_cls.weight"][index + [40]])
+    torch.testing.assert_close(c["roi_heads.box_predictor.cls_score.bias"], s[h + "fc_cls.bias"][index + [40]])
+    regression = s[h + "fc_reg.weight"].view(40, 4, -1)[index].reshape(160, -1)
+    torch.testing.assert_close(c["roi_heads.box_predictor.bbox_pred.weight"], regression)
+    torch.testing.assert_close(c["roi_heads.mask_head.predictor.weight"], s[m + "conv_logits.weight"][index])
+    torch.testing.assert_close(c["roi_heads.mask_head.predictor.bias"], s[m + "conv_logits.bias"][index])
+    reordered = "class order: the checkpoint's reordered to 'masktrack_test_reversed_classes''s; background last in both"
+    assert reordered in report.notes
+    # The registered YouTube-VIS datasets name their classes once loaded: the order is kept.
+    assert any("('ytvis_2019_val' has no class names)" in note for note in narrow.report.notes)
+    assert not [note for _, _, _, note in narrow.report.mapped if note]
+    # Other names: refused.
+    MetadataCatalog.get("masktrack_test_other_classes").set(thing_classes=["cat"] * 40)
+    cfg = masktrack_cfg(opts=NARROW_OPTS + ["DATASETS.TEST", ("masktrack_test_other_classes",)])
+    with pytest.raises(ConversionError, match="are not those of 'masktrack_test_other_classes'"):
+        convert_masktrack_checkpoint(checkpoint, cfg)
+
+
+def test_anchors_listed_in_another_order_are_reordered_and_wrong_anchors_refused(narrow):
+    cfg = masktrack_cfg(opts=NARROW_OPTS + ["MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS", [[2.0, 0.5, 1.0]]])
+    converted, report = convert_masktrack_checkpoint({"state_dict": narrow.source}, cfg)
+    r, s = "proposal_generator.rpn_head.", "detector.rpn_head."
+    torch.testing.assert_close(converted[r + "objectness_logits.bias"], narrow.source[s + "rpn_cls.bias"][[2, 0, 1]])
+    deltas = narrow.source[s + "rpn_reg.weight"].view(3, 4, -1, 1, 1)[[2, 0, 1]].reshape(12, -1, 1, 1)
+    torch.testing.assert_close(converted[r + "anchor_deltas.weight"], deltas)
+    assert "anchors reordered to the config's order" in report.format()
+    with pytest.raises(ConversionError, match="does not give the toolbox's anchors"):
+        cfg = masktrack_cfg(opts=NARROW_OPTS + ["MODEL.ANCHOR_GENERATOR.SIZES", [[32], [64], [128], [256], [1024]]])
+        convert_masktrack_checkpoint({"state_dict": narrow.source}, cfg)
+
+
+def test_config_differences_missing_keys_and_other_checkpoints_are_reported(narrow):
+    checkpoint = {"state_dict": narrow.source}
+    cfg = masktrack_cfg(opts=NARROW_OPTS + ["MODEL.RPN.PRE_NMS_TOPK_TEST", 1000, "INPUT.RESIZE_STYLE", "detectron2"])
+    with pytest.raises(ConversionError, match="MODEL.RPN.PRE_NMS_TOPK_TEST is 1000, the toolbox uses 200"):
+        convert_masktrack_checkpoint(checkpoint, cfg, source="x.pth")
+    converted, report = convert_masktrack_checkpoint(checkpoint, cfg, strict=False)
+    assert len(converted) == len(narrow.converted)
+    assert any("INPUT.RESIZE_STYLE is 'detectron2', the toolbox uses 'mmcv'" in note for note in report.notes)
+    # The config without add_masktrack_config's keys.
+    plain = get_cfg()
+    add_video_config(plain)
+    with pytest.raises(ConversionError, match="x.pth: the config has no MODEL.ROI_TRACK_HEAD"):
+        convert_masktrack_checkpoint(checkpoint, plain, source="x.pth")
+    # A checkpoint without a track head (e.g. the toolbox's COCO Mask R-CNN).
+    detector_only = {k: v for k, v in narrow.source.items() if not k.startswith("track_head.")}
+    with pytest.raises(ConversionError, match="has no track_head.. tensors: not a MaskTrack R-CNN checkpoint"):
+        convert_masktrack_checkpoint({"state_dict": detector_only}, narrow.cfg)
+    converted, report = convert_masktrack_checkpoint({"state_dict": detector_only}, narrow.cfg, strict=False)
+    assert not any(k.startswith(TRACK_HEAD_PREFIX) for k in converted)
+    assert any("model keys are not filled: roi_heads.track_head.fc1.weight" in note for note in report.notes)
