@@ -596,7 +596,7 @@ def test_anchors_listed_in_another_order_are_reordered_and_wrong_anchors_refused
     deltas = narrow.source[s + "rpn_reg.weight"].view(3, 4, -1, 1, 1)[[2, 0, 1]].reshape(12, -1, 1, 1)
     torch.testing.assert_close(converted[r + "anchor_deltas.weight"], deltas)
     assert "anchors reordered to the config's order" in report.format()
-    with pytest.raises(ConversionError, match="does not give the toolbox's anchors"):
+    with pytest.raises(ConversionError, match="does not give mmtrack's anchors"):
         cfg = masktrack_cfg(opts=NARROW_OPTS + ["MODEL.ANCHOR_GENERATOR.SIZES", [[32], [64], [128], [256], [1024]]])
         convert_masktrack_checkpoint({"state_dict": narrow.source}, cfg)
 
@@ -604,11 +604,11 @@ def test_anchors_listed_in_another_order_are_reordered_and_wrong_anchors_refused
 def test_config_differences_missing_keys_and_other_checkpoints_are_reported(narrow):
     checkpoint = {"state_dict": narrow.source}
     cfg = masktrack_cfg(opts=NARROW_OPTS + ["MODEL.RPN.PRE_NMS_TOPK_TEST", 1000, "INPUT.RESIZE_STYLE", "detectron2"])
-    with pytest.raises(ConversionError, match="MODEL.RPN.PRE_NMS_TOPK_TEST is 1000, the toolbox uses 200"):
+    with pytest.raises(ConversionError, match="MODEL.RPN.PRE_NMS_TOPK_TEST is 1000, mmtrack uses 200"):
         convert_masktrack_checkpoint(checkpoint, cfg, source="x.pth")
     converted, report = convert_masktrack_checkpoint(checkpoint, cfg, strict=False)
     assert len(converted) == len(narrow.converted)
-    assert any("INPUT.RESIZE_STYLE is 'detectron2', the toolbox uses 'mmcv'" in note for note in report.notes)
+    assert any("INPUT.RESIZE_STYLE is 'detectron2', mmtrack uses 'mmtrack'" in note for note in report.notes)
     # The config without add_masktrack_config's keys.
     plain = get_cfg()
     add_video_config(plain)

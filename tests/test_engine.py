@@ -13,7 +13,7 @@ def test_evaluator_follows_evaluator_type_and_frame_subsets(tmp_path):
     evaluator = VideoTrainer.build_evaluator(cfg, "toy_vid_val")
     assert isinstance(evaluator, VIDEvaluator)
     assert evaluator._subsets == {"degraded": is_degraded}
-    assert VideoTrainer.build_evaluator(cfg, "imagenet_vid_val")._subsets is None
+    assert not VideoTrainer.build_evaluator(cfg, "imagenet_vid_val")._subsets
 
     MetadataCatalog.get("engine_test_unknown_type").set(evaluator_type="lvis", thing_classes=["a"])
     with pytest.raises(NotImplementedError, match="engine_test_unknown_type.*'lvis'"):

@@ -50,7 +50,9 @@ from .common import (
     apply_rules,
     build_meta_model,
     check_config,
+    class_order,
     config_differences,
+    reorder_outputs,
     state_dict_of,
 )
 from .resnet import resnet_rules
