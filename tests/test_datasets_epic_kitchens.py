@@ -18,7 +18,6 @@ from temporal_roi_align.data.datasets import (
     EPIC_KITCHENS_55_SPLITS,
     NumberedFrames,
     load_epic_kitchens_55,
-    register_epic_kitchens,
 )
 from temporal_roi_align.data.datasets.epic_kitchens import parse_bounding_boxes
 from temporal_roi_align.engine import setup_cfg
@@ -300,18 +299,12 @@ def test_numbered_frames_stay_small_however_long_the_video():
     assert len(pickle.dumps(frames)) < 300
 
 
-def ensure_registered():
-    if "epic_kitchens_55_train" not in DatasetCatalog.list():
-        register_epic_kitchens()
-
-
 def test_registered_names_read_datasets_root(epic_root, monkeypatch):
-    ensure_registered()
     monkeypatch.setenv("DETECTRON2_DATASETS", os.path.dirname(epic_root))
     train = DatasetCatalog.get("epic_kitchens_55_train")
     assert len(train) == 7
     assert MetadataCatalog.get("epic_kitchens_55_train").thing_classes[1] == "pan"
-    assert MetadataCatalog.get("epic_kitchens_55_val").evaluator_type == "coco"
+    assert MetadataCatalog.get("epic_kitchens_55_val").evaluator_type == "vid"
     val = DatasetCatalog.get("epic_kitchens_55_val")
     assert {d["image_id"][:3] for d in val} == {"P26"}
     assert {d["image_id"][:3] for d in DatasetCatalog.get("epic_kitchens_55_train_p01_p25")} == {
@@ -323,7 +316,6 @@ def test_registered_names_read_datasets_root(epic_root, monkeypatch):
 
 @pytest.mark.parametrize("name", sorted(EPIC_KITCHENS_55_SPLITS))
 def test_registered_name_without_data_says_what_and_how(name, tmp_path, monkeypatch):
-    ensure_registered()
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
     with pytest.raises(FileNotFoundError) as e:
         DatasetCatalog.get(name)
@@ -343,7 +335,6 @@ def test_registered_name_without_data_says_what_and_how(name, tmp_path, monkeypa
 
 @pytest.mark.parametrize("model", ["single_frame", "selsa", "selsa_troi"])
 def test_configs(model):
-    ensure_registered()
     cfg = setup_cfg(os.path.join(REPO, "configs", "EPICKitchens", f"{model}_R_101_DC5.yaml"))
     # EPIC_noun_classes.csv has 352 classes (noun_id 0..351).
     assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 352

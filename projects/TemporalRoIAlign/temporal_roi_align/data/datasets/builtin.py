@@ -13,6 +13,8 @@ imagenet_vid_train_15frames_cocofmt    ILSVRC2015/annotations/imagenet_vid_train
 imagenet_vid_val_cocofmt               ILSVRC2015/annotations/imagenet_vid_val.json
 ytvis_2019_train, ytvis_2019_val       ytvis_2019/{train,valid}.json, ytvis_2019/{train,valid}/JPEGImages
 ytvis_2021_train, ytvis_2021_val       ytvis_2021/{train,valid}.json, ytvis_2021/{train,valid}/JPEGImages
+epic_kitchens_55_train, ..._val,       epic_kitchens/annotations/*.csv, epic_kitchens/object_detection_images
+  ..._train_p01_p25, ..._test_s1/s2    (see data/datasets/epic_kitchens.py)
 toy_vid_train, toy_vid_val             toy_vid/ImageSets/{VID_train_15frames,VID_val_videos}.txt (generated)
 =====================================  ==================================================================
 """
@@ -24,6 +26,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..toy import register_toy_vid
 from .coco_video import load_coco_video_json
+from .epic_kitchens import register_epic_kitchens
 from .common import datasets_root
 from .imagenet_vid import VID_CATEGORIES, register_imagenet_vid
 from .ytvis import load_ytvis_json
@@ -100,6 +103,7 @@ def register_all_video_datasets():
     for name, (json_file, image_root) in _YTVIS_DATASETS.items():
         DatasetCatalog.register(name, partial(_load_ytvis, name, json_file, image_root))
         MetadataCatalog.get(name).set(evaluator_type="ytvis")
+    register_epic_kitchens()
     register_toy_vid()
 
 

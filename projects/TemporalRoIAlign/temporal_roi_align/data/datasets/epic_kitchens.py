@@ -405,4 +405,4 @@ def register_epic_kitchens(root: Optional[str] = None):
     """
     for name, (split, participants) in EPIC_KITCHENS_55_SPLITS.items():
         DatasetCatalog.register(name, partial(_load_registered, name, split, participants, root))
-        MetadataCatalog.get(name).set(evaluator_type="coco")
+        MetadataCatalog.get(name).set(evaluator_type="vid")
