@@ -13,6 +13,7 @@ import torch.distributed as dist
 from temporal_roi_align.engine import VideoTrainer, launch, setup_cfg
 from temporal_roi_align.model_zoo import get_config_file
 from temporal_roi_align.data import select_test_supports
+from temporal_roi_align.postprocessing import seq_nms
 from temporal_roi_align.predictor import VideoPredictor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -161,3 +162,16 @@ def test_demo_video_reports_a_missing_input(tmp_path):
                            "--input", str(tmp_path / "missing.mp4"), "--output", str(tmp_path / "o.mp4")],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "missing.mp4: no such file" in proc.stderr
+
+
+def test_offline_prediction_applies_seq_nms_to_the_whole_video():
+    _, frames = clip_frames(count=5)
+    plain = list(predictor("troi", "INPUT.SUPPORT.NUM_TEST", 2).predict_video(frames))
+    p = predictor("troi", "INPUT.SUPPORT.NUM_TEST", 2, "VIDEO.POSTPROCESS", "seq_nms", "VIDEO.SEQ_NMS.RESCORE", "max")
+    processed = list(p.predict_video(frames))
+    for a, b in zip(processed, seq_nms(plain, rescore="max")):
+        torch.testing.assert_close(a.scores, b.scores)
+        torch.testing.assert_close(a.pred_boxes.tensor, b.pred_boxes.tensor)
+    assert sum(map(len, processed)) < sum(map(len, plain))
+    with pytest.raises(ValueError, match="needs the whole video; online prediction"):
+        next(p.predict_stream(iter(frames)))

@@ -54,6 +54,18 @@ def add_video_config(cfg):
     cfg.VIDEO.CACHE_FRAMES = 64
     # "float32", "float16" or "bfloat16": precision of cached features.
     cfg.VIDEO.CACHE_DTYPE = "float32"
+    # Post-processing of each whole video's detections (VideoPredictor.predict_video, the
+    # evaluation, the demo): "none", or "seq_nms" (Seq-NMS, Han et al. 2016; the heavy
+    # post-processing behind the best rows of the TRoI paper's Table 6). It needs the whole
+    # video, so online inference (VideoPredictor.predict_stream) cannot use it.
+    cfg.VIDEO.POSTPROCESS = "none"
+    # Seq-NMS, as FGFA's implementation: boxes of adjacent frames with IoU >= LINK_IOU are
+    # linked; boxes with IoU >= NMS_IOU with a chosen sequence's box in its frame are dropped;
+    # a sequence's boxes get its "avg" or "max" score.
+    cfg.VIDEO.SEQ_NMS = CN()
+    cfg.VIDEO.SEQ_NMS.LINK_IOU = 0.5
+    cfg.VIDEO.SEQ_NMS.NMS_IOU = 0.3
+    cfg.VIDEO.SEQ_NMS.RESCORE = "avg"
 
     # ---- Checkpoints converted from mmtracking 0.x (mmtrack): what its test pipeline does that
     # the keys above cannot express. See docs/converting_checkpoints.md and

@@ -17,7 +17,8 @@ from detectron2.utils.logger import setup_logger
 
 from .config import add_video_config
 from .data import build_video_test_loader, build_video_train_loader
-from .evaluation import VIDEvaluator
+from .evaluation import VIDEvaluator, VideoPostprocessingEvaluator
+from .postprocessing import build_video_postprocessor
 
 __all__ = ["VideoTrainer", "launch", "setup_cfg"]
 
@@ -60,15 +61,19 @@ class VideoTrainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         """The evaluator of the dataset's ``evaluator_type`` metadata, as PointRend's
         train_net.py chooses: "vid" -> :class:`VIDEvaluator` (with the dataset's
-        ``frame_subsets``, if any)."""
+        ``frame_subsets``, if any); fed each whole video's post-processed detections when
+        ``VIDEO.POSTPROCESS`` is set."""
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         metadata = MetadataCatalog.get(dataset_name)
         evaluator_type = metadata.get("evaluator_type", None)
         if evaluator_type == "vid":
-            return VIDEvaluator(dataset_name, output_folder, subsets=metadata.get("frame_subsets", None))
-        raise NotImplementedError(
-            f"no evaluator for dataset '{dataset_name}' of evaluator_type {evaluator_type!r} (known: 'vid')"
-        )
+            evaluator = VIDEvaluator(dataset_name, output_folder, subsets=metadata.get("frame_subsets", None))
+        else:
+            raise NotImplementedError(
+                f"no evaluator for dataset '{dataset_name}' of evaluator_type {evaluator_type!r} (known: 'vid')"
+            )
+        postprocess = build_video_postprocessor(cfg)
+        return evaluator if postprocess is None else VideoPostprocessingEvaluator(evaluator, postprocess)
 
 
 def setup_cfg(config_file: str, opts=(), *, args=None):

@@ -11,6 +11,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
 from .data import SupportSelector, build_test_augmentation
+from .postprocessing import build_video_postprocessor
 
 __all__ = ["VideoPredictor"]
 
@@ -27,6 +28,8 @@ class VideoPredictor:
       ``uniform`` spreads NUM_TEST frames over the whole video, the paper's default).
     - :meth:`predict_stream` (online): frames arrive one at a time; supports are the NUM_TEST
       past frames TEST_STRIDE apart (the ``past`` rule; the first frame repeated at the start).
+
+    ``VIDEO.POSTPROCESS`` (e.g. Seq-NMS) is applied to each whole video by :meth:`predict_video`.
     """
 
     def __init__(self, cfg):
@@ -43,17 +46,27 @@ class VideoPredictor:
         # at least one frame group.
         self.prepared_frames = max(cfg.VIDEO.CACHE_FRAMES, cfg.INPUT.SUPPORT.NUM_TEST + 2)
         self._video_ids = itertools.count()
+        self.postprocess = build_video_postprocessor(cfg)
 
     def predict_video(self, frames: Sequence[np.ndarray]) -> Iterator[Instances]:
-        """Offline mode over a whole video (a list of frames, or any sequence with random access)."""
+        """Offline mode over a whole video (a list of frames, or any sequence with random access).
+        With ``VIDEO.POSTPROCESS`` set, the first result comes once every frame is detected."""
         video = ("VideoPredictor", next(self._video_ids))
         prepare = self._frame_preparer(video, lambda i: frames[i])
         frame_ids = range(len(frames))
-        for t in frame_ids:
-            yield self._predict(prepare(t), [prepare(i) for i in self.offline_supports(t, frame_ids)])
+        results = (self._predict(prepare(t), [prepare(i) for i in self.offline_supports(t, frame_ids)]) for t in frame_ids)
+        if self.postprocess is None:
+            yield from results
+        else:
+            yield from self.postprocess(list(results))
 
     def predict_stream(self, frames: Iterable[np.ndarray]) -> Iterator[Instances]:
         """Online mode: only past frames serve as supports."""
+        if self.postprocess is not None:
+            raise ValueError(
+                f"VIDEO.POSTPROCESS {self.cfg.VIDEO.POSTPROCESS!r} needs the whole video; online prediction "
+                "(predict_stream) cannot apply it: use predict_video or VIDEO.POSTPROCESS none"
+            )
         video = ("VideoPredictor", next(self._video_ids))
         history: Dict[int, np.ndarray] = {}
         oldest_needed = self.online_supports.num * self.online_supports.stride
