@@ -2,9 +2,11 @@
 
 Objects cut from photos shipped in scikit-image's wheel (the cat of ``chelsea``, the
 ``horse`` silhouette, the motorcycle of ``stereo_motorcycle``) move over panning textured
-backgrounds. A fraction of each video's frames get a heavy degradation (motion blur, defocus,
-partial occlusion or noise) while the other frames stay clear, so a detector that aggregates
-features over time has something to win. Each frame's XML carries the extra element
+backgrounds. A fraction of each video's frames get a degradation that leaves where the objects
+are but hides what they are (blur on the scale of the objects or noise, colours washed out; or
+occluders over most of each object), while the other frames stay clear: the class of an object
+in a degraded frame is known only from the other frames of its video, which is what a detector
+that aggregates features over time can use and a single-frame detector cannot. Each frame's XML carries the extra element
 ``<degradation>`` (empty when clean), which the real VID does not have: the toy's own loader
 (:func:`register_toy_vid`) reads it into the frame dicts' ``"degradation"``, and the toy
 datasets' metadata ``frame_subsets`` selects the degraded frames for evaluation.
@@ -45,7 +47,7 @@ TOY_CATEGORIES: Tuple[Tuple[str, str], ...] = (
 )
 DEGRADATIONS = ("motion_blur", "defocus", "occlusion", "noise")
 STAMP_FILE = "toy_vid.json"
-_GENERATOR_VERSION = 2
+_GENERATOR_VERSION = 3
 
 
 def default_toy_root() -> str:
@@ -75,7 +77,15 @@ def _sprites() -> List[Tuple[np.ndarray, np.ndarray]]:
     coat = np.array([0.47, 0.29, 0.16], np.float32) * (0.7 + 0.5 * shade[..., None])
 
     moto = data.stereo_motorcycle()[0][40:470, 60:720].astype(np.float32) / 255
-    sprites = [(cat, cat_alpha), (coat, silhouette), (moto, np.ones(moto.shape[:2], np.float32))]
+    # The motorcycle's outline, by hand: two wheels and the frame from the seat to the fork.
+    moto_alpha = np.zeros(moto.shape[:2], np.uint8)
+    cv2.ellipse(moto_alpha, (140, 285), (82, 88), 0, 0, 360, 1, -1)
+    cv2.ellipse(moto_alpha, (545, 330), (80, 88), 0, 0, 360, 1, -1)
+    outline = [(35, 170), (60, 140), (100, 115), (230, 110), (300, 125), (400, 80), (440, 40), (520, 60),
+               (555, 110), (530, 150), (520, 230), (590, 250), (560, 300), (460, 300), (420, 330), (240, 330),
+               (120, 220), (40, 215)]  # fmt: skip
+    cv2.fillPoly(moto_alpha, [np.array(outline, np.int32)], 1)
+    sprites = [(cat, cat_alpha), (coat, silhouette), (moto, moto_alpha.astype(np.float32))]
     out = []
     for rgb, alpha in sprites:
         alpha = cv2.GaussianBlur(alpha, (0, 0), 1.5)  # soft edges
@@ -192,23 +202,24 @@ class _Video:
         return frame, objects
 
     def degrade(self, frame, objects, kind: str, difficulty: float):
-        """Apply one heavy degradation; returns the frame and the tracks it occludes."""
+        """Apply one heavy degradation that leaves where the objects are but hides what they are:
+        blur on the scale of the objects (or noise) with the colours washed out, or occluders
+        hiding most of each object. Returns the frame and the tracks it occludes."""
         rng, W = self.rng, self.size[1]
         occluded = set()
+        sizes = [max(x1 - x0, y1 - y0) for _, _, (x0, y0, x1, y1) in objects]
+        size = float(np.mean(sizes)) if sizes else 0.4 * W
+        washed = min(1.0, 0.8 * difficulty)
         if kind == "motion_blur":
-            length = max(3, round(difficulty * rng.uniform(0.1, 0.16) * W))
-            frame = cv2.filter2D(
-                frame,
-                -1,
-                _kernel_line(length, rng.uniform(0, np.pi)),
-                borderType=cv2.BORDER_REFLECT,
-            )
+            length = max(3, round(difficulty * rng.uniform(0.5, 0.7) * size))
+            kernel = _kernel_line(length, rng.uniform(0, np.pi))
+            frame = _desaturate(cv2.filter2D(frame, -1, kernel, borderType=cv2.BORDER_REFLECT), washed)
         elif kind == "defocus":
-            radius = max(1, round(difficulty * rng.uniform(0.035, 0.055) * W))
-            frame = cv2.filter2D(frame, -1, _kernel_disk(radius), borderType=cv2.BORDER_REFLECT)
+            radius = max(1, round(difficulty * rng.uniform(0.2, 0.28) * size))
+            frame = _desaturate(cv2.filter2D(frame, -1, _kernel_disk(radius), borderType=cv2.BORDER_REFLECT), washed)
         elif kind == "occlusion":
             for track, _, (x0, y0, x1, y1) in objects:
-                cover = min(0.9, difficulty * rng.uniform(0.5, 0.75))
+                cover = min(0.95, difficulty * rng.uniform(0.8, 0.95))
                 side = rng.integers(4)
                 if side < 2:  # a vertical band from the left or the right
                     band = round((x1 - x0) * cover)
@@ -217,18 +228,20 @@ class _Video:
                     band = round((y1 - y0) * cover)
                     y0, y1 = (y0, y0 + band) if side == 2 else (y1 - band, y1)
                 color = rng.uniform(0.1, 0.9, 3).astype(np.float32)
-                frame[y0:y1, x0:x1] = color * rng.uniform(0.85, 1.0, (y1 - y0, x1 - x0, 1)).astype(
-                    np.float32
-                )
+                frame[y0:y1, x0:x1] = color * rng.uniform(0.85, 1.0, (y1 - y0, x1 - x0, 1)).astype(np.float32)
                 occluded.add(track)
         elif kind == "noise":
-            sigma = difficulty * rng.uniform(0.18, 0.28)
-            frame = frame * rng.uniform(0.4, 0.6) + rng.normal(0, sigma, frame.shape).astype(
-                np.float32
-            )
+            sigma = difficulty * rng.uniform(0.12, 0.18)
+            frame = _desaturate(frame, washed) * rng.uniform(0.5, 0.7)
+            frame = frame + rng.normal(0, sigma, frame.shape).astype(np.float32)
         else:
             raise ValueError(f"unknown degradation {kind!r}; expected one of {DEGRADATIONS}")
         return np.clip(frame, 0, 1), occluded
+
+
+def _desaturate(frame: np.ndarray, amount: float) -> np.ndarray:
+    """Move every pixel ``amount`` of the way to its grey level."""
+    return frame + amount * (frame.mean(axis=2, keepdims=True) - frame)
 
 
 def _xml(folder: str, frame: int, size, objects, occluded, degradation: str) -> str:
@@ -305,8 +318,8 @@ def _write_dataset(out: str, p: dict):
 def make_toy_vid(
     root: Optional[str] = None,
     *,
-    num_train_videos: int = 12,
-    num_val_videos: int = 4,
+    num_train_videos: int = 24,
+    num_val_videos: int = 16,
     frames_per_video: int = 15,
     val_frames_per_video: int = 20,
     image_size: Tuple[int, int] = (128, 160),
