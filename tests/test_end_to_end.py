@@ -142,28 +142,6 @@ def test_half_precision_cache_stays_close():
         torch.testing.assert_close(a[:k], b[:k], atol=0.05, rtol=0.05)
 
 
-def test_demo_video_annotates_a_real_clip(tmp_path):
-    path, _ = clip_frames(count=1)
-    out, js = tmp_path / "out.mp4", tmp_path / "out.json"
-    log = run_tool("tools/demo_video.py", "--config-file", "configs/toy/troi.yaml", "--input", path,
-                   "--output", str(out), "--json", str(js), "--max-frames", "4",
-                   "--opts", "INPUT.MIN_SIZE_TEST", "64", "INPUT.SUPPORT.NUM_TEST", "2")
-    assert "Wrote 4 annotated frames" in log
-    capture = cv2.VideoCapture(str(out))
-    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
-    import json
-
-    detections = json.loads(js.read_text())
-    assert [d["frame"] for d in detections] == [0, 1, 2, 3]
-
-
-def test_demo_video_reports_a_missing_input(tmp_path):
-    proc = subprocess.run([sys.executable, "tools/demo_video.py", "--config-file", "configs/toy/troi.yaml",
-                           "--input", str(tmp_path / "missing.mp4"), "--output", str(tmp_path / "o.mp4")],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and "missing.mp4: no such file" in proc.stderr
-
-
 def test_offline_prediction_applies_seq_nms_to_the_whole_video():
     _, frames = clip_frames(count=5)
     plain = list(predictor("troi", "INPUT.SUPPORT.NUM_TEST", 2).predict_video(frames))

@@ -1,14 +1,22 @@
 #!/usr/bin/env python
 """
-Detect objects in a video file and write it back annotated:
+Detect objects in a video and write it back annotated:
 
     python tools/demo_video.py --config-file configs/toy/troi.yaml --input in.mp4 --output out.mp4 \
-        [--json detections.json] [--online] [--confidence 0.5] --opts MODEL.WEIGHTS model_final.pth
+        [--json detections.jsonl] [--online] [--confidence 0.5] --opts MODEL.WEIGHTS model_final.pth
+
+--input: a video file, a folder of frames (image files in name order, as ImageNet VID stores
+them) or, with --online, a camera index (e.g. 0). --output: a video file (.mp4 or .avi) or a
+folder, which receives one JPEG per frame. --json: one JSON line per frame, written as frames
+are done. Frames stream through a bounded window (the model's feature cache): memory does not
+grow with the length of the video. Every output is checked before the first frame is read.
 """
 import argparse
 import json
 import os
 import sys
+from collections import OrderedDict
+from collections.abc import Sequence
 
 import cv2
 from detectron2.data import MetadataCatalog
@@ -18,65 +26,229 @@ from tqdm import tqdm
 from temporal_roi_align.engine import setup_cfg
 from temporal_roi_align.predictor import VideoPredictor
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of frames, got {value}")
+    return value
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True)
-    parser.add_argument("--input", required=True, help="a video file readable by OpenCV")
-    parser.add_argument("--output", required=True, help="annotated video to write (.mp4)")
-    parser.add_argument("--json", help="also write the detections of every frame as JSON")
-    parser.add_argument("--online", action="store_true", help="use past frames only (streams)")
+    parser.add_argument("--input", required=True, help="a video file, a folder of frames, or (--online) a camera index")
+    parser.add_argument("--output", required=True, help="annotated video to write (.mp4, .avi) or a folder for JPEG frames")
+    parser.add_argument("--json", help="also write the detections, one JSON line per frame")
+    parser.add_argument("--online", action="store_true", help="use past frames only (streams, cameras)")
     parser.add_argument("--confidence", type=float, default=0.5, help="score threshold for drawing")
-    parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides, KEY VALUE ...")
     return parser.parse_args(argv)
 
 
-def read_frames(path, max_frames=None):
-    if not os.path.isfile(path):
-        sys.exit(f"{path}: no such file")
-    capture = cv2.VideoCapture(path)
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    frames = []
-    while max_frames is None or len(frames) < max_frames:
+class VideoFileFrames(Sequence):
+    """The frames of a video file with random access, decoded on demand: a sequential read costs
+    one decode, a jump one seek; the last few frames decoded are kept (a frame is read again
+    to be drawn right after the model read it)."""
+
+    recent_frames = 4
+
+    def __init__(self, path, max_frames=None):
+        self.path = path
+        capture = cv2.VideoCapture(path)
+        if not capture.isOpened():
+            raise SystemExit(f"{path}: OpenCV cannot open this file as a video")
+        self.fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        count = 0
+        while (max_frames is None or count < max_frames) and capture.grab():  # counts without decoding
+            count += 1
+        capture.release()
+        if count == 0:
+            raise SystemExit(f"{path}: OpenCV could not decode any frame (not a video, or an unsupported codec)")
+        self._length = count
+        self._capture = cv2.VideoCapture(path)
+        self._next = 0
+        self._recent = OrderedDict()
+
+    def __len__(self):
+        return self._length
+
+    def __getitem__(self, index):
+        if not 0 <= index < self._length:
+            raise IndexError(f"{self.path}: frame {index} of {self._length}")
+        if index in self._recent:
+            self._recent.move_to_end(index)
+            return self._recent[index]
+        if index != self._next:
+            self._capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = self._capture.read()
+        if not ok:
+            raise SystemExit(f"{self.path}: could not decode frame {index}")
+        self._next = index + 1
+        self._recent[index] = frame
+        if len(self._recent) > self.recent_frames:
+            self._recent.popitem(last=False)
+        return frame
+
+
+class FolderFrames(Sequence):
+    """The image files of a folder, in name order."""
+
+    fps = 25.0
+
+    def __init__(self, path, max_frames=None):
+        names = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not names:
+            raise SystemExit(f"{path}: folder holds no image file ({', '.join(IMAGE_EXTENSIONS)})")
+        self.files = [os.path.join(path, f) for f in names[:max_frames]]
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        frame = cv2.imread(self.files[index])
+        if frame is None:
+            raise SystemExit(f"{self.files[index]}: cannot read image")
+        return frame
+
+
+def camera_frames(index, max_frames=None):
+    capture = cv2.VideoCapture(index)
+    if not capture.isOpened():
+        raise SystemExit(f"camera {index}: OpenCV cannot open it")
+    count = 0
+    while max_frames is None or count < max_frames:
         ok, frame = capture.read()
         if not ok:
             break
-        frames.append(frame)
+        count += 1
+        yield frame
     capture.release()
-    if not frames:
-        sys.exit(f"{path}: OpenCV could not decode any frame (not a video, or an unsupported codec)")
-    return frames, fps
+
+
+def open_input(args):
+    if args.input.isdigit() and not os.path.exists(args.input):
+        if not args.online:
+            raise SystemExit(f"--input {args.input}: a camera is a live stream; add --online")
+        return camera_frames(int(args.input), args.max_frames), 25.0
+    if os.path.isdir(args.input):
+        frames = FolderFrames(args.input, args.max_frames)
+    elif os.path.isfile(args.input):
+        frames = VideoFileFrames(args.input, args.max_frames)
+    else:
+        raise SystemExit(f"{args.input}: no such file or folder")
+    return frames, frames.fps
+
+
+class FrameWriter:
+    """Annotated frames to a video file (.mp4, .avi) or to a folder of JPEGs, opened on the
+    first frame (the frame size is known then); :func:`check_output` checks the path first."""
+
+    def __init__(self, path, fps):
+        self.path, self.fps = path, fps
+        self.to_folder = os.path.isdir(path) or not os.path.splitext(path)[1]
+        self._writer, self.count = None, 0
+
+    def write(self, frame):
+        if self.to_folder:
+            name = os.path.join(self.path, f"{self.count:06d}.jpg")
+            if not cv2.imwrite(name, frame):
+                raise SystemExit(f"{name}: cannot write image")
+        else:
+            if self._writer is None:
+                codec = VIDEO_CODECS[os.path.splitext(self.path)[1].lower()]
+                height, width = frame.shape[:2]
+                self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*codec), self.fps, (width, height))
+                if not self._writer.isOpened():
+                    raise SystemExit(f"{self.path}: OpenCV cannot write this video ({codec})")
+            self._writer.write(frame)
+        self.count += 1
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.release()
+
+
+def check_output(args):
+    """Every output checked before any work: a path that cannot be written stops the demo now."""
+    inputs = {os.path.realpath(args.input)}
+    for path in filter(None, (args.output, args.json)):
+        if os.path.realpath(path) in inputs:
+            raise SystemExit(f"{path}: an output cannot be the input")
+    output = args.output
+    if os.path.isdir(output) or not os.path.splitext(output)[1]:
+        os.makedirs(output, exist_ok=True)
+    else:
+        extension = os.path.splitext(output)[1].lower()
+        if extension not in VIDEO_CODECS:
+            raise SystemExit(
+                f"{output}: cannot write '{extension}' videos; use {' or '.join(VIDEO_CODECS)}, or a folder for JPEG frames"
+            )
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    if args.json:
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(folder):
+            raise SystemExit(f"{args.json}: folder {folder} does not exist")
+
+
+def frame_record(index, instances):
+    record = {
+        "frame": index,
+        "boxes": instances.pred_boxes.tensor.tolist(),
+        "scores": instances.scores.tolist(),
+        "classes": instances.pred_classes.tolist(),
+    }
+    if instances.has("pred_track_ids"):
+        record["track_ids"] = instances.pred_track_ids.tolist()
+    return record
 
 
 def main(argv=None):
     args = parse_args(argv)
+    check_output(args)
     cfg = setup_cfg(args.config_file, args.opts)
-    frames, fps = read_frames(args.input, args.max_frames)
+    frames, fps = open_input(args)
     predictor = VideoPredictor(cfg)
     metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
-    predictions = predictor.predict_stream(frames) if args.online else predictor.predict_video(frames)
-    height, width = frames[0].shape[:2]
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    writer = cv2.VideoWriter(args.output, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    detections = []
-    for index, (frame, instances) in enumerate(tqdm(zip(frames, predictions), total=len(frames), desc="frames")):
-        shown = instances[instances.scores >= args.confidence]
-        writer.write(Visualizer(frame[:, :, ::-1], metadata).draw_instance_predictions(shown).get_image()[:, :, ::-1])
-        detections.append({
-            "frame": index,
-            "boxes": instances.pred_boxes.tensor.tolist(),
-            "scores": instances.scores.tolist(),
-            "classes": instances.pred_classes.tolist(),
-        })
-    writer.release()
+    if args.online:
+        frames = iter(frames)
+        shown_frames, source = [], frames
+
+        def remember(stream):
+            for frame in stream:
+                shown_frames.append(frame)  # the frame the next result belongs to
+                yield frame
+
+        predictions = predictor.predict_stream(remember(source))
+        pairs = ((shown_frames.pop(0), instances) for instances in predictions)
+        total = args.max_frames
+    else:
+        predictions = predictor.predict_video(frames)
+        pairs = ((frames[i], instances) for i, instances in enumerate(predictions))
+        total = len(frames)
+    writer = FrameWriter(args.output, fps)
+    json_file = open(args.json, "w") if args.json else None
+    try:
+        for index, (frame, instances) in enumerate(tqdm(pairs, total=total, desc="frames")):
+            shown = instances[instances.scores >= args.confidence]
+            drawn = Visualizer(frame[:, :, ::-1], metadata).draw_instance_predictions(shown)
+            writer.write(drawn.get_image()[:, :, ::-1])
+            if json_file:
+                json_file.write(json.dumps(frame_record(index, instances)) + "\n")
+                json_file.flush()
+    finally:
+        writer.close()
+        if json_file:
+            json_file.close()
+    where = "JPEG frames in" if writer.to_folder else "annotated frames to"
+    print(f"Wrote {writer.count} {where} {os.path.abspath(args.output)}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(detections, f)
-    print(f"Wrote {len(frames)} annotated frames to {os.path.abspath(args.output)}")
-    if args.json:
-        print(f"Wrote detections to {os.path.abspath(args.json)}")
+        print(f"Wrote detections of {writer.count} frames to {os.path.abspath(args.json)}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
