@@ -23,7 +23,7 @@ from temporal_roi_align.model_zoo import get_config_file
 from temporal_roi_align.predictor import VideoPredictor
 
 MODELS = {"single_frame": "Single-frame (ROIAlign)", "troi": "Temporal RoI Align", "selsa": "SELSA",
-          "selsa_troi": "SELSA + TRoI"}
+          "selsa_troi": "SELSA + TRoI", "fgfa": "FGFA", "dff": "DFF"}
 
 
 def parse_args():
