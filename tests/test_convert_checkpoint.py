@@ -541,11 +541,12 @@ def test_strict_conversion_names_unused_and_missing_keys():
     assert sum(note.startswith("not strict") for note in report.notes) == 2
 
 
-def test_fgfa_checkpoint_is_refused():
+def test_flow_checkpoint_needs_a_flow_config():
+    # FGFA and DFF convert with their own configs (tests/test_convert_flow_checkpoints.py).
     cfg = setup_cfg(get_config_file(CONVERTED + "selsa_R_50_DC5.yaml"))
-    source = {"detector.backbone.conv1.weight": torch.zeros(1), "motion.conv1.0.weight": torch.zeros(1)}
-    with pytest.raises(ConversionError, match=r"fgfa\.pth: has a flow network"):
-        convert_mmtrack_checkpoint({"state_dict": source}, cfg, source="fgfa.pth")
+    source = {"detector.backbone.conv1.weight": torch.zeros(1), "motion.conv1.0.conv.weight": torch.zeros(1)}
+    with pytest.raises(ConversionError, match=r"dff\.pth: the config differs from mmtrack's DFF: .*META_ARCHITECTURE"):
+        convert_mmtrack_checkpoint({"state_dict": source}, cfg, source="dff.pth")
 
 
 def test_unreadable_and_unknown_files(tmp_path):

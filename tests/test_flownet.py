@@ -4,8 +4,9 @@ import math
 
 import pytest
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import get_cfg
 
+from temporal_roi_align.config import add_video_config
 from temporal_roi_align.layers import flow_warp, resize_flow
 from temporal_roi_align.modeling import FlowNetSimple
 
@@ -107,18 +108,41 @@ def test_gradients_reach_the_flow_network_through_warping():
 
 def test_from_config():
     cfg = get_cfg()
+    add_video_config(cfg)  # MODEL.FLOW_NET's defaults are the toolbox's
     cfg.INPUT.FORMAT = "RGB"
     cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD = list(RGB_MEAN), list(RGB_STD)
-    cfg.MODEL.FLOW_NET = CfgNode()
-    cfg.MODEL.FLOW_NET.INPUT_SCALE = 0.5
-    cfg.MODEL.FLOW_NET.PIXEL_MEAN = [0.411, 0.432, 0.450]
-    cfg.MODEL.FLOW_NET.PIXEL_STD = [255.0, 255.0, 255.0]
-    cfg.MODEL.FLOW_NET.FLOW_SCALE = 5.0
     net = FlowNetSimple(cfg)
     assert (net.input_format, net.input_scale, net.flow_scale) == ("RGB", 0.5, 5.0)
     torch.testing.assert_close(net.pixel_mean.flatten(), torch.tensor(RGB_MEAN * 2))
     torch.testing.assert_close(net.flow_pixel_mean.flatten(), torch.tensor([0.411, 0.432, 0.450] * 2))
+    torch.testing.assert_close(net.flow_pixel_std.flatten(), torch.tensor([255.0] * 6))
     assert not any("pixel" in key for key in net.state_dict())
+    assert sum(p.numel() for p in net.parameters()) == 38_675_536  # FlowNetS
+
+
+def test_width_divisor_narrows_every_layer():
+    net = FlowNetSimple(pixel_mean=RGB_MEAN, pixel_std=RGB_STD)
+    narrow = FlowNetSimple(pixel_mean=RGB_MEAN, pixel_std=RGB_STD, width_divisor=8)
+    shapes = {k: v.shape for k, v in net.state_dict().items()}
+    narrow_shapes = {k: v.shape for k, v in narrow.state_dict().items()}
+    assert shapes.keys() == narrow_shapes.keys()
+    def narrowed(size):
+        """Channels / 8, except conv1's 6 input and the 2 flow channels; a refinement level's
+        input (encoder + deconvolution channels, multiples of 64, + 2 flow channels) accordingly."""
+        if size in (2, 6):
+            return size
+        return (size - 2) // 8 + 2 if size % 64 == 2 else size // 8
+
+    for name, shape in shapes.items():
+        expected = [narrowed(size) if i < 2 else size for i, size in enumerate(shape)]
+        assert list(narrow_shapes[name]) == expected, name
+    assert narrow_shapes["predict_flow2.weight"] == (2, 26, 3, 3)  # conv2 16 + deconv2 8 + flow 2 (194 at full width)
+    with torch.no_grad():
+        flow = narrow.eval()(random_images(1, 37, 53), random_images(2, 37, 53, seed=1), [(37, 53)])
+    assert flow.shape == (2, 2, expected_size(37, 0.5), expected_size(53, 0.5)) and torch.isfinite(flow).all()
+    for divisor in (0, 3, 128):
+        with pytest.raises(ValueError, match="width_divisor must divide 64"):
+            FlowNetSimple(pixel_mean=RGB_MEAN, pixel_std=RGB_STD, width_divisor=divisor)
 
 
 def test_bad_inputs(net):

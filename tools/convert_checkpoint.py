@@ -2,7 +2,8 @@
 """
 Convert third-party checkpoints to this project's models (docs/converting_checkpoints.md).
 
-    # mmtracking's (mmtrack's) ImageNet VID models (SELSA, SELSA + TRoI, single-frame) -> MODEL.WEIGHTS:
+    # mmtracking's (mmtrack's) ImageNet VID models (SELSA, SELSA + TRoI, FGFA, DFF, single-frame)
+    # -> MODEL.WEIGHTS:
     python tools/convert_checkpoint.py mmtrack \\
         selsa_troialign_faster_rcnn_r50_dc5_7e_imagenetvid_20210820_162714-939fd657.pth \\
         output/selsa_troi_R_50_DC5_mmtrack.pth \\
@@ -12,20 +13,27 @@ Convert third-party checkpoints to this project's models (docs/converting_checkp
     python tools/convert_checkpoint.py torchvision resnet50-0676ba61.pth output/R-50.pth \\
         --config-file configs/ImageNetVID/selsa_troi_R_50_DC5.yaml
 
+    # FGFA / DFF: mmtrack's pretrained flow network added to them (--base):
+    python tools/convert_checkpoint.py mmtrack flownet_simple.pth output/R-50_flownet.pth \\
+        --base output/R-50.pth --config-file configs/ImageNetVID/fgfa_R_50_DC5.yaml
+
 The config gives the target model: every tensor is checked against it. Strict by default: every
 source key converted or explicitly ignored, every target key filled, shapes equal, and the config
 preprocessing images as the source's models do.
 """
 import argparse
 import sys
+from collections import OrderedDict
 
 from temporal_roi_align.checkpoint import (
     ConversionError,
+    ConversionReport,
     convert_mmtrack_checkpoint,
     convert_torchvision_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
+from temporal_roi_align.checkpoint.common import state_dict_of
 from temporal_roi_align.engine import setup_cfg
 
 CONVERTERS = {
@@ -48,6 +56,12 @@ def parse_args(argv=None):
             action="store_true",
             help="leave out unmatched keys and accept config differences (listed in the report)",
         )
+        command.add_argument(
+            "--base",
+            metavar="CONVERTED.pth",
+            help="write the tensors of this converted file too (e.g. the torchvision backbone, to which a "
+            "pretrained flow network is added); a name in both files is an error",
+        )
         command.add_argument("-v", "--verbose", action="store_true", help="list every converted tensor")
         command.add_argument(
             "--unsafe-pickle",
@@ -60,6 +74,16 @@ def parse_args(argv=None):
     return args
 
 
+def with_base(state_dict, base: str, report: ConversionReport, unsafe_pickle: bool):
+    """The tensors of the converted file ``base`` followed by ``state_dict``."""
+    base_tensors, _ = state_dict_of(load_checkpoint(base, unsafe_pickle=unsafe_pickle), base, ("model",))
+    both = [name for name in state_dict if name in base_tensors]
+    if both:
+        raise ConversionError(f"{base}: --base has tensors that the conversion gives too: {', '.join(both[:8])}")
+    report.notes.append(f"added to the {len(base_tensors)} tensors of {base}")
+    return OrderedDict(list(base_tensors.items()) + list(state_dict.items()))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     convert, _ = CONVERTERS[args.source_format]
@@ -67,6 +91,8 @@ def main(argv=None) -> int:
     try:
         checkpoint = load_checkpoint(args.source, unsafe_pickle=args.unsafe_pickle)
         state_dict, report = convert(checkpoint, cfg, source=args.source, strict=not args.no_strict)
+        if args.base:
+            state_dict = with_base(state_dict, args.base, report, args.unsafe_pickle)
     except ConversionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -36,7 +36,7 @@ from temporal_roi_align.postprocessing import seq_nms_arrays
 from temporal_roi_align.utils import atomic_write
 
 MODELS = {"single_frame": "Single-frame (ROIAlign)", "troi": "Temporal RoI Align", "selsa": "SELSA",
-          "selsa_troi": "SELSA + TRoI"}
+          "selsa_troi": "SELSA + TRoI", "fgfa": "FGFA", "dff": "DFF"}
 BASELINE = "single_frame"
 
 

@@ -29,6 +29,34 @@ def add_video_config(cfg):
     cfg.MODEL.SELSA.SUPPORT_PROPOSALS_TRAIN = 256
     cfg.MODEL.SELSA.SUPPORT_PROPOSALS_TEST = 300
 
+    # FlowNetSimple, the flow network of DFF (Zhu et al., CVPR 2017) and FGFA (ICCV 2017), as
+    # mmtrack runs it (modeling.FlowNetSimple; its defaults are mmtrack's FlowNetSimple's).
+    cfg.MODEL.FLOW_NET = CN()
+    # Resize factor of the image pair before the network (mmtrack's img_scale_factor).
+    cfg.MODEL.FLOW_NET.INPUT_SCALE = 0.5
+    # The network's own normalisation of 0-255 RGB pixels, pixels / STD - MEAN (mmtrack's
+    # flow_img_norm_std / flow_img_norm_mean).
+    cfg.MODEL.FLOW_NET.PIXEL_MEAN = [0.411, 0.432, 0.450]
+    cfg.MODEL.FLOW_NET.PIXEL_STD = [255.0, 255.0, 255.0]
+    # Multiplies the predicted flow, besides the upsampling factor 4 / INPUT_SCALE (mmtrack's
+    # flow_scale_factor).
+    cfg.MODEL.FLOW_NET.FLOW_SCALE = 5.0
+    # Divides the channels of every layer: 1 is the published FlowNetS; the toy configs use a
+    # narrower one to train on the CPU.
+    cfg.MODEL.FLOW_NET.WIDTH_DIVISOR = 1
+    # layers.flow_warp's grid normalisation: "exact" (zero flow = identity, as the original MXNet
+    # DFF/FGFA code), or "toolbox" (mmtrack's x / W, up to one pixel off; its checkpoints need it).
+    cfg.MODEL.FLOW_NET.WARP_CONVENTION = "exact"
+
+    # FGFA's adaptive weights (FgfaAggregator, Eq. 2-3): the embedding network.
+    cfg.MODEL.FGFA = CN()
+    # Convs of the embedding (mmtrack's FGFA configs: 1; the paper: a three-layer network).
+    cfg.MODEL.FGFA.NUM_EMBED_CONVS = 1
+    cfg.MODEL.FGFA.EMBED_KERNEL_SIZE = 3
+    # Training aggregates the warped supports only (False, mmtrack's FGFA), or also the target's
+    # own features (True: every frame of the paper's Eq. 1 sum, as FGFA aggregates at test).
+    cfg.MODEL.FGFA.TRAIN_WITH_TARGET = False
+
     # conv5 -> 3x3 conv to OUT_CHANNELS before RoI pooling, as in the public DC5 configs.
     cfg.MODEL.CHANNEL_REDUCTION = CN()
     cfg.MODEL.CHANNEL_REDUCTION.IN_FEATURE = "res5"
@@ -40,10 +68,16 @@ def add_video_config(cfg):
     # of the target (-1: anywhere in the video).
     cfg.INPUT.SUPPORT.NUM_TRAIN = 2
     cfg.INPUT.SUPPORT.TRAIN_FRAME_RANGE = -1
+    # How they are drawn (data.support_frames): "random" (the paper's TRoI and SELSA), "bilateral"
+    # (FGFA: half before, half after the target, mmtrack's "bilateral_uniform"), or
+    # "random_with_target" (DFF: the target itself among the candidates, mmtrack's "uniform"
+    # with filter_key_img=False).
+    cfg.INPUT.SUPPORT.TRAIN_MODE = "random"
     # Test (data.support_frames): "uniform" spreads NUM_TEST frames over the whole video (the
     # paper's default, T=14); "stride" takes NUM_TEST frames around the target, TEST_STRIDE apart,
     # copying the first/last frame past the video's ends; "past" (online) the NUM_TEST frames
-    # before the target, TEST_STRIDE apart; "uniform_with_target" mmtrack's rule (see below).
+    # before the target, TEST_STRIDE apart; "uniform_with_target" mmtrack's rule (see below);
+    # "key_frame" (DFF, NUM_TEST 1) the latest key frame (VIDEO.KEY_FRAME_INTERVAL).
     cfg.INPUT.SUPPORT.TEST_MODE = "uniform"
     cfg.INPUT.SUPPORT.NUM_TEST = 14
     cfg.INPUT.SUPPORT.TEST_STRIDE = 1
@@ -54,6 +88,9 @@ def add_video_config(cfg):
     cfg.VIDEO.CACHE_FRAMES = 64
     # "float32", "float16" or "bfloat16": precision of cached features.
     cfg.VIDEO.CACHE_DTYPE = "float32"
+    # DFF: frames 0, K, 2K, ... of a video are key frames (the backbone runs on them only; the
+    # others warp their key frame's features). 10 in the DFF paper's and mmtrack's tests.
+    cfg.VIDEO.KEY_FRAME_INTERVAL = 10
     # Post-processing of each whole video's detections (VideoPredictor.predict_video, the
     # evaluation, the demo): "none", or "seq_nms" (Seq-NMS, Han et al. 2016; the heavy
     # post-processing behind the best rows of the TRoI paper's Table 6). It needs the whole

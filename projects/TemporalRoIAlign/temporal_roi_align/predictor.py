@@ -27,7 +27,8 @@ class VideoPredictor:
       test rule of the config (``INPUT.SUPPORT.TEST_MODE``, see :class:`SupportSelector`;
       ``uniform`` spreads NUM_TEST frames over the whole video, the paper's default).
     - :meth:`predict_stream` (online): frames arrive one at a time; supports are the NUM_TEST
-      past frames TEST_STRIDE apart (the ``past`` rule; the first frame repeated at the start).
+      past frames TEST_STRIDE apart (the ``past`` rule; the first frame repeated at the start),
+      or the test rule itself when it uses no later frame (DFF's ``key_frame``).
 
     ``VIDEO.POSTPROCESS`` (e.g. Seq-NMS) is applied to each whole video by :meth:`predict_video`.
     """
@@ -41,7 +42,11 @@ class VideoPredictor:
         self.aug = T.AugmentationList(build_test_augmentation(cfg))
         self.input_format = cfg.INPUT.FORMAT
         self.offline_supports = SupportSelector.from_config(cfg, is_train=False)
-        self.online_supports = SupportSelector("past", cfg.INPUT.SUPPORT.NUM_TEST, stride=cfg.INPUT.SUPPORT.TEST_STRIDE)
+        self.online_supports = (
+            self.offline_supports
+            if self.offline_supports.is_causal
+            else SupportSelector("past", cfg.INPUT.SUPPORT.NUM_TEST, stride=cfg.INPUT.SUPPORT.TEST_STRIDE)
+        )
         # Resized frames kept for reuse as supports: as many as the feature cache holds, and
         # at least one frame group.
         self.prepared_frames = max(cfg.VIDEO.CACHE_FRAMES, cfg.INPUT.SUPPORT.NUM_TEST + 2)

@@ -1,11 +1,14 @@
 """
 ImageNet VID checkpoints of mmtracking 0.x (mmtrack, on mmdetection 2.x) ->
-this project's VideoRCNN: SELSA, SELSA + Temporal RoI Align, and the single-frame Faster R-CNN.
+this project's VideoRCNN: SELSA, SELSA + Temporal RoI Align, and the single-frame Faster R-CNN;
+-> FgfaRCNN and DffRCNN: FGFA and DFF.
 
 The source names and shapes are those of mmtrack's ``faster_rcnn_r50_dc5`` detector
 (ResNet ``backbone``, ``neck`` = ChannelMapper 3x3 conv + ReLU to 512 channels, ``rpn_head``,
 ``roi_head`` with ``bbox_roi_extractor`` and ``bbox_head``), under ``detector.`` in the video
-models. See docs/converting_checkpoints.md for every difference handled.
+models, plus FGFA's and DFF's FlowNetSimple (``motion.``) and FGFA's EmbedAggregator
+(``aggregator.``, see :mod:`.flow_rules`). See docs/converting_checkpoints.md for every
+difference handled.
 """
 import math
 from typing import List, Optional, Sequence, Tuple
@@ -26,6 +29,7 @@ from .common import (
     state_dict_of,
 )
 from ..data.datasets import VID_CATEGORIES
+from .flow_rules import fgfa_aggregator_rules, flownet_rules
 from .resnet import resnet_rules
 
 __all__ = [
@@ -62,8 +66,11 @@ def mmtrack_base_anchors() -> torch.Tensor:
     return torch.tensor(boxes, dtype=torch.float64)
 
 
-def mmtrack_config(selsa: bool, troi: bool) -> Tuple[Tuple[str, object], ...]:
-    """``(config key, value)`` pairs that reproduce mmtrack's model and test pipeline."""
+def mmtrack_config(selsa: bool, troi: bool, flow: Optional[str] = None) -> Tuple[Tuple[str, object], ...]:
+    """``(config key, value)`` pairs that reproduce mmtrack's model and test pipeline; ``flow``:
+    None, or "fgfa" / "dff" for its flow-guided models (which have neither SELSA nor TRoI)."""
+    if flow not in (None, "fgfa", "dff") or (flow and (selsa or troi)):
+        raise ValueError(f"mmtrack_config: no mmtrack model with selsa={selsa}, troi={troi}, flow={flow!r}")
     expected = [
         # Test pipeline: BGR file -> RGB, resize to short side 600 / long side <= 1000, normalise, pad to 16.
         ("INPUT.FORMAT", "RGB"),
@@ -113,6 +120,36 @@ def mmtrack_config(selsa: bool, troi: bool) -> Tuple[Tuple[str, object], ...]:
             ("MODEL.TEMPORAL_ROI_ALIGN.NUM_ATTENTION_BLOCKS", 4),
             ("MODEL.TEMPORAL_ROI_ALIGN.EMBED", "shared"),
         ]
+    expected.append(("MODEL.META_ARCHITECTURE", {None: "VideoRCNN", "fgfa": "FgfaRCNN", "dff": "DffRCNN"}[flow]))
+    if flow:
+        expected += [
+            # FlowNetSimple(img_scale_factor=0.5) with its default normalisation and flow scale;
+            # flow_warp_feats' grid (x / W), which the checkpoints were trained with.
+            ("MODEL.FLOW_NET.INPUT_SCALE", 0.5),
+            ("MODEL.FLOW_NET.PIXEL_MEAN", (0.411, 0.432, 0.450)),
+            ("MODEL.FLOW_NET.PIXEL_STD", (255.0, 255.0, 255.0)),
+            ("MODEL.FLOW_NET.FLOW_SCALE", 5.0),
+            ("MODEL.FLOW_NET.WIDTH_DIVISOR", 1),
+            ("MODEL.FLOW_NET.WARP_CONVENTION", "toolbox"),
+        ]
+    if flow == "fgfa":
+        expected += [
+            # EmbedAggregator(num_convs=1, channels=512, kernel_size=3).
+            ("MODEL.FGFA.NUM_EMBED_CONVS", 1),
+            ("MODEL.FGFA.EMBED_KERNEL_SIZE", 3),
+            # test_with_fix_stride, frame_range [-15, 15], stride 1: frames t-15 .. t+15 clamped to
+            # the video (the target's own features in the middle, added by FgfaRCNN).
+            ("INPUT.SUPPORT.TEST_MODE", "stride"),
+            ("INPUT.SUPPORT.NUM_TEST", 30),
+            ("INPUT.SUPPORT.TEST_STRIDE", 1),
+        ]
+    if flow == "dff":
+        # test_cfg key_frame_interval=10: the backbone on frames 0, 10, 20, ... of each video.
+        expected += [
+            ("INPUT.SUPPORT.TEST_MODE", "key_frame"),
+            ("INPUT.SUPPORT.NUM_TEST", 1),
+            ("VIDEO.KEY_FRAME_INTERVAL", 10),
+        ]
     return tuple(expected)
 
 
@@ -143,31 +180,37 @@ def mmtrack_anchor_order(cfg, model, source: str = "<checkpoint>") -> List[int]:
 def convert_mmtrack_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", strict: bool = True):
     """
     An mmtrack ImageNet VID checkpoint (as loaded by ``torch.load``: the tensors under
-    ``"state_dict"``, class names under ``"meta"``) -> the state dict of the model of ``cfg``.
+    ``"state_dict"``, class names under ``"meta"``) -> the state dict of the model of ``cfg``;
+    mmtrack's pretrained flow network alone (``flownet_simple.pth``, the FlowNetSimple keys
+    without ``motion.``) -> only the ``flow_net.*`` tensors of an FGFA or DFF model, to start
+    training from (with the converted ImageNet backbone).
     SELSA is recognised by ``roi_head.bbox_head.aggregator.*``, Temporal RoI Align by
-    ``roi_head.bbox_roi_extractor.embed_network.*``; neither is the single-frame detector.
+    ``roi_head.bbox_roi_extractor.embed_network.*``, FGFA by ``motion.*`` (the flow network)
+    with ``aggregator.*``, DFF by ``motion.*`` alone; none of them is the single-frame detector.
 
     Returns ``(state_dict, ConversionReport)``; raises :class:`ConversionError` (see
     :func:`apply_rules` for ``strict``; with ``strict``, also when ``cfg`` differs from
     :func:`mmtrack_config`).
     """
     state_dict, extra = state_dict_of(checkpoint, source, ("state_dict",))
+    if "predict_flow.conv.weight" in state_dict:
+        return _convert_flownet_alone(state_dict, cfg, source, strict)
     names = [k[len("detector.") :] if k.startswith("detector.") else k for k in state_dict]
-    if any(name.startswith("motion.") for name in names):
-        raise ConversionError(
-            f"{source}: has a flow network ('motion.*': an FGFA or DFF checkpoint); "
-            "this project has no flow-guided model to convert it to"
-        )
     selsa = any(name.startswith("roi_head.bbox_head.aggregator.") for name in names)
     troi = any(name.startswith("roi_head.bbox_roi_extractor.embed_network.") for name in names)
+    flow = None
+    if any(k.startswith("motion.") for k in state_dict):
+        flow = "fgfa" if any(k.startswith("aggregator.") for k in state_dict) else "dff"
+        if selsa or troi:
+            raise ConversionError(f"{source}: a flow network ('motion.*') with SELSA or TRoI: no mmtrack model")
     kind = {(True, True): "SELSA + TRoI", (True, False): "SELSA", (False, True): "TRoI"}.get(
-        (selsa, troi), "single-frame Faster R-CNN"
+        (selsa, troi), {"fgfa": "FGFA", "dff": "DFF"}.get(flow, "single-frame Faster R-CNN")
     )
     report = ConversionReport(source)
     report.notes.append(f"mmtrack model: {kind}")
 
     model = build_meta_model(cfg)
-    differences = config_differences(cfg, mmtrack_config(selsa, troi), "mmtrack")
+    differences = config_differences(cfg, mmtrack_config(selsa, troi, flow), "mmtrack")
     if selsa and cfg.MODEL.SELSA.NUM_MODULES != cfg.MODEL.ROI_BOX_HEAD.NUM_FC:
         differences.append("MODEL.SELSA.NUM_MODULES is not ROI_BOX_HEAD.NUM_FC: mmtrack aggregates after every FC")
     if model.backbone.size_divisibility != 16:
@@ -226,5 +269,28 @@ def convert_mmtrack_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", st
             reorder_outputs(classes, 4, "roi_head.bbox_head.fc_reg (4 deltas per class)", source),
         ),
     ]
+    if flow:
+        rules += flownet_rules() + fgfa_aggregator_rules()
     shapes = {k: v.shape for k, v in model.state_dict().items()}
     return apply_rules(state_dict, rules, shapes, report, strict), report
+
+
+def _convert_flownet_alone(state_dict, cfg, source: str, strict: bool):
+    """mmtrack's FlowNetSimple alone -> ``flow_net.*`` of the FGFA / DFF model of ``cfg``; the
+    config's flow network must preprocess and scale as mmtrack's (not necessarily warp alike)."""
+    report = ConversionReport(source)
+    report.notes.append("mmtrack model: FlowNetSimple alone (a pretrained flow network); only flow_net.* is converted")
+    model = build_meta_model(cfg)
+    shapes = {k: v.shape for k, v in model.state_dict().items() if k.startswith("flow_net.")}
+    if not shapes:
+        raise ConversionError(
+            f"{source}: a flow network alone, but the {cfg.MODEL.META_ARCHITECTURE} of the config has none "
+            "(an FGFA or DFF config is needed)"
+        )
+    expected = [
+        (key, value)
+        for key, value in mmtrack_config(False, False, "dff")
+        if key.startswith("MODEL.FLOW_NET.") and key != "MODEL.FLOW_NET.WARP_CONVENTION"
+    ]
+    check_config(config_differences(cfg, expected, "mmtrack"), report, strict, "mmtrack's FlowNetSimple")
+    return apply_rules(state_dict, flownet_rules("", "flow_net."), shapes, report, strict), report

@@ -6,24 +6,63 @@ from typing import List, Sequence
 
 import numpy as np
 
-__all__ = ["SUPPORT_MODES", "SupportSelector", "sample_train_supports", "select_test_supports"]
+__all__ = [
+    "SUPPORT_MODES",
+    "TRAIN_MODES",
+    "TEST_MODES",
+    "SupportSelector",
+    "sample_bilateral_supports",
+    "sample_train_supports",
+    "select_test_supports",
+]
 
-# "random": training; the others: test (deterministic).
-SUPPORT_MODES = ("random", "uniform", "stride", "uniform_with_target", "past")
+# Drawn at random (training) / deterministic (test).
+TRAIN_MODES = ("random", "bilateral", "random_with_target")
+TEST_MODES = ("uniform", "stride", "uniform_with_target", "past", "key_frame")
+SUPPORT_MODES = TRAIN_MODES + TEST_MODES
 
 
 def sample_train_supports(
-    target: int, frames: Sequence[int], num: int, frame_range: int = -1, rng=np.random
+    target: int,
+    frames: Sequence[int],
+    num: int,
+    frame_range: int = -1,
+    rng=np.random,
+    include_target: bool = False,
 ) -> List[int]:
     """``num`` frames drawn at random among ``frames`` (the video's frame indices), within
-    ``frame_range`` of ``target`` (-1: anywhere), never ``target`` itself. Drawn without
+    ``frame_range`` of ``target`` (-1: anywhere), ``target`` itself only when ``include_target``
+    (DFF's rule: mmtrack's "uniform" sampler with ``filter_key_img=False``). Drawn without
     replacement while there are enough candidates, with replacement otherwise; copies of
     ``target`` when there is no other frame (a 1-frame video, a DET image)."""
-    candidates = [f for f in frames if f != target and (frame_range < 0 or abs(f - target) <= frame_range)]
+    candidates = [
+        f for f in frames if (include_target or f != target) and (frame_range < 0 or abs(f - target) <= frame_range)
+    ]
     if not candidates:
         return [target] * num
     replace = len(candidates) < num
     return sorted(int(candidates[i]) for i in rng.choice(len(candidates), num, replace=replace))
+
+
+def sample_bilateral_supports(
+    target: int, frames: Sequence[int], num: int, frame_range: int = -1, rng=np.random
+) -> List[int]:
+    """FGFA's training supports (mmtrack's "bilateral_uniform" sampler): ``num // 2`` frames drawn
+    without replacement among the frames before ``target`` within ``frame_range`` (-1: anywhere)
+    and ``num // 2`` among those after it, sorted. A side with fewer candidates gives them all
+    (the first frame of a video gets supports after it only, as in mmtrack); copies of ``target``
+    when neither side has any (a 1-frame video, a DET image; mmtrack copies DET images too)."""
+    if num % 2:
+        raise ValueError(f"the bilateral support rule takes as many frames before as after the target, got num={num}")
+    within = [f for f in frames if frame_range < 0 or abs(f - target) <= frame_range]
+    sides = ([f for f in within if f < target], [f for f in within if f > target])
+    if not any(sides):
+        return [target] * num
+    chosen = []
+    for side in sides:
+        count = min(num // 2, len(side))
+        chosen += [int(side[i]) for i in rng.choice(len(side), count, replace=False)]
+    return sorted(chosen)
 
 
 def select_test_supports(target: int, frames: Sequence[int], num: int, mode: str, stride: int = 1) -> List[int]:
@@ -40,6 +79,9 @@ def select_test_supports(target: int, frames: Sequence[int], num: int, mode: str
       frames, the target not skipped, then ``target`` itself (``num + 1`` supports).
     - ``"past"``: online; the ``num`` frames ``stride, 2 * stride, ...`` before ``target``, the
       video's first frame repeated before its start.
+    - ``"key_frame"``: DFF (online too); ``num`` must be 1 and ``stride`` is the key frame
+      interval K: the latest key frame, the one at position ``p - p % K`` for ``target`` at
+      position ``p`` of the video (``target`` itself when it is a key frame).
     """
     frames = list(frames)
     if mode == "uniform":
@@ -58,7 +100,12 @@ def select_test_supports(target: int, frames: Sequence[int], num: int, mode: str
     if mode == "past":
         position = frames.index(target)
         return [int(frames[max(position - (i + 1) * stride, 0)]) for i in range(num)]
-    raise ValueError(f"unknown test support mode {mode!r}; expected one of {SUPPORT_MODES[1:]}")
+    if mode == "key_frame":
+        if num != 1:
+            raise ValueError(f"the key_frame support rule gives one frame (the key frame), got num={num}")
+        position = frames.index(target)
+        return [int(frames[position - position % stride])]
+    raise ValueError(f"unknown test support mode {mode!r}; expected one of {TEST_MODES}")
 
 
 @dataclass(frozen=True)
@@ -67,11 +114,14 @@ class SupportSelector:
     ``target`` among ``frames`` (the frame indices of its video, sorted), one per support.
 
     Attributes:
-        mode: one of :data:`SUPPORT_MODES` ("random" draws with :func:`sample_train_supports`,
-            the others select with :func:`select_test_supports`).
+        mode: one of :data:`SUPPORT_MODES`: :data:`TRAIN_MODES` draw at random ("random" and
+            "random_with_target" with :func:`sample_train_supports`, "bilateral" with
+            :func:`sample_bilateral_supports`), :data:`TEST_MODES` select with
+            :func:`select_test_supports`.
         num: supports per target frame (``uniform_with_target`` adds the target itself).
-        frame_range: "random" only; supports within this many frames of the target (-1: any).
-        stride: "stride" and "past" only; frames between consecutive supports.
+        frame_range: training modes only; supports within this many frames of the target (-1: any).
+        stride: "stride" and "past": frames between consecutive supports; "key_frame": frames
+            between key frames.
     """
 
     mode: str
@@ -84,24 +134,35 @@ class SupportSelector:
             raise ValueError(f"support mode must be one of {SUPPORT_MODES}, got {self.mode!r}")
         if self.num < 0 or self.stride < 1:
             raise ValueError(f"need num >= 0 supports and stride >= 1, got {self.num}, {self.stride}")
+        if self.mode == "bilateral" and self.num % 2:
+            raise ValueError(f"the bilateral support rule needs an even number of supports, got {self.num}")
+        if self.mode == "key_frame" and self.num != 1:
+            raise ValueError(f"the key_frame support rule gives one support (the key frame), got num={self.num}")
 
     @classmethod
     def from_config(cls, cfg, is_train: bool) -> "SupportSelector":
-        """``INPUT.SUPPORT``: NUM_TRAIN random frames within TRAIN_FRAME_RANGE for training;
-        NUM_TEST frames by TEST_MODE (TEST_STRIDE apart for "stride"/"past") for test."""
+        """``INPUT.SUPPORT``: NUM_TRAIN frames drawn by TRAIN_MODE within TRAIN_FRAME_RANGE for
+        training; NUM_TEST frames by TEST_MODE (TEST_STRIDE apart for "stride"/"past", key
+        frames VIDEO.KEY_FRAME_INTERVAL apart for "key_frame") for test."""
         s = cfg.INPUT.SUPPORT
         if is_train:
-            return cls("random", s.NUM_TRAIN, frame_range=s.TRAIN_FRAME_RANGE)
-        return cls(s.TEST_MODE, s.NUM_TEST, stride=s.TEST_STRIDE)
+            if s.TRAIN_MODE not in TRAIN_MODES:
+                raise ValueError(f"INPUT.SUPPORT.TRAIN_MODE must be one of {TRAIN_MODES}, got {s.TRAIN_MODE!r}")
+            return cls(s.TRAIN_MODE, s.NUM_TRAIN, frame_range=s.TRAIN_FRAME_RANGE)
+        stride = cfg.VIDEO.KEY_FRAME_INTERVAL if s.TEST_MODE == "key_frame" else s.TEST_STRIDE
+        return cls(s.TEST_MODE, s.NUM_TEST, stride=stride)
 
     @property
     def is_causal(self) -> bool:
         """True when the supports of a frame are never later frames (usable on a live stream)."""
-        return self.mode == "past" or self.num == 0
+        return self.mode in ("past", "key_frame") or self.num == 0
 
     def __call__(self, target: int, frames: Sequence[int], rng=np.random) -> List[int]:
         if self.num == 0:
             return []
-        if self.mode == "random":
-            return sample_train_supports(target, frames, self.num, self.frame_range, rng)
+        if self.mode == "bilateral":
+            return sample_bilateral_supports(target, frames, self.num, self.frame_range, rng)
+        if self.mode in TRAIN_MODES:
+            include_target = self.mode == "random_with_target"
+            return sample_train_supports(target, frames, self.num, self.frame_range, rng, include_target)
         return select_test_supports(target, frames, self.num, self.mode, self.stride)

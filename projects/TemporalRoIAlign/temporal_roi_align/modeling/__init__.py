@@ -1,6 +1,7 @@
 from .backbone import ChannelReducedBackbone, build_channel_reduced_resnet_backbone
 from .feature_cache import CachedFrame, FeatureCache
 from .fgfa_aggregator import FgfaAggregator
+from .flow_guided import DffRCNN, FgfaRCNN, FlowGuidedRCNN
 from .flownet import FlowNetSimple
 from .frame_group import SupportFrames
 from .masktrack_config import add_masktrack_config

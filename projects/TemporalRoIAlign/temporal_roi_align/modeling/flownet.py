@@ -30,7 +30,6 @@ _ENCODER = (
     ("conv6_1", 1024, 1024, 3, 1),
 )
 _LEVEL_OUTPUTS = {"conv2": 2, "conv3_1": 3, "conv4_1": 4, "conv5_1": 5, "conv6_1": 6}
-_LEVEL_CHANNELS = {_LEVEL_OUTPUTS[name]: out for name, _, out, _, _ in _ENCODER if name in _LEVEL_OUTPUTS}
 # Refinement, from level 6 to level 3: output channels of deconv<k-1> (4x4, stride 2, no bias,
 # LeakyReLU(0.1)), which upsamples level k's input to level k-1.
 _DECONV_CHANNELS = {6: 512, 5: 256, 4: 128, 3: 64}
@@ -58,6 +57,10 @@ class FlowNetSimple(nn.Module):
 
     Output size: ``floor(4 / input_scale * ceil(floor(H * input_scale) / 4))``, and likewise for
     the width; ``H`` itself when ``H`` is a multiple of ``8`` (``input_scale=0.5``).
+
+    ``width_divisor`` > 1 divides the channels of every layer (not the 6 input channels nor the
+    2 flow channels): a smaller network of the same shape, for the toy configs that train on the
+    CPU (the published network has 38.7M parameters; divisor 8: 0.6M). Checkpoints need 1.
     """
 
     @configurable
@@ -71,6 +74,7 @@ class FlowNetSimple(nn.Module):
         flow_pixel_mean: Sequence[float] = (0.411, 0.432, 0.450),
         flow_pixel_std: Sequence[float] = (255.0, 255.0, 255.0),
         flow_scale: float = 5.0,
+        width_divisor: int = 1,
     ):
         """
         Args:
@@ -82,10 +86,13 @@ class FlowNetSimple(nn.Module):
             flow_pixel_mean, flow_pixel_std: the network's normalisation, RGB order, applied as
                 ``pixels / std - mean``.
             flow_scale: multiplies the predicted flow (the toolbox's ``flow_scale_factor``).
+            width_divisor: divides every layer's channels (class docstring); 1 for the published network.
         """
         super().__init__()
         if input_format not in _SUPPORTED_FORMATS:
             raise ValueError(f"FlowNetSimple: input_format must be one of {_SUPPORTED_FORMATS}, got {input_format!r}")
+        if width_divisor < 1 or any(out % width_divisor for _, _, out, _, _ in _ENCODER):
+            raise ValueError(f"FlowNetSimple: width_divisor must divide 64 (the narrowest layer), got {width_divisor}")
         if not input_scale > 0:
             raise ValueError(f"FlowNetSimple: input_scale must be positive, got {input_scale}")
         for name, values in (
@@ -111,12 +118,17 @@ class FlowNetSimple(nn.Module):
             pair = torch.tensor([float(v) for v in values]).repeat(2).view(1, 6, 1, 1)
             self.register_buffer(name, pair, persistent=False)
 
+        def width(channels: int) -> int:
+            return channels // width_divisor
+
         for name, in_channels, out_channels, kernel, stride in _ENCODER:
-            conv = Conv2d(in_channels, out_channels, kernel, stride, (kernel - 1) // 2, activation=_leaky_relu)
+            in_channels = in_channels if name == "conv1" else width(in_channels)
+            conv = Conv2d(in_channels, width(out_channels), kernel, stride, (kernel - 1) // 2, activation=_leaky_relu)
             self.add_module(name, conv)
-        in_channels = _ENCODER[-1][2]
+        level_channels = {_LEVEL_OUTPUTS[name]: width(out) for name, _, out, _, _ in _ENCODER if name in _LEVEL_OUTPUTS}
+        in_channels = level_channels[6]
         for level in range(6, 2, -1):
-            deconv_channels = _DECONV_CHANNELS[level]
+            deconv_channels = width(_DECONV_CHANNELS[level])
             self.add_module(f"predict_flow{level}", nn.Conv2d(in_channels, 2, 3, padding=1, bias=False))
             self.add_module(
                 f"upsample_flow{level}to{level - 1}", nn.ConvTranspose2d(2, 2, 4, stride=2, padding=1, bias=False)
@@ -125,7 +137,7 @@ class FlowNetSimple(nn.Module):
                 f"deconv{level - 1}",
                 nn.ConvTranspose2d(in_channels, deconv_channels, 4, stride=2, padding=1, bias=False),
             )
-            in_channels = _LEVEL_CHANNELS[level - 1] + deconv_channels + 2
+            in_channels = level_channels[level - 1] + deconv_channels + 2
         self.predict_flow2 = nn.Conv2d(in_channels, 2, 3, padding=1, bias=False)
 
     @classmethod
@@ -138,6 +150,7 @@ class FlowNetSimple(nn.Module):
             "flow_pixel_mean": cfg.MODEL.FLOW_NET.PIXEL_MEAN,
             "flow_pixel_std": cfg.MODEL.FLOW_NET.PIXEL_STD,
             "flow_scale": cfg.MODEL.FLOW_NET.FLOW_SCALE,
+            "width_divisor": cfg.MODEL.FLOW_NET.WIDTH_DIVISOR,
         }
 
     def forward(

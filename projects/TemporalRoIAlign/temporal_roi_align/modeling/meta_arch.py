@@ -140,13 +140,7 @@ class VideoRCNN(GeneralizedRCNN):
 
     def _inference_one(self, target: Dict) -> Instances:
         supports = target.get("supports", [])
-        for support in supports:
-            if support["image"].shape != target["image"].shape:
-                raise ValueError(
-                    f"support frame {support.get('file_name', support.get('frame_id'))} is "
-                    f"{tuple(support['image'].shape)} but target frame "
-                    f"{target.get('file_name', target.get('frame_id'))} is {tuple(target['image'].shape)}"
-                )
+        self._check_frame_sizes(target, supports)
         target_frame, *support_frames = self.frame_outputs([target] + supports)
         features = {k: v[None] for k, v in target_frame.features.items()}
         support_features = {
@@ -159,6 +153,17 @@ class VideoRCNN(GeneralizedRCNN):
         supports = SupportFrames([support_features], support_proposals)
         results, _ = self.roi_heads(None, features, [target_frame.proposals], None, supports)
         return results[0]
+
+    @staticmethod
+    def _check_frame_sizes(target: Dict, supports: List[Dict]) -> None:
+        """Raises ValueError naming the frames unless every support image has the target's size."""
+        for support in supports:
+            if support["image"].shape != target["image"].shape:
+                raise ValueError(
+                    f"support frame {support.get('file_name', support.get('frame_id'))} is "
+                    f"{tuple(support['image'].shape)} but target frame "
+                    f"{target.get('file_name', target.get('frame_id'))} is {tuple(target['image'].shape)}"
+                )
 
     def frame_outputs(self, frames: List[Dict]) -> List[CachedFrame]:
         """Backbone features ([C, H, W] per name) and RPN proposals of each frame, through the
@@ -174,15 +179,20 @@ class VideoRCNN(GeneralizedRCNN):
         computed = {}
         for group in by_size.values():
             batch = self._normalize_and_pad([frame["image"] for _, frame in group])
-            features = self.backbone(batch.tensor)
-            proposals, _ = self.proposal_generator(batch, features, None)
-            for i, (key, _) in enumerate(group):
-                computed[key] = CachedFrame({k: v[i] for k, v in features.items()}, proposals[i])
-                self.feature_cache.put(key, computed[key])
+            for (key, _), output in zip(group, self._compute_frame_outputs(batch)):
+                computed[key] = output
+                self.feature_cache.put(key, output)
         return [
             computed[id(frame)] if key is None else computed[key] if key in computed else self.feature_cache.get(key)
             for key, frame in zip(keys, frames)
         ]
+
+    def _compute_frame_outputs(self, batch: ImageList) -> List[CachedFrame]:
+        """What :meth:`frame_outputs` keeps of each frame of ``batch``: all backbone features and
+        the RPN's proposals."""
+        features = self.backbone(batch.tensor)
+        proposals, _ = self.proposal_generator(batch, features, None)
+        return [CachedFrame({k: v[i] for k, v in features.items()}, proposals[i]) for i in range(len(batch))]
 
     def _normalize_and_pad(self, images: List[torch.Tensor]) -> ImageList:
         images = [(x.to(self.device) - self.pixel_mean) / self.pixel_std for x in images]
