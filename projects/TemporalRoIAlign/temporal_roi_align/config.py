@@ -62,6 +62,15 @@ def add_video_config(cfg):
     cfg.MODEL.CHANNEL_REDUCTION.IN_FEATURE = "res5"
     cfg.MODEL.CHANNEL_REDUCTION.OUT_CHANNELS = 512
 
+    # TAM (Liu et al., ICCV 2021) as a residual temporal block on the RoI heads' input maps of the
+    # frame group (the target and its supports in time order), before RoI pooling; with or
+    # without TRoI. The group is the "stride" rule's (INPUT.SUPPORT.TRAIN_MODE and TEST_MODE
+    # "stride", NUM_TRAIN == NUM_TEST): TAM's global branch has a fixed number of frames.
+    cfg.MODEL.TAM = CN()
+    cfg.MODEL.TAM.ENABLED = False
+    # K: length of TAM's video-adaptive temporal kernel (3 in the paper).
+    cfg.MODEL.TAM.KERNEL_SIZE = 3
+
     # Support frames of each target frame.
     cfg.INPUT.SUPPORT = CN()
     # Training: NUM_TRAIN frames drawn at random from the same video, within +-TRAIN_FRAME_RANGE
@@ -71,7 +80,7 @@ def add_video_config(cfg):
     # How they are drawn (data.support_frames): "random" (the paper's TRoI and SELSA), "bilateral"
     # (FGFA: half before, half after the target, mmtrack's "bilateral_uniform"), or
     # "random_with_target" (DFF: the target itself among the candidates, mmtrack's "uniform"
-    # with filter_key_img=False).
+    # with filter_key_img=False), or "stride" (the test rule's fixed group, for MODEL.TAM).
     cfg.INPUT.SUPPORT.TRAIN_MODE = "random"
     # Test (data.support_frames): "uniform" spreads NUM_TEST frames over the whole video (the
     # paper's default, T=14); "stride" takes NUM_TEST frames around the target, TEST_STRIDE apart,

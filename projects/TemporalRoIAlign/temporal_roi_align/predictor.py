@@ -72,6 +72,8 @@ class VideoPredictor:
                 f"VIDEO.POSTPROCESS {self.cfg.VIDEO.POSTPROCESS!r} needs the whole video; online prediction "
                 "(predict_stream) cannot apply it: use predict_video or VIDEO.POSTPROCESS none"
             )
+        if getattr(self.model, "temporal_block", None) is not None:
+            raise ValueError("MODEL.TAM groups frames around the target, later ones too: use predict_video")
         video = ("VideoPredictor", next(self._video_ids))
         history: Dict[int, np.ndarray] = {}
         oldest_needed = self.online_supports.num * self.online_supports.stride

@@ -141,14 +141,17 @@ class SupportSelector:
 
     @classmethod
     def from_config(cls, cfg, is_train: bool) -> "SupportSelector":
-        """``INPUT.SUPPORT``: NUM_TRAIN frames drawn by TRAIN_MODE within TRAIN_FRAME_RANGE for
-        training; NUM_TEST frames by TEST_MODE (TEST_STRIDE apart for "stride"/"past", key
-        frames VIDEO.KEY_FRAME_INTERVAL apart for "key_frame") for test."""
+        """``INPUT.SUPPORT``: for training, NUM_TRAIN frames drawn by TRAIN_MODE within
+        TRAIN_FRAME_RANGE (or TRAIN_MODE "stride": the fixed group of the test rule "stride",
+        TEST_STRIDE apart); for test, NUM_TEST frames by TEST_MODE (TEST_STRIDE apart for
+        "stride"/"past", key frames VIDEO.KEY_FRAME_INTERVAL apart for "key_frame")."""
         s = cfg.INPUT.SUPPORT
         if is_train:
-            if s.TRAIN_MODE not in TRAIN_MODES:
-                raise ValueError(f"INPUT.SUPPORT.TRAIN_MODE must be one of {TRAIN_MODES}, got {s.TRAIN_MODE!r}")
-            return cls(s.TRAIN_MODE, s.NUM_TRAIN, frame_range=s.TRAIN_FRAME_RANGE)
+            if s.TRAIN_MODE not in TRAIN_MODES + ("stride",):
+                raise ValueError(
+                    f"INPUT.SUPPORT.TRAIN_MODE must be one of {TRAIN_MODES + ('stride',)}, got {s.TRAIN_MODE!r}"
+                )
+            return cls(s.TRAIN_MODE, s.NUM_TRAIN, frame_range=s.TRAIN_FRAME_RANGE, stride=s.TEST_STRIDE)
         stride = cfg.VIDEO.KEY_FRAME_INTERVAL if s.TEST_MODE == "key_frame" else s.TEST_STRIDE
         return cls(s.TEST_MODE, s.NUM_TEST, stride=stride)
 

@@ -10,6 +10,7 @@ from detectron2.structures import ImageList, Instances
 from .feature_cache import CACHE_DTYPES, CachedFrame, FeatureCache
 from .frame_group import SupportFrames
 from .roi_heads import VideoROIHeads
+from .temporal_block import TemporalAdaptiveBlock
 
 __all__ = ["VideoRCNN"]
 
@@ -52,6 +53,7 @@ class VideoRCNN(GeneralizedRCNN):
         cache_dtype: torch.dtype = torch.float32,
         support_proposals_train: int = 256,
         support_proposals_test: int = 300,
+        temporal_block: Optional[TemporalAdaptiveBlock] = None,
         **kwargs,
     ):
         """
@@ -59,14 +61,17 @@ class VideoRCNN(GeneralizedRCNN):
             cache_frames, cache_dtype: the inference feature cache (see :class:`FeatureCache`).
             support_proposals_train, support_proposals_test: top RPN proposals of each support
                 frame given to the ROI heads (SELSA).
+            temporal_block: applied to the target's and the supports' maps before the ROI
+                heads (``MODEL.TAM``); None: none.
             kwargs: arguments of :class:`GeneralizedRCNN`.
         """
         super().__init__(**kwargs)
         self.feature_cache = FeatureCache(cache_frames, cache_dtype)
         self.support_proposals_train = support_proposals_train
         self.support_proposals_test = support_proposals_test
+        self.temporal_block = temporal_block
         video_heads = isinstance(self.roi_heads, VideoROIHeads)
-        self.needs_supports = video_heads and self.roi_heads.needs_support_features
+        self.needs_supports = (video_heads and self.roi_heads.needs_support_features) or temporal_block is not None
         self.needs_support_proposals = video_heads and self.roi_heads.needs_support_proposals
 
     @classmethod
@@ -79,6 +84,7 @@ class VideoRCNN(GeneralizedRCNN):
             cache_dtype=CACHE_DTYPES[cfg.VIDEO.CACHE_DTYPE],
             support_proposals_train=cfg.MODEL.SELSA.SUPPORT_PROPOSALS_TRAIN,
             support_proposals_test=cfg.MODEL.SELSA.SUPPORT_PROPOSALS_TEST,
+            temporal_block=_build_temporal_block(cfg, ret["backbone"].output_shape()),
         )
         return ret
 
@@ -93,6 +99,8 @@ class VideoRCNN(GeneralizedRCNN):
         if not self.needs_supports:
             return super().forward(batched_inputs)
         images, features, supports = self._training_frame_groups(batched_inputs)
+        if self.temporal_block is not None:
+            features, supports = self.temporal_block(features, supports)
         gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
         proposals, proposal_losses = self.proposal_generator(images, features, gt_instances)
         _, detector_losses = self.roi_heads(images, features, proposals, gt_instances, supports)
@@ -151,6 +159,8 @@ class VideoRCNN(GeneralizedRCNN):
         if self.needs_support_proposals:
             support_proposals = [[f.proposals[: self.support_proposals_test] for f in support_frames]]
         supports = SupportFrames([support_features], support_proposals)
+        if self.temporal_block is not None:
+            features, supports = self.temporal_block(features, supports)
         results, _ = self.roi_heads(None, features, [target_frame.proposals], None, supports)
         return results[0]
 
@@ -197,3 +207,24 @@ class VideoRCNN(GeneralizedRCNN):
     def _normalize_and_pad(self, images: List[torch.Tensor]) -> ImageList:
         images = [(x.to(self.device) - self.pixel_mean) / self.pixel_std for x in images]
         return ImageList.from_tensors(images, self.backbone.size_divisibility)
+
+
+def _build_temporal_block(cfg, shapes) -> Optional[TemporalAdaptiveBlock]:
+    """``MODEL.TAM``'s block on the ROI heads' inputs, or None; refuses support rules that do not
+    give TAM its fixed, time-ordered group."""
+    if not cfg.MODEL.TAM.ENABLED:
+        return None
+    if cfg.MODEL.META_ARCHITECTURE != "VideoRCNN":
+        raise ValueError(f"MODEL.TAM is implemented for VideoRCNN, not {cfg.MODEL.META_ARCHITECTURE}")
+    s = cfg.INPUT.SUPPORT
+    if (s.TRAIN_MODE, s.TEST_MODE) != ("stride", "stride") or s.NUM_TRAIN != s.NUM_TEST:
+        raise ValueError(
+            "MODEL.TAM needs the same fixed group of frames in training and test: INPUT.SUPPORT.TRAIN_MODE and "
+            f"TEST_MODE 'stride' and NUM_TRAIN == NUM_TEST, got {s.TRAIN_MODE!r}/{s.TEST_MODE!r} and "
+            f"{s.NUM_TRAIN}/{s.NUM_TEST}"
+        )
+    names = cfg.MODEL.ROI_HEADS.IN_FEATURES
+    channels = {shapes[name].channels for name in names}
+    if len(channels) != 1:
+        raise ValueError(f"MODEL.TAM needs the same channels on all of {names}, got {sorted(channels)}")
+    return TemporalAdaptiveBlock(list(names), channels.pop(), s.NUM_TEST, cfg.MODEL.TAM.KERNEL_SIZE)
