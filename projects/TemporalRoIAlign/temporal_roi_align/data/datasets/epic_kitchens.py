@@ -38,6 +38,7 @@ import bisect
 import csv
 import itertools
 import logging
+import math
 import os
 import re
 from collections import OrderedDict
@@ -155,30 +156,34 @@ class NumberedFrames(SequenceABC):
 
 
 def _read_csv(csv_file: str, columns: Sequence[str]) -> Iterator[Tuple[str, Dict[str, str]]]:
-    """``("<csv_file>:<line>", {column: text})`` for each row; other columns are ignored."""
+    """``("<csv_file>:<line>", {column: text})`` for each row; other columns are ignored. UTF-8,
+    with or without a byte order mark."""
     if not os.path.isfile(csv_file):
         raise FileNotFoundError(f"{csv_file}: file does not exist")
-    with open(csv_file, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{csv_file}: empty file, expected the header {','.join(columns)}")
-        missing = [c for c in columns if c not in header]
-        if missing:
+    with open(csv_file, newline="", encoding="utf-8-sig") as f:
+        try:
+            yield from _csv_rows(csv_file, csv.reader(f), columns)
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{csv_file}: not UTF-8 text ({e})") from None
+
+
+def _csv_rows(csv_file: str, reader, columns: Sequence[str]) -> Iterator[Tuple[str, Dict[str, str]]]:
+    header = next(reader, None)
+    if header is None:
+        raise ValueError(f"{csv_file}: empty file, expected the header {','.join(columns)}")
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ValueError(f"{csv_file}:1: missing columns {missing} (header: {','.join(header)})")
+    index = {c: header.index(c) for c in columns}
+    for fields in reader:
+        where = f"{csv_file}:{reader.line_num}"
+        if not fields:
+            continue
+        if len(fields) != len(header):
             raise ValueError(
-                f"{csv_file}:1: missing columns {missing} (header: {','.join(header)})"
+                f"{where}: expected {len(header)} fields ({','.join(header)}), got {len(fields)}"
             )
-        index = {c: header.index(c) for c in columns}
-        for fields in reader:
-            where = f"{csv_file}:{reader.line_num}"
-            if not fields:
-                continue
-            if len(fields) != len(header):
-                raise ValueError(
-                    f"{where}: expected {len(header)} fields ({','.join(header)}), "
-                    f"got {len(fields)}"
-                )
-            yield where, {c: fields[i] for c, i in index.items()}
+        yield where, {c: fields[i] for c, i in index.items()}
 
 
 def _int(text: str, column: str, where: str) -> int:
@@ -192,7 +197,7 @@ def _is_box(value) -> bool:
     return (
         isinstance(value, (tuple, list))
         and len(value) == 4
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
     )
 
 
