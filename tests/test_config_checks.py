@@ -22,7 +22,9 @@ TOY = get_config_file("toy/troi.yaml")
     "opts, message",
     [
         (["SOLVER.CHECKPOINT_PERIOD", 0], r"SOLVER\.CHECKPOINT_PERIOD 0: must be >= 1"),  # was ZeroDivisionError
-        (["SOLVER.MAX_ITER", -1], r"SOLVER\.MAX_ITER -1: must be >= 0"),
+        (["SOLVER.MAX_ITER", -1], r"SOLVER\.MAX_ITER -1: must be >= 1"),
+        (["SOLVER.MAX_ITER", 0], r"SOLVER\.MAX_ITER 0: must be >= 1"),  # was a ValueError of the LR schedule
+        (["SOLVER.STEPS", (300,)], r"SOLVER\.STEPS \(300,\): must not hold MAX_ITER 300"),
         (["SOLVER.IMS_PER_BATCH", 0], r"SOLVER\.IMS_PER_BATCH 0: must be >= 1"),
         (["SOLVER.STEPS", (200, 100)], r"SOLVER\.STEPS \(200, 100\): must be increasing"),
         (["SOLVER.BASE_LR", float("nan")], r"SOLVER\.BASE_LR nan: must be a finite number"),

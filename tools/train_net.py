@@ -5,12 +5,18 @@ Train or evaluate the video detectors of this project, in Detectron2's train_net
     python tools/train_net.py --config-file configs/ImageNetVID/troi_R_101_DC5.yaml
     python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS model_final.pth
     python tools/train_net.py --config-file ... --num-gpus 2      # processes; gloo on CPU
+
+Safeguards (docs/safeguards.md): the config is checked before anything runs; training into an
+OUTPUT_DIR that holds a finished run needs --resume (continue it) or --overwrite; the weights
+loaded must fit the model (--eval-only and resuming: every parameter; training: every parameter
+outside the backbone, unless the file holds backbone parameters only, as ImageNet-pretrained
+weights do), unless --allow-partial-weights.
 """
 import detectron2.utils.comm as comm
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 
+from temporal_roi_align.checkpoint import VideoCheckpointer
 from temporal_roi_align.engine import VideoTrainer, launch, setup_cfg
 
 
@@ -18,20 +24,38 @@ def main(args):
     cfg = setup_cfg(args.config_file, args.opts, args=args)
     if args.eval_only:
         model = VideoTrainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        checkpointer = VideoCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        checkpointer.check_weights(evaluating=True, allow_partial=args.allow_partial_weights)
         results = VideoTrainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
         return results
     trainer = VideoTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
+    trainer.resume_or_load(resume=args.resume, allow_partial_weights=args.allow_partial_weights)
     return trainer.train()
 
 
+def argument_parser():
+    """Detectron2's ``default_argument_parser`` plus this project's safeguard switches."""
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--allow-partial-weights",
+        action="store_true",
+        help="load weights that do not fit the model (missing parameters, other class count) and run "
+        "anyway with the rest of the model as initialized, e.g. fine-tuning on other classes",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train into an OUTPUT_DIR that holds a finished run, replacing its model_final.pth, "
+        "last_checkpoint and metrics.json",
+    )
+    return parser
+
+
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    args = argument_parser().parse_args()
     print("Command Line Args:", args)
     launch(
         main,

@@ -25,8 +25,8 @@ def check_config(cfg) -> None:
     """Raise :class:`ConfigError` listing every invalid value of ``cfg`` (a config with
     :func:`add_video_config`'s keys); warn about legal values that are probably a mistake.
 
-    Checked: SOLVER (CHECKPOINT_PERIOD >= 1, MAX_ITER >= 0, IMS_PER_BATCH >= 1, finite BASE_LR
-    >= 0, STEPS increasing and >= 1, WARMUP_ITERS >= 0), TEST.EVAL_PERIOD >= 0,
+    Checked: SOLVER (CHECKPOINT_PERIOD >= 1, MAX_ITER >= 1, IMS_PER_BATCH >= 1, finite BASE_LR
+    >= 0, STEPS increasing, >= 1 and without MAX_ITER, WARMUP_ITERS >= 0), TEST.EVAL_PERIOD >= 0,
     DATALOADER.NUM_WORKERS >= 0, MODEL.ROI_HEADS.NUM_CLASSES >= 1 and equal to the classes of each
     dataset whose ``thing_classes`` are known, INPUT.SUPPORT (NUM_* >= 0, TEST_STRIDE >= 1,
     TRAIN_FRAME_RANGE -1 or >= 1, a test TEST_MODE), INPUT.RESIZE_STYLE, and with Temporal RoI
@@ -43,12 +43,14 @@ def check_config(cfg) -> None:
     s = cfg.SOLVER
     need(s.CHECKPOINT_PERIOD >= 1, "SOLVER.CHECKPOINT_PERIOD", s.CHECKPOINT_PERIOD,
          "must be >= 1 (iterations between checkpoints; a value above MAX_ITER saves only model_final.pth)")
-    need(s.MAX_ITER >= 0, "SOLVER.MAX_ITER", s.MAX_ITER, "must be >= 0")
+    need(s.MAX_ITER >= 1, "SOLVER.MAX_ITER", s.MAX_ITER, "must be >= 1 (Detectron2's LR schedule needs an iteration)")
     need(s.IMS_PER_BATCH >= 1, "SOLVER.IMS_PER_BATCH", s.IMS_PER_BATCH, "must be >= 1")
     need(math.isfinite(s.BASE_LR) and s.BASE_LR >= 0, "SOLVER.BASE_LR", s.BASE_LR, "must be a finite number >= 0")
     steps = list(s.STEPS)
     need(all(x >= 1 for x in steps) and steps == sorted(set(steps)), "SOLVER.STEPS", tuple(steps),
          "must be increasing iterations >= 1")
+    need(s.MAX_ITER not in steps, "SOLVER.STEPS", tuple(steps),
+         f"must not hold MAX_ITER {s.MAX_ITER} (Detectron2's LR schedule refuses it; later steps are ignored)")
     need(s.WARMUP_ITERS >= 0, "SOLVER.WARMUP_ITERS", s.WARMUP_ITERS, "must be >= 0")
     need(cfg.TEST.EVAL_PERIOD >= 0, "TEST.EVAL_PERIOD", cfg.TEST.EVAL_PERIOD, "must be >= 0 (0: evaluate at the end only)")
     need(cfg.DATALOADER.NUM_WORKERS >= 0, "DATALOADER.NUM_WORKERS", cfg.DATALOADER.NUM_WORKERS, "must be >= 0")
