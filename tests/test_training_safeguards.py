@@ -223,3 +223,59 @@ def test_a_data_error_saves_the_iterations_done(vid_toy_datasets_env, tmp_path, 
     resumed.resume_or_load(resume=True)
     assert resumed.start_iter == 2
     torch.testing.assert_close(resumed.model.state_dict(), trainer.model.state_dict())
+
+
+# ---- tools/run_ablation.py, tools/lazyconfig_train_net.py, converter outputs ----
+
+
+def test_run_ablation_does_not_take_a_truncated_model_as_trained(tmp_path, capsys):
+    run_ablation = load_tool("run_ablation")
+    ablation = os.path.join(REPO, "configs", "ablations", "stride_S.py")
+    saved = str(tmp_path / "S=1" / "model_final.pth")
+    os.makedirs(os.path.dirname(saved))
+    torch.save({"model": {"w": torch.ones(100)}}, saved)
+    os.makedirs(tmp_path / "S=3" / "inference")
+    (tmp_path / "S=3" / "inference" / "vid_results.json").write_text('{"bbox": {"AP')  # cut short
+    args = [ablation, "--only", "S=1", "--only", "S=3", "--output-dir", str(tmp_path), "--dry-run"]
+    run_ablation.main(args)
+    printed = capsys.readouterr().out
+    assert printed.count("--eval-only") == 2  # S=1's model is trained; S=3's results are unreadable
+    assert "S=3/inference/vid_results.json: unreadable results" in printed
+    truncate(saved)
+    run_ablation.main(args)
+    printed = capsys.readouterr().out
+    assert f"{saved} is truncated or damaged" in printed
+    assert printed.count("--eval-only") == 1 and "--resume" in printed  # S=1 trains (again), S=3 evaluates it
+
+
+def test_lazyconfig_train_net_guards(vid_toy_datasets_env, tmp_path, monkeypatch):
+    lazy = load_tool("lazyconfig_train_net")
+    config = os.path.join(REPO, "configs", "ablations", "troi_toy.py")
+
+    def args(*extra):
+        return lazy.argument_parser().parse_args(["--config-file", config, *extra, f"train.output_dir={tmp_path}"])
+
+    with pytest.raises(SystemExit, match=r"train\.checkpointer\.period 0: must be >= 1"):
+        lazy.main(args("train.checkpointer.period=0"))
+    (tmp_path / "model_final.pth").write_bytes(b"trained")
+    with pytest.raises(SystemExit, match="holds a finished run"):
+        lazy.main(args())
+    with pytest.raises(CheckpointError, match="would be evaluated as initialized"):
+        lazy.main(args("--eval-only"))
+
+
+def test_converter_output_is_written_atomically(tmp_path, monkeypatch):
+    from temporal_roi_align.checkpoint import save_checkpoint
+
+    path = str(tmp_path / "model.pth")
+    save_checkpoint(path, {"w": torch.ones(10)}, "test")
+    before = open(path, "rb").read()
+
+    def interrupted(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"w": torch.zeros(10)}, "test")
+    assert open(path, "rb").read() == before and os.listdir(tmp_path) == ["model.pth"]

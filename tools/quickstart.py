@@ -21,6 +21,7 @@ from temporal_roi_align.data.toy import ensure_toy_vid
 from temporal_roi_align.engine import VideoTrainer, setup_cfg
 from temporal_roi_align.model_zoo import get_config_file
 from temporal_roi_align.predictor import VideoPredictor
+from temporal_roi_align.utils import atomic_write
 
 MODELS = {"single_frame": "Single-frame (ROIAlign)", "troi": "Temporal RoI Align", "selsa": "SELSA",
           "selsa_troi": "SELSA + TRoI"}
@@ -85,7 +86,7 @@ def main():
         cfgs[name] = cfg
         summary[name] = {**bbox, "train_seconds": seconds}
         rows.append([MODELS[name], bbox["AP50"], bbox.get("AP50-degraded", float("nan")), bbox["AP"], f"{seconds:.0f}"])
-    with open(os.path.join(args.output, "results.json"), "w") as f:
+    with atomic_write(os.path.join(args.output, "results.json")) as f:
         json.dump(summary, f, indent=2)
     video_model = args.video_model if args.video_model in cfgs else args.models[-1]
     cfg = cfgs[video_model].clone()

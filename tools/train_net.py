@@ -13,11 +13,10 @@ outside the backbone, unless the file holds backbone parameters only, as ImageNe
 weights do), unless --allow-partial-weights.
 """
 import detectron2.utils.comm as comm
-from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 
 from temporal_roi_align.checkpoint import VideoCheckpointer
-from temporal_roi_align.engine import VideoTrainer, launch, setup_cfg
+from temporal_roi_align.engine import VideoTrainer, argument_parser, launch, setup_cfg
 
 
 def main(args):
@@ -34,24 +33,6 @@ def main(args):
     trainer = VideoTrainer(cfg)
     trainer.resume_or_load(resume=args.resume, allow_partial_weights=args.allow_partial_weights)
     return trainer.train()
-
-
-def argument_parser():
-    """Detectron2's ``default_argument_parser`` plus this project's safeguard switches."""
-    parser = default_argument_parser()
-    parser.add_argument(
-        "--allow-partial-weights",
-        action="store_true",
-        help="load weights that do not fit the model (missing parameters, other class count) and run "
-        "anyway with the rest of the model as initialized, e.g. fine-tuning on other classes",
-    )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="train into an OUTPUT_DIR that holds a finished run, replacing its model_final.pth, "
-        "last_checkpoint and metrics.json",
-    )
-    return parser
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
 from detectron2.engine import launch as d2_launch
 from detectron2.utils.logger import setup_logger
 
@@ -22,7 +22,15 @@ from .config_checks import check_config
 from .data import build_video_test_loader, build_video_train_loader
 from .evaluation import VIDEvaluator
 
-__all__ = ["VideoTrainer", "check_output_dir", "launch", "setup_cfg"]
+__all__ = [
+    "FailureRecordingLoader",
+    "VideoTrainer",
+    "argument_parser",
+    "check_output_dir",
+    "launch",
+    "save_iterations_done",
+    "setup_cfg",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +52,8 @@ def _ddp_on_cpu_without_device_ids():
         d2_defaults.create_ddp_model = create_ddp_model
 
 
-class _TrainLoader:
-    """A training loader that remembers whether reading its data failed."""
+class FailureRecordingLoader:
+    """A training loader that records whether reading its data failed (``failed``)."""
 
     def __init__(self, loader):
         self.loader = loader
@@ -62,6 +70,26 @@ class _TrainLoader:
                 self.failed = True
                 raise
             yield batch
+
+
+def save_iterations_done(trainer, checkpointer, output_dir: str):
+    """After reading the training data failed at ``trainer.iter``: save the iterations done as
+    ``model_<last done>.pth`` (which ``--resume`` continues) and log what to do."""
+    done = trainer.iter - 1  # the iteration whose data could not be read did not run
+    hint = (
+        "fix the data (tools/check_dataset.py lists the problems) or set DATALOADER.SKIP_BAD_FRAMES "
+        "True, then continue with --resume"
+    )
+    if done < trainer.start_iter or not comm.is_main_process():
+        logger.error(f"Reading the training data failed at iteration {trainer.iter}: {hint}")
+        return
+    trainer.iter = done
+    name = f"model_{done:07d}"
+    checkpointer.save(name, iteration=done)
+    logger.error(
+        f"Reading the training data failed at iteration {done + 1}; the {done + 1} iterations done are "
+        f"saved in {os.path.join(output_dir, name)}.pth: {hint}"
+    )
 
 
 class VideoTrainer(DefaultTrainer):
@@ -93,29 +121,12 @@ class VideoTrainer(DefaultTrainer):
             return super().train()
         except Exception:
             if getattr(self._trainer.data_loader, "failed", False):
-                self._save_before_data_error()
+                save_iterations_done(self, self.checkpointer, self.cfg.OUTPUT_DIR)
             raise
-
-    def _save_before_data_error(self):
-        done = self.iter - 1  # the iteration whose data could not be read did not run
-        hint = (
-            "fix the data (tools/check_dataset.py lists the problems) or set DATALOADER.SKIP_BAD_FRAMES "
-            "True, then continue with --resume"
-        )
-        if done < self.start_iter or not comm.is_main_process():
-            logger.error(f"Reading the training data failed at iteration {self.iter}: {hint}")
-            return
-        self.iter = done
-        name = f"model_{done:07d}"
-        self.checkpointer.save(name, iteration=done)
-        logger.error(
-            f"Reading the training data failed at iteration {done + 1}; the {done + 1} iterations done "
-            f"are saved in {os.path.join(self.cfg.OUTPUT_DIR, name)}.pth: {hint}"
-        )
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return _TrainLoader(build_video_train_loader(cfg))
+        return FailureRecordingLoader(build_video_train_loader(cfg))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
@@ -166,6 +177,25 @@ def setup_cfg(config_file: str, opts=(), *, args=None):
         if cfg.MODEL.DEVICE == "cpu":
             logger.info("CUDA is not available: running on the CPU")
     return cfg
+
+
+def argument_parser():
+    """Detectron2's ``default_argument_parser`` plus the switches of this project's safeguards
+    (tools/train_net.py, tools/lazyconfig_train_net.py)."""
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--allow-partial-weights",
+        action="store_true",
+        help="load weights that do not fit the model (missing parameters, another class count) and run "
+        "anyway with the rest of the model as initialized, e.g. to fine-tune on other classes",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train into an output folder that holds a finished run, removing its model_final.pth, "
+        "last_checkpoint and metrics.json first",
+    )
+    return parser
 
 
 def check_output_dir(output_dir: str, *, resume: bool, eval_only: bool, overwrite: bool):
