@@ -305,6 +305,17 @@ def ensure_registered():
         register_epic_kitchens()
 
 
+@pytest.fixture(autouse=True)
+def forget_fake_classes():
+    """The fake data loaded under the registered names records its 4 classes in their metadata:
+    forgotten after each test, as setup_cfg checks NUM_CLASSES against them."""
+    yield
+    for name in EPIC_KITCHENS_55_SPLITS:
+        if name in MetadataCatalog.list():
+            for key in ("thing_classes", "thing_dataset_id_to_contiguous_id"):
+                MetadataCatalog.get(name).__dict__.pop(key, None)
+
+
 def test_registered_names_read_datasets_root(epic_root, monkeypatch):
     ensure_registered()
     monkeypatch.setenv("DETECTRON2_DATASETS", os.path.dirname(epic_root))

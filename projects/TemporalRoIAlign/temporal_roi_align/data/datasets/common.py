@@ -7,6 +7,8 @@ import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from PIL import Image
+
 __all__ = ["datasets_root", "frame_file_name", "frame_record", "compact_frame_list", "frame_pattern"]
 
 logger = logging.getLogger(__name__)
@@ -117,6 +119,28 @@ class DroppedBoxes:
                 f"{dataset}: dropped {self.count} instances whose box has no area inside the image "
                 f"or whose mask is empty (first: box {box} in {source})"
             )
+
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def image_size(path: str, where: str) -> Tuple[int, int]:
+    """(height, width) of an image as Detectron2's ``read_image`` returns it, from its header
+    only (the pixels are not decoded). ``where`` names what needs the image."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            try:
+                orientation = image.getexif().get(_EXIF_ORIENTATION)
+            except Exception:  # Detectron2 ignores unreadable EXIF data alike
+                orientation = None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{where}: image {path} does not exist") from None
+    except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for broken files
+        raise OSError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
+    if orientation in (5, 6, 7, 8):  # transposed or rotated by 90 degrees
+        height, width = width, height
+    return height, width
 
 
 def require_dir(path: str, what: str, hint: str = ""):

@@ -56,6 +56,7 @@ from .common import (
     datasets_root,
     frame_pattern,
     frame_record,
+    image_size,
     require_dir,
     set_thing_classes,
 )
@@ -82,7 +83,6 @@ TEST_VIDEO_LISTS = {
 _LABEL_COLUMNS = ("noun_class", "participant_id", "video_id", "frame", "bounding_boxes")
 _FRAME_DIGITS = 10
 _FRAME_FILE = re.compile(r"^(\d{%d})\.jpg$" % _FRAME_DIGITS)
-_EXIF_ORIENTATION = 0x0112
 
 # Baradel et al., "Object Level Visual Reasoning in Videos" (ECCV 2018): train on the videos of
 # P01-P25, validate on the other training participants (P26-P31). The dataset's maintainers point
@@ -230,24 +230,6 @@ def read_noun_classes(csv_file: str) -> Tuple[List[str], Dict[int, int]]:
     return names, id_map
 
 
-def _image_size(path: str, where: str) -> Tuple[int, int]:
-    """(height, width) of an image as Detectron2's ``read_image`` returns it, from its header."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            try:
-                orientation = image.getexif().get(_EXIF_ORIENTATION)
-            except Exception:  # Detectron2 ignores unreadable EXIF data alike
-                orientation = None
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{where}: image {path} does not exist") from None
-    except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for broken files
-        raise OSError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
-    if orientation in (5, 6, 7, 8):  # transposed or rotated by 90 degrees
-        height, width = width, height
-    return height, width
-
-
 # frame number -> ("<csv>:<line>" naming it, [(XYXY box, contiguous class, "<csv>:<line>")] or
 # None for an unlabeled frame)
 _Frames = Dict[int, Tuple[str, Optional[List[Tuple[List[float], int, str]]]]]
@@ -299,7 +281,7 @@ def _video_dicts(video: str, image_dir: str, frames: _Frames, dropped: DroppedBo
     pattern = frame_pattern(image_dir, _FRAME_DIGITS, ".jpg")
     by_size: "OrderedDict[Tuple[int, int], List[int]]" = OrderedDict()
     for n in sorted(frames):
-        by_size.setdefault(_image_size(pattern.format(n), frames[n][0]), []).append(n)
+        by_size.setdefault(image_size(pattern.format(n), frames[n][0]), []).append(n)
     if len(by_size) > 1:
         logger.warning(
             f"EPIC video {video} has images of {len(by_size)} sizes; each size becomes a video of "
