@@ -1,6 +1,6 @@
 """The checkpointer of training and evaluation: Detectron2's :class:`DetectionCheckpointer` that
 writes atomically, resumes from the newest whole checkpoint and refuses weights that do not fit
-the model (docs/checkpoints.md)."""
+the model (docs/safeguards.md)."""
 
 import logging
 import os
