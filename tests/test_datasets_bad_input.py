@@ -53,6 +53,14 @@ def test_coco_malformed_structure(tmp_path):
         load_coco_video_json(coco_video_json(tmp_path, annotations=[None]), "/img")
 
 
+def test_coco_json_with_bom_is_read(tmp_path):
+    json_file = coco_video_json(tmp_path)
+    text = open(json_file, encoding="utf-8").read()
+    with open(json_file, "w", encoding="utf-8-sig") as f:
+        f.write(text)
+    assert len(load_coco_video_json(json_file, "/img")) == 5
+
+
 @pytest.mark.parametrize("bbox", [[float("nan"), 0, 5, 5], [0, 0, float("inf"), 5], [0, 0, 5, -float("inf")]])
 def test_coco_non_finite_box(tmp_path, bbox):
     ann = {"id": 9, "image_id": 11, "category_id": 1, "instance_id": 1, "bbox": bbox}
