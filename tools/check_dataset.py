@@ -145,8 +145,10 @@ def check_dataset(name: str, *, full: bool = False, workers: int = 8, max_exampl
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="+", metavar="DATASET_NAME", help="names registered in DatasetCatalog")
-    parser.add_argument("--full", action="store_true", help="decode every image (slow) instead of reading its header and end")
-    parser.add_argument("--workers", type=int, default=8, help="threads opening files (default 8; more for network disks)")
+    parser.add_argument("--full", action="store_true",
+                        help="decode every image (slow) instead of reading its header and end")
+    parser.add_argument("--workers", type=int, default=8,
+                        help="threads opening files (default 8; more for network disks)")
     parser.add_argument("--examples", type=int, default=5, help="examples shown per kind of problem (default 5)")
     parser.add_argument("--import", dest="modules", action="append", default=[], metavar="MODULE",
                         help="import this module first (one that registers your datasets); repeatable")  # fmt: skip

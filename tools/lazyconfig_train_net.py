@@ -117,17 +117,20 @@ def setup(args):
             "train.amp.enabled=True needs CUDA (AMPTrainer); set it to False on the CPU"
         )
     invalid = [
-        f"{key} {value!r}: {rule}"
-        for key, value, ok, rule in (
-            ("train.max_iter", cfg.train.max_iter, cfg.train.max_iter >= 1, "must be >= 1"),
-            ("train.checkpointer.period", cfg.train.checkpointer.period, cfg.train.checkpointer.period >= 1, "must be >= 1"),
-            ("train.eval_period", cfg.train.eval_period, cfg.train.eval_period >= 0, "must be >= 0"),
+        f"{key} {value!r}: must be >= {least}"
+        for key, value, least in (
+            ("train.max_iter", cfg.train.max_iter, 1),
+            ("train.checkpointer.period", cfg.train.checkpointer.period, 1),
+            ("train.eval_period", cfg.train.eval_period, 0),
         )
-        if not ok
-    ]  # fmt: skip
+        if value < least
+    ]
     if invalid:
         raise SystemExit(f"{args.config_file}: invalid config:\n  - " + "\n  - ".join(invalid))
-    check_output_dir(cfg.train.output_dir, resume=args.resume, eval_only=args.eval_only, overwrite=args.overwrite)
+    check_output_dir(
+        cfg.train.output_dir, resume=args.resume, eval_only=args.eval_only, overwrite=args.overwrite,
+        key="train.output_dir",
+    )
     default_setup(cfg, args)
     if cuda_missing:
         logger.info("CUDA is not available: running on the CPU")

@@ -52,7 +52,8 @@ def check_config(cfg) -> None:
     need(s.MAX_ITER not in steps, "SOLVER.STEPS", tuple(steps),
          f"must not hold MAX_ITER {s.MAX_ITER} (Detectron2's LR schedule refuses it; later steps are ignored)")
     need(s.WARMUP_ITERS >= 0, "SOLVER.WARMUP_ITERS", s.WARMUP_ITERS, "must be >= 0")
-    need(cfg.TEST.EVAL_PERIOD >= 0, "TEST.EVAL_PERIOD", cfg.TEST.EVAL_PERIOD, "must be >= 0 (0: evaluate at the end only)")
+    need(cfg.TEST.EVAL_PERIOD >= 0, "TEST.EVAL_PERIOD", cfg.TEST.EVAL_PERIOD,
+         "must be >= 0 (0: evaluate at the end only)")
     need(cfg.DATALOADER.NUM_WORKERS >= 0, "DATALOADER.NUM_WORKERS", cfg.DATALOADER.NUM_WORKERS, "must be >= 0")
 
     num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES

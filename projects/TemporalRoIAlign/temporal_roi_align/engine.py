@@ -104,7 +104,9 @@ class VideoTrainer(DefaultTrainer):
 
     def build_hooks(self):
         # DefaultTrainer made its DetectionCheckpointer just before; the hooks save through ours.
-        self.checkpointer = VideoCheckpointer(self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = VideoCheckpointer(
+            self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
         return super().build_hooks()
 
     def resume_or_load(self, resume=True, *, allow_partial_weights=False):
@@ -198,20 +200,20 @@ def argument_parser():
     return parser
 
 
-def check_output_dir(output_dir: str, *, resume: bool, eval_only: bool, overwrite: bool):
+def check_output_dir(output_dir: str, *, resume: bool, eval_only: bool, overwrite: bool, key="OUTPUT_DIR"):
     """Refuse to train into a folder that holds a finished run (``model_final.pth``) without
     ``resume``: Detectron2 would overwrite its model and append to its metrics.json. With
     ``overwrite``, the files a new run would overwrite or append to (``model_final.pth``,
-    ``last_checkpoint``, ``metrics.json``) are removed first. Evaluation writes only under
-    ``inference/`` and is always allowed."""
+    ``last_checkpoint``, ``metrics.json``) are removed first. Evaluation (which adds to log.txt,
+    config.yaml and ``inference/``) is always allowed. ``key`` names the folder's config key."""
     final = os.path.join(output_dir, "model_final.pth")
     if eval_only or resume or not os.path.exists(final):
         return
     if not overwrite:
         raise SystemExit(
-            f"OUTPUT_DIR {output_dir} holds a finished run (model_final.pth); training into it would "
+            f"{key} {output_dir} holds a finished run (model_final.pth); training into it would "
             "overwrite the model and append to its metrics.json. Continue or re-evaluate it with "
-            "--resume, train into a new OUTPUT_DIR, or pass --overwrite to replace it."
+            f"--resume, train into a new {key}, or pass --overwrite to replace it."
         )
     for name in ("model_final.pth", "last_checkpoint", "metrics.json"):
         path = os.path.join(output_dir, name)

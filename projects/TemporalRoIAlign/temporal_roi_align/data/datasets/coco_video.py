@@ -88,7 +88,8 @@ def load_coco_video_json(
             raise ValueError(f"{source}: file_name must be a string, got {img['file_name']!r}")
         if not isinstance(img.get("frame_id", 0), int):
             raise ValueError(f"{source}: frame_id must be an integer, got {img['frame_id']!r}")
-        img = dict(img, height=positive_int(img["height"], "height", source), width=positive_int(img["width"], "width", source))
+        height, width = (positive_int(img[k], k, source) for k in ("height", "width"))
+        img = dict(img, height=height, width=width)
         if img["id"] in image_by_id:
             # Its annotations would be put on one of the two frames.
             raise ValueError(
