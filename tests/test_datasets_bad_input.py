@@ -28,8 +28,9 @@ VIDEO = "val/ILSVRC2015_val_00000000"
 def test_coco_annotation_of_no_image(tmp_path, image_id):
     ann = {"id": 9, "image_id": image_id, "category_id": 1, "instance_id": 1, "bbox": [0, 0, 5, 5]}
     json_file = coco_video_json(tmp_path, annotations=[ann])
-    with pytest.raises(ValueError, match=rf"vid\.json: annotation 9 has image_id {image_id!r}, which no image has"):
+    with pytest.raises(ValueError, match=rf"vid\.json: annotation 9 has image_id {image_id!r}, which no image has") as e:
         load_coco_video_json(json_file, "/img")
+    assert ("image 11 exists: the ids differ in type, str and int" in str(e.value)) == (image_id == "11")
 
 
 def test_coco_duplicate_image_id(tmp_path):

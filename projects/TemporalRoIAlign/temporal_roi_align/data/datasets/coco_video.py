@@ -167,7 +167,8 @@ def _same_digits_hint(image_id, image_ids) -> str:
     """Points at an image id that differs from ``image_id`` only in type ("1" and 1)."""
     for known in image_ids:
         if str(known) == str(image_id):
-            return f" (image {known!r} has the same digits but is a {type(known).__name__})"
+            types = f"{type(image_id).__name__} and {type(known).__name__}"
+            return f" (image {known!r} exists: the ids differ in type, {types})"
     return ""
 
 
