@@ -4,6 +4,8 @@ the key, the value and the rule; the shipped configs all pass."""
 import glob
 import logging
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -78,3 +80,12 @@ def test_shipped_configs_pass():
     assert len(files) > 30
     for path in files:
         setup_cfg(path)
+
+
+def test_train_net_prints_the_errors_without_a_traceback(tmp_path):
+    command = [sys.executable, "tools/train_net.py", "--config-file", TOY, "SOLVER.CHECKPOINT_PERIOD", "0",
+               "OUTPUT_DIR", str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "ConfigError: invalid config:\n  - SOLVER.CHECKPOINT_PERIOD 0: must be >= 1" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -27,7 +27,7 @@ from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
-from temporal_roi_align.checkpoint import VideoCheckpointer
+from temporal_roi_align.checkpoint import CheckpointError, VideoCheckpointer
 from temporal_roi_align.engine import (
     FailureRecordingLoader,
     argument_parser,
@@ -153,11 +153,14 @@ def main(args):
 
 if __name__ == "__main__":
     args = argument_parser().parse_args()
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    try:
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except CheckpointError as e:  # the message says what and what to do
+        raise SystemExit(f"{type(e).__name__}: {e}") from None

@@ -15,7 +15,8 @@ weights do), unless --allow-partial-weights.
 import detectron2.utils.comm as comm
 from detectron2.evaluation import verify_results
 
-from temporal_roi_align.checkpoint import VideoCheckpointer
+from temporal_roi_align.checkpoint import CheckpointError, VideoCheckpointer
+from temporal_roi_align.config_checks import ConfigError
 from temporal_roi_align.engine import VideoTrainer, argument_parser, launch, setup_cfg
 
 
@@ -38,11 +39,14 @@ def main(args):
 if __name__ == "__main__":
     args = argument_parser().parse_args()
     print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    try:
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except (CheckpointError, ConfigError) as e:  # the message says what and what to do
+        raise SystemExit(f"{type(e).__name__}: {e}") from None
