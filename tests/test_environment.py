@@ -82,6 +82,17 @@ def test_installer_empties_the_extension_list_and_adds_the_fallback(tmp_path):
     assert (tmp_path / "detectron2" / "_C.py").read_text().startswith('"""Stand-in for ``detectron2._C``')
 
 
+def test_installer_updates_an_older_fallback_only(tmp_path):
+    installer = load("install_detectron2", os.path.join(INSTALL, "install_detectron2.py"))
+    current = open(os.path.join(INSTALL, "detectron2_C_fallback.py")).read()
+    (tmp_path / "_C.py").write_text('"""Stand-in for ``detectron2._C`` in a Python-only detectron2 install."""\n')
+    assert installer.refresh_fallback(str(tmp_path)) and (tmp_path / "_C.py").read_text() == current
+    assert not installer.refresh_fallback(str(tmp_path))  # up to date
+    (tmp_path / "_C.py").write_text("# someone else's module\n")
+    assert not installer.refresh_fallback(str(tmp_path)) and (tmp_path / "_C.py").read_text() == "# someone else's module\n"
+    assert not installer.refresh_fallback(str(tmp_path / "compiled"))  # no _C.py: a compiled _C
+
+
 def test_installer_refuses_an_unexpected_setup_py(tmp_path):
     installer = load("install_detectron2", os.path.join(INSTALL, "install_detectron2.py"))
     (tmp_path / "detectron2").mkdir()
