@@ -299,6 +299,17 @@ def test_numbered_frames_stay_small_however_long_the_video():
     assert len(pickle.dumps(frames)) < 300
 
 
+@pytest.fixture(autouse=True)
+def forget_fake_classes():
+    """The fake data loaded under the registered names records its 4 classes in their metadata:
+    forgotten after each test, as setup_cfg checks NUM_CLASSES against them."""
+    yield
+    for name in EPIC_KITCHENS_55_SPLITS:
+        if name in MetadataCatalog.list():
+            for key in ("thing_classes", "thing_dataset_id_to_contiguous_id"):
+                MetadataCatalog.get(name).__dict__.pop(key, None)
+
+
 def test_registered_names_read_datasets_root(epic_root, monkeypatch):
     monkeypatch.setenv("DETECTRON2_DATASETS", os.path.dirname(epic_root))
     train = DatasetCatalog.get("epic_kitchens_55_train")

@@ -33,15 +33,43 @@ def test_fallback_names_the_missing_op_and_the_remedy():
         fallback.__wrapped__
 
 
-def test_a_python_only_detectron2_raises_the_fallback_error_for_rotated_iou():
+def test_fallback_registers_the_torch_ops_of_detectron2():
+    # Detectron2 after 0.6 calls its rotated-box ops as torch.ops.detectron2.<name> (0.6: nms_rotated).
+    import detectron2._C as C
+
+    if not hasattr(C, "MissingCompiledOpError"):
+        pytest.skip("a compiled detectron2 is installed: its ops are real")
+    fallback = load("fallback_C", os.path.join(INSTALL, "detectron2_C_fallback.py"))
+    boxes = torch.zeros(1, 5)
+    calls = {
+        "nms_rotated": (boxes, torch.ones(1), 0.5),
+        "box_iou_rotated": (boxes, boxes),
+        "roi_align_rotated_forward": (torch.zeros(1, 1, 4, 4), torch.zeros(1, 6), 1.0, 2, 2, 0),
+        "roi_align_rotated_backward": (torch.zeros(1, 1, 2, 2), torch.zeros(1, 6), 1.0, 2, 2, 1, 1, 4, 4, 0),
+    }
+    assert set(calls) == set(fallback._TORCH_OPS)
+    for name, args in calls.items():
+        with pytest.raises(NotImplementedError, match=rf"torch\.ops\.detectron2\.{name} is a compiled op .*INSTALL\.md"):
+            getattr(torch.ops.detectron2, name)(*args)
+    load("fallback_C_again", os.path.join(INSTALL, "detectron2_C_fallback.py"))  # imported twice: no error
+
+
+def test_a_python_only_detectron2_raises_the_fallback_error_for_rotated_ops():
+    import detectron2
     import detectron2._C as C
 
     if not hasattr(C, "MissingCompiledOpError"):
         pytest.skip("a compiled detectron2 is installed")
+    from detectron2.layers import nms_rotated
     from detectron2.layers.rotated_boxes import pairwise_iou_rotated
 
+    # detectron2 0.6 calls detectron2._C.box_iou_rotated, later versions torch.ops.detectron2.
     with pytest.raises(NotImplementedError, match="box_iou_rotated"):
         pairwise_iou_rotated(torch.zeros(1, 5), torch.zeros(1, 5))
+    if "_TORCH_OPS" not in vars(C):  # (its module __getattr__ answers any name)
+        pytest.skip(f"detectron2 {detectron2.__version__} was installed with a fallback _C that predates torch.ops")
+    with pytest.raises(NotImplementedError, match="nms_rotated"):
+        nms_rotated(torch.zeros(1, 5), torch.ones(1), 0.5)
 
 
 def test_installer_empties_the_extension_list_and_adds_the_fallback(tmp_path):
@@ -52,6 +80,17 @@ def test_installer_empties_the_extension_list_and_adds_the_fallback(tmp_path):
     patched = (tmp_path / "setup.py").read_text()
     assert "ext_modules=[]," in patched and "get_extensions()" not in patched and '"black",' in patched
     assert (tmp_path / "detectron2" / "_C.py").read_text().startswith('"""Stand-in for ``detectron2._C``')
+
+
+def test_installer_updates_an_older_fallback_only(tmp_path):
+    installer = load("install_detectron2", os.path.join(INSTALL, "install_detectron2.py"))
+    current = open(os.path.join(INSTALL, "detectron2_C_fallback.py")).read()
+    (tmp_path / "_C.py").write_text('"""Stand-in for ``detectron2._C`` in a Python-only detectron2 install."""\n')
+    assert installer.refresh_fallback(str(tmp_path)) and (tmp_path / "_C.py").read_text() == current
+    assert not installer.refresh_fallback(str(tmp_path))  # up to date
+    (tmp_path / "_C.py").write_text("# someone else's module\n")
+    assert not installer.refresh_fallback(str(tmp_path)) and (tmp_path / "_C.py").read_text() == "# someone else's module\n"
+    assert not installer.refresh_fallback(str(tmp_path / "compiled"))  # no _C.py: a compiled _C
 
 
 def test_installer_refuses_an_unexpected_setup_py(tmp_path):

@@ -10,27 +10,31 @@ Detectron2's tools/lazyconfig_train_net.py:
 The config defines ``model``, ``dataloader.{train,test,evaluator}``, ``optimizer``,
 ``lr_multiplier`` and ``train`` (configs/common/train.py). Without CUDA, ``train.device`` is set
 to "cpu" and ``--num-gpus N`` starts N CPU processes.
+
+The safeguards of tools/train_net.py apply (docs/safeguards.md): atomic checkpoints and resuming
+from the newest whole one, weights checked against the model (--allow-partial-weights), no
+training into a finished run's train.output_dir without --resume or --overwrite, the iterations
+done saved when the training data fails.
 """
 
 import logging
 import os
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, instantiate
-from detectron2.engine import (
-    AMPTrainer,
-    SimpleTrainer,
-    default_argument_parser,
-    default_setup,
-    default_writers,
-    hooks,
-)
+from detectron2.engine import AMPTrainer, SimpleTrainer, default_setup, default_writers, hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
-from temporal_roi_align.engine import launch
+from temporal_roi_align.checkpoint import CheckpointError, VideoCheckpointer
+from temporal_roi_align.engine import (
+    FailureRecordingLoader,
+    argument_parser,
+    check_output_dir,
+    launch,
+    save_iterations_done,
+)
 
 logger = logging.getLogger("detectron2")
 
@@ -59,13 +63,11 @@ def do_train(args, cfg):
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
 
-    train_loader = instantiate(cfg.dataloader.train)
+    train_loader = FailureRecordingLoader(instantiate(cfg.dataloader.train))
 
     model = ddp_model(cfg, model, **cfg.train.ddp)
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optim)
-    checkpointer = DetectionCheckpointer(
-        model, cfg.train.output_dir, optimizer=optim, trainer=trainer
-    )
+    checkpointer = VideoCheckpointer(model, cfg.train.output_dir, optimizer=optim, trainer=trainer)
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
@@ -88,12 +90,18 @@ def do_train(args, cfg):
     )
 
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    checkpointer.check_weights(evaluating=False, allow_partial=args.allow_partial_weights)
     if args.resume and checkpointer.has_checkpoint():
         # The checkpoint stores the training iteration that just finished.
         start_iter = trainer.iter + 1
     else:
         start_iter = 0
-    trainer.train(start_iter, cfg.train.max_iter)
+    try:
+        trainer.train(start_iter, cfg.train.max_iter)
+    except Exception:
+        if train_loader.failed:
+            save_iterations_done(trainer, checkpointer, cfg.train.output_dir)
+        raise
 
 
 def setup(args):
@@ -108,6 +116,21 @@ def setup(args):
         raise SystemExit(
             "train.amp.enabled=True needs CUDA (AMPTrainer); set it to False on the CPU"
         )
+    invalid = [
+        f"{key} {value!r}: must be >= {least}"
+        for key, value, least in (
+            ("train.max_iter", cfg.train.max_iter, 1),
+            ("train.checkpointer.period", cfg.train.checkpointer.period, 1),
+            ("train.eval_period", cfg.train.eval_period, 0),
+        )
+        if value < least
+    ]
+    if invalid:
+        raise SystemExit(f"{args.config_file}: invalid config:\n  - " + "\n  - ".join(invalid))
+    check_output_dir(
+        cfg.train.output_dir, resume=args.resume, eval_only=args.eval_only, overwrite=args.overwrite,
+        key="train.output_dir",
+    )
     default_setup(cfg, args)
     if cuda_missing:
         logger.info("CUDA is not available: running on the CPU")
@@ -120,19 +143,24 @@ def main(args):
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
         model = ddp_model(cfg, model)
-        DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        checkpointer = VideoCheckpointer(model, cfg.train.output_dir)
+        checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+        checkpointer.check_weights(evaluating=True, allow_partial=args.allow_partial_weights)
         print(do_test(cfg, model))
     else:
         do_train(args, cfg)
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    args = argument_parser().parse_args()
+    try:
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except CheckpointError as e:  # the message says what and what to do
+        raise SystemExit(f"{type(e).__name__}: {e}") from None

@@ -13,7 +13,9 @@ then a table shows mAP@0.5 next to the paper's number (the file's ``PAPER_MAP50`
 Points whose overrides differ only in test settings (``dataloader.test.*``,
 ``dataloader.evaluator.*``) share one trained model: the first one run trains it, the others
 evaluate its model_final.pth with --eval-only. A model_final.pth or a point's results already in
-the output folder are reused: delete the point's folder to run it again.
+the output folder are reused: delete the point's folder to run it again. A model_final.pth that is
+not a whole checkpoint (cut short by a copy) does not count as trained: its point trains again
+with --resume, from its newest whole checkpoint; unreadable results count as missing.
 """
 
 import argparse
@@ -30,6 +32,8 @@ from detectron2.config import LazyConfig
 from detectron2.utils.registry import locate
 from omegaconf import DictConfig, OmegaConf
 from tabulate import tabulate
+
+from temporal_roi_align.checkpoint import checkpoint_problem
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_NET = os.path.join(ROOT, "tools", "lazyconfig_train_net.py")
@@ -146,11 +150,39 @@ def training_key(overrides):
 
 
 def read_map50(folder):
+    """The point's mAP@0.5, None when it has no (readable) results."""
     path = os.path.join(folder, RESULTS)
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        return json.load(f)["bbox"]["AP50"]
+    try:
+        with open(path) as f:
+            return json.load(f)["bbox"]["AP50"]
+    except (ValueError, KeyError, TypeError) as e:
+        log(f"{path}: unreadable results ({type(e).__name__}: {e}); the point runs again")
+        return None
+
+
+def trained_model(folder):
+    """The point's model_final.pth if it is a whole checkpoint, else None (logged)."""
+    final = os.path.join(folder, "model_final.pth")
+    if not os.path.exists(final):
+        return None
+    problem = checkpoint_problem(final)
+    if problem is not None:
+        log(f"{final} {problem}: not taken as trained")
+        return None
+    return final
+
+
+def save_config(cfg, path):
+    """``LazyConfig.save``, atomically: written beside ``path``, then renamed over it."""
+    partial = path + ".partial.yaml"
+    try:
+        LazyConfig.save(cfg, partial)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 def _quote(path):
@@ -222,13 +254,13 @@ def main(argv=None):
         cfg = rebase(
             LazyConfig.load(args.ablation), LazyConfig.load(PAPER_BASE), LazyConfig.load(TOY_BASE)
         )
-        LazyConfig.save(cfg, config_file)
+        save_config(cfg, config_file)
 
     # A model trained for a point of the same training key is evaluated, not trained again.
     trained = {}
     for name, overrides in grid:
-        final = os.path.join(output_dir, name, "model_final.pth")
-        if os.path.isfile(final):
+        final = trained_model(os.path.join(output_dir, name))
+        if final is not None:
             trained.setdefault(training_key([*overrides, *args.opts]), final)
 
     log(f"{len(points)} point(s) of {args.ablation} into {output_dir}")

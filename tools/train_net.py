@@ -5,39 +5,48 @@ Train or evaluate the video detectors of this project, in Detectron2's train_net
     python tools/train_net.py --config-file configs/ImageNetVID/troi_R_101_DC5.yaml
     python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS model_final.pth
     python tools/train_net.py --config-file ... --num-gpus 2      # processes; gloo on CPU
+
+Safeguards (docs/safeguards.md): the config is checked before anything runs; training into an
+OUTPUT_DIR that holds a finished run needs --resume (continue it) or --overwrite; the weights
+loaded must fit the model (--eval-only and resuming: every parameter; training: every parameter
+outside the backbone, unless the file holds backbone parameters only, as ImageNet-pretrained
+weights do), unless --allow-partial-weights.
 """
 import detectron2.utils.comm as comm
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 
-from temporal_roi_align.engine import VideoTrainer, launch, setup_cfg
+from temporal_roi_align.checkpoint import CheckpointError, VideoCheckpointer
+from temporal_roi_align.config_checks import ConfigError
+from temporal_roi_align.engine import VideoTrainer, argument_parser, launch, setup_cfg
 
 
 def main(args):
     cfg = setup_cfg(args.config_file, args.opts, args=args)
     if args.eval_only:
         model = VideoTrainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        checkpointer = VideoCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        checkpointer.check_weights(evaluating=True, allow_partial=args.allow_partial_weights)
         results = VideoTrainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
         return results
     trainer = VideoTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
+    trainer.resume_or_load(resume=args.resume, allow_partial_weights=args.allow_partial_weights)
     return trainer.train()
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    args = argument_parser().parse_args()
     print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    try:
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except (CheckpointError, ConfigError) as e:  # the message says what and what to do
+        raise SystemExit(f"{type(e).__name__}: {e}") from None

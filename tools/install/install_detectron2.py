@@ -1,6 +1,7 @@
 """Make ``import detectron2`` work in the current environment.
 
-A working detectron2 (one whose ``detectron2.layers`` imports) is used untouched.
+A working detectron2 (one whose ``detectron2.layers`` imports) is used untouched, except
+that a fallback ``_C.py`` copied by an earlier version of this script is updated.
 Otherwise the Python sources of the PyPI sdist ``pb1-detectron2==0.6`` are
 installed: its C++ extension list is emptied (the sdist lacks the C++ sources),
 the ``black==21.4b2`` pin (broken with current click) is relaxed, and
@@ -43,8 +44,27 @@ def patch_sources(src):
     shutil.copy(os.path.join(HERE, "detectron2_C_fallback.py"), os.path.join(src, "detectron2", "_C.py"))
 
 
+def refresh_fallback(package_dir):
+    """Replace ``package_dir/_C.py`` by the current fallback when it is an older copy of it (a
+    compiled ``_C`` or another file is left alone). Returns whether it was replaced."""
+    installed = os.path.join(package_dir, "_C.py")
+    fallback = os.path.join(HERE, "detectron2_C_fallback.py")
+    if not os.path.isfile(installed):
+        return False
+    with open(installed) as f, open(fallback) as g:
+        old, new = f.read(), g.read()
+    if old == new or not old.startswith('"""Stand-in for ``detectron2._C``'):
+        return False
+    shutil.copy(fallback, installed)
+    return True
+
+
 def main():
     if detectron2_works():
+        code = "import os, detectron2; print(os.path.dirname(detectron2.__file__))"
+        package_dir = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+        if refresh_fallback(package_dir):
+            print(f"detectron2: updated the fallback {package_dir}/_C.py")
         print("detectron2: a working install is present, using it untouched")
         return
     with tempfile.TemporaryDirectory() as tmp:

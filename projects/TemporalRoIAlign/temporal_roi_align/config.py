@@ -123,3 +123,8 @@ def add_video_config(cfg):
     # INPUT.SUPPORT.TEST_MODE "uniform_with_target" means mmtrack's test supports: the
     # NUM_TEST frames round(i * (L - 1) / (NUM_TEST - 1)), i = 0..NUM_TEST-1, of the
     # video's L frames (the target not skipped; half to even), then the target frame itself.
+
+    # Training only: a frame group whose target or support frame cannot be read (missing,
+    # truncated, not an image, of another size) is skipped and another one drawn, with a warning
+    # and a running count in the log, instead of stopping the run. Evaluation always stops on one.
+    cfg.DATALOADER.SKIP_BAD_FRAMES = False

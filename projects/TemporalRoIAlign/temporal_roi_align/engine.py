@@ -2,6 +2,7 @@
 import contextlib
 import logging
 import os
+import weakref
 from datetime import timedelta
 
 import detectron2.engine.defaults as d2_defaults
@@ -10,17 +11,27 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from detectron2.config import get_cfg
-from detectron2.data import MetadataCatalog
-from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
 from detectron2.engine import launch as d2_launch
 from detectron2.utils.logger import setup_logger
 
+from .checkpoint import VideoCheckpointer
 from .config import add_video_config
+from .config_checks import check_config
 from .data import build_video_test_loader, build_video_train_loader
 from .evaluation import VIDEvaluator, VideoPostprocessingEvaluator
 from .postprocessing import build_video_postprocessor
 
-__all__ = ["VideoTrainer", "launch", "setup_cfg"]
+__all__ = [
+    "FailureRecordingLoader",
+    "VideoTrainer",
+    "argument_parser",
+    "check_output_dir",
+    "launch",
+    "save_iterations_done",
+    "setup_cfg",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +53,83 @@ def _ddp_on_cpu_without_device_ids():
         d2_defaults.create_ddp_model = create_ddp_model
 
 
+class FailureRecordingLoader:
+    """A training loader that records whether reading its data failed (``failed``)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.failed = False
+
+    def __iter__(self):
+        iterator = iter(self.loader)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except Exception:
+                self.failed = True
+                raise
+            yield batch
+
+
+def save_iterations_done(trainer, checkpointer, output_dir: str):
+    """After reading the training data failed at ``trainer.iter``: save the iterations done as
+    ``model_<last done>.pth`` (which ``--resume`` continues) and log what to do."""
+    done = trainer.iter - 1  # the iteration whose data could not be read did not run
+    hint = (
+        "fix the data (tools/check_dataset.py lists the problems) or set DATALOADER.SKIP_BAD_FRAMES "
+        "True, then continue with --resume"
+    )
+    if done < trainer.start_iter or not comm.is_main_process():
+        logger.error(f"Reading the training data failed at iteration {trainer.iter}: {hint}")
+        return
+    trainer.iter = done
+    name = f"model_{done:07d}"
+    checkpointer.save(name, iteration=done)
+    logger.error(
+        f"Reading the training data failed at iteration {done + 1}; the {done + 1} iterations done are "
+        f"saved in {os.path.join(output_dir, name)}.pth: {hint}"
+    )
+
+
 class VideoTrainer(DefaultTrainer):
-    """DefaultTrainer with frame-group loaders (target + support frames) and the VID evaluator."""
+    """DefaultTrainer with frame-group loaders (target + support frames), the VID evaluator and
+    a :class:`VideoCheckpointer`: atomic checkpoints, resuming from the newest whole one, weights
+    checked against the model (:meth:`resume_or_load`). When reading the training data fails,
+    the iterations done are saved as a checkpoint before the error goes on."""
 
     def __init__(self, cfg):
         with _ddp_on_cpu_without_device_ids():
             super().__init__(cfg)
 
+    def build_hooks(self):
+        # DefaultTrainer made its DetectionCheckpointer just before; the hooks save through ours.
+        self.checkpointer = VideoCheckpointer(
+            self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        return super().build_hooks()
+
+    def resume_or_load(self, resume=True, *, allow_partial_weights=False):
+        """:meth:`DefaultTrainer.resume_or_load`, then the loaded weights are checked
+        (:meth:`VideoCheckpointer.check_weights`): resuming needs every parameter; training from
+        MODEL.WEIGHTS needs the parameters outside the backbone unless the file holds backbone
+        parameters only (ImageNet-pretrained). ``allow_partial_weights`` turns refusals into
+        warnings."""
+        super().resume_or_load(resume=resume)
+        self.checkpointer.check_weights(evaluating=False, allow_partial=allow_partial_weights)
+
+    def train(self):
+        try:
+            return super().train()
+        except Exception:
+            if getattr(self._trainer.data_loader, "failed", False):
+                save_iterations_done(self, self.checkpointer, self.cfg.OUTPUT_DIR)
+            raise
+
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_video_train_loader(cfg)
+        return FailureRecordingLoader(build_video_train_loader(cfg))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
@@ -78,9 +156,11 @@ class VideoTrainer(DefaultTrainer):
 
 def setup_cfg(config_file: str, opts=(), *, args=None):
     """
-    Config from a yaml file plus ``KEY VALUE`` overrides. On a machine without CUDA the model runs
-    on the CPU whatever MODEL.DEVICE says. With ``args`` (argparse namespace of
-    ``default_argument_parser``), also runs Detectron2's ``default_setup`` (logging, output dir).
+    Config from a yaml file plus ``KEY VALUE`` overrides, checked by :func:`check_config`. On a
+    machine without CUDA the model runs on the CPU whatever MODEL.DEVICE says. With ``args``
+    (argparse namespace of ``default_argument_parser``): the datasets must be registered, the
+    output folder passes :func:`check_output_dir`, then Detectron2's ``default_setup`` runs
+    (logging, output dir).
     """
     if not os.path.isfile(config_file):
         raise SystemExit(f"{config_file}: config file not found")
@@ -91,12 +171,60 @@ def setup_cfg(config_file: str, opts=(), *, args=None):
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
+    check_config(cfg)
     if args is not None:
+        unknown = [n for n in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST) if n not in DatasetCatalog.list()]
+        if unknown:
+            raise SystemExit(f"DATASETS.TRAIN/TEST: {unknown} are not registered datasets (see datasets/README.md)")
+        check_output_dir(
+            cfg.OUTPUT_DIR, resume=args.resume, eval_only=args.eval_only, overwrite=getattr(args, "overwrite", False)
+        )
         default_setup(cfg, args)
         setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="temporal_roi_align")
         if cfg.MODEL.DEVICE == "cpu":
             logger.info("CUDA is not available: running on the CPU")
     return cfg
+
+
+def argument_parser():
+    """Detectron2's ``default_argument_parser`` plus the switches of this project's safeguards
+    (tools/train_net.py, tools/lazyconfig_train_net.py)."""
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--allow-partial-weights",
+        action="store_true",
+        help="load weights that do not fit the model (missing parameters, another class count) and run "
+        "anyway with the rest of the model as initialized, e.g. to fine-tune on other classes",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train into an output folder that holds a finished run, removing its model_final.pth, "
+        "last_checkpoint and metrics.json first",
+    )
+    return parser
+
+
+def check_output_dir(output_dir: str, *, resume: bool, eval_only: bool, overwrite: bool, key="OUTPUT_DIR"):
+    """Refuse to train into a folder that holds a finished run (``model_final.pth``) without
+    ``resume``: Detectron2 would overwrite its model and append to its metrics.json. With
+    ``overwrite``, the files a new run would overwrite or append to (``model_final.pth``,
+    ``last_checkpoint``, ``metrics.json``) are removed first. Evaluation (which adds to log.txt,
+    config.yaml and ``inference/``) is always allowed. ``key`` names the folder's config key."""
+    final = os.path.join(output_dir, "model_final.pth")
+    if eval_only or resume or not os.path.exists(final):
+        return
+    if not overwrite:
+        raise SystemExit(
+            f"{key} {output_dir} holds a finished run (model_final.pth); training into it would "
+            "overwrite the model and append to its metrics.json. Continue or re-evaluate it with "
+            f"--resume, train into a new {key}, or pass --overwrite to replace it."
+        )
+    for name in ("model_final.pth", "last_checkpoint", "metrics.json"):
+        path = os.path.join(output_dir, name)
+        if comm.is_main_process() and os.path.exists(path):
+            os.remove(path)
+            logger.warning(f"--overwrite: removed {path}")
 
 
 def launch(main_func, num_processes, num_machines=1, machine_rank=0, dist_url=None, args=(),

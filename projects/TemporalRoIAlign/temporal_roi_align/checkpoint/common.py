@@ -9,6 +9,8 @@ import torch
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY
 
+from ..utils import atomic_write
+
 __all__ = [
     "ConversionError",
     "ConversionReport",
@@ -200,7 +202,8 @@ def save_checkpoint(path: str, state_dict: Mapping[str, torch.Tensor], author: s
     with the names as they are (no name-matching heuristics)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    torch.save({"model": dict(state_dict), "__author__": author}, path)
+    with atomic_write(path, "wb") as f:  # never a half-written model where a good one was
+        torch.save({"model": dict(state_dict), "__author__": author}, f)
 
 
 def state_dict_of(checkpoint, path: str, wrappers: Tuple[str, ...]) -> Tuple[Dict[str, torch.Tensor], dict]:

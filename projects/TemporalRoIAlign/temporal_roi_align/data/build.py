@@ -1,13 +1,44 @@
 """Train/test loaders of frame groups, with detectron2's ``build_detection_*_loader`` conventions."""
 
+import random
+
+import torch.utils.data as torchdata
 from detectron2.config import configurable
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.data import DatasetFromList, build_detection_test_loader, build_detection_train_loader
 from detectron2.data.build import _test_loader_from_config, _train_loader_from_config
 
 from .dataset_mapper import VideoDatasetMapper
 from .samplers import VideoInferenceSampler
 
-__all__ = ["build_video_train_loader", "build_video_test_loader"]
+__all__ = ["SkippingMapDataset", "build_video_train_loader", "build_video_test_loader"]
+
+
+class SkippingMapDataset(torchdata.Dataset):
+    """``map_func`` over a map-style dataset, where ``map_func`` may return None to skip an
+    element (see ``DATALOADER.SKIP_BAD_FRAMES``): another element, drawn at random among those
+    not skipped yet, is mapped in its place. Detectron2's ``MapDataset`` means to do the same,
+    but its draw fails on Python >= 3.11 (``random.sample`` of a set)."""
+
+    def __init__(self, dataset, map_func):
+        self._dataset = dataset
+        self._map_func = map_func
+        self._skipped = set()
+        self._rng = random.Random(42)
+
+    def __len__(self):
+        return len(self._dataset)
+
+    def __getitem__(self, index):
+        index = int(index)
+        while True:
+            data = self._map_func(self._dataset[index])
+            if data is not None:
+                return data
+            self._skipped.add(index)
+            if len(self._skipped) == len(self._dataset):
+                raise RuntimeError(f"all {len(self._dataset)} elements of the training set were skipped")
+            while index in self._skipped:
+                index = self._rng.randrange(len(self._dataset))
 
 
 def _video_train_loader_from_config(cfg, mapper=None, *, dataset=None, sampler=None):
@@ -29,7 +60,12 @@ def build_video_train_loader(
 ):
     """:func:`build_detection_train_loader` with :class:`VideoDatasetMapper` as the default
     mapper: each element of a batch is a target frame with its ``"supports"``. Datasets and
-    sampler come from ``cfg.DATASETS.TRAIN`` and ``cfg.DATALOADER`` as in detectron2."""
+    sampler come from ``cfg.DATASETS.TRAIN`` and ``cfg.DATALOADER`` as in detectron2. A
+    list or map-style dataset is mapped by :class:`SkippingMapDataset`."""
+    if mapper is not None and not isinstance(dataset, torchdata.IterableDataset):
+        if isinstance(dataset, list):
+            dataset = DatasetFromList(dataset, copy=False)
+        dataset, mapper = SkippingMapDataset(dataset, mapper), None
     return build_detection_train_loader(
         dataset,
         mapper=mapper,

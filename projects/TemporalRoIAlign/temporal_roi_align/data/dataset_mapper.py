@@ -3,7 +3,7 @@ same video, all read and augmented alike."""
 
 import copy
 import logging
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -40,17 +40,27 @@ class VideoDatasetMapper(DatasetMapper):
 
     Supports are found through the dict's ``video_frames`` and ``video_length`` (see
     :func:`frame_file_name`), so any frame of the video can serve, also frames without a dict.
+
+    With ``skip_bad_frames``, a frame group whose target or support frame cannot be read
+    (``OSError``: missing, truncated, not an image) or has another size than its dict or its
+    target (``SizeMismatchError``) maps to None, with a warning counting the skips of this
+    process; :func:`build_video_train_loader` then draws another frame group.
     """
 
     @configurable
-    def __init__(self, is_train: bool, *, support_selector: SupportSelector, **kwargs):
+    def __init__(
+        self, is_train: bool, *, support_selector: SupportSelector, skip_bad_frames: bool = False, **kwargs
+    ):
         """
         Args:
             support_selector: the support rule (see :class:`SupportSelector`).
+            skip_bad_frames: return None for a frame group with an unreadable frame.
             kwargs: arguments of :class:`DatasetMapper`.
         """
         super().__init__(is_train, **kwargs)
         self.support_selector = support_selector
+        self.skip_bad_frames = skip_bad_frames
+        self.skipped = 0
         logger.info(f"[VideoDatasetMapper] supports: {support_selector}")
 
     @classmethod
@@ -59,9 +69,23 @@ class VideoDatasetMapper(DatasetMapper):
         if not is_train:
             ret["augmentations"] = build_test_augmentation(cfg)
         ret["support_selector"] = SupportSelector.from_config(cfg, is_train)
+        ret["skip_bad_frames"] = is_train and cfg.DATALOADER.SKIP_BAD_FRAMES
         return ret
 
-    def __call__(self, dataset_dict: dict) -> dict:
+    def __call__(self, dataset_dict: dict) -> Optional[dict]:
+        try:
+            return self._frame_group(dataset_dict)
+        except (OSError, utils.SizeMismatchError) as e:
+            if not self.skip_bad_frames:
+                raise
+            self.skipped += 1
+            logger.warning(
+                f"[VideoDatasetMapper] skipped the frame group of {dataset_dict.get('file_name')}: {e} "
+                f"(DATALOADER.SKIP_BAD_FRAMES; {self.skipped} skipped so far by this data loading process)"
+            )
+            return None
+
+    def _frame_group(self, dataset_dict: dict) -> dict:
         missing = [k for k in ("video_id", "frame_id", "video_length", "video_frames") if k not in dataset_dict]
         if missing:
             raise KeyError(f"{dataset_dict.get('file_name')}: dataset dict lacks the video fields {missing}")
@@ -101,7 +125,7 @@ class VideoDatasetMapper(DatasetMapper):
             if frame_id not in images:
                 frame = read_frame(file_name, self.image_format)
                 if frame.shape[:2] != raw_shape:
-                    raise ValueError(
+                    raise utils.SizeMismatchError(
                         f"{file_name}: frame is {frame.shape[1]}x{frame.shape[0]} but frame "
                         f"{dataset_dict['file_name']} of the same video is {raw_shape[1]}x{raw_shape[0]}"
                     )

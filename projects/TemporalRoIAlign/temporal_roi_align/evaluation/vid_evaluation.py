@@ -23,6 +23,7 @@ from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 
+from ..utils import atomic_write
 from .motion import MOTION_RANGES, motion_buckets, motion_ious
 from .vid_devkit import devkit_aps
 
@@ -170,13 +171,37 @@ class VIDEvaluator(DatasetEvaluator):
         """
         for inp, out in zip(inputs, outputs):
             instances = out["instances"].to("cpu")
-            self._predictions.append(
-                {
-                    "image_id": inp["image_id"],
-                    "boxes": instances.pred_boxes.tensor.numpy(),  # (N, 4) XYXY_ABS
-                    "scores": instances.scores.numpy(),
-                    "classes": instances.pred_classes.numpy(),
-                }
+            prediction = {
+                "image_id": inp["image_id"],
+                "boxes": instances.pred_boxes.tensor.numpy(),  # (N, 4) XYXY_ABS
+                "scores": instances.scores.numpy(),
+                "classes": instances.pred_classes.numpy(),
+            }
+            self._check(prediction, inp)
+            self._predictions.append(prediction)
+
+    def _check(self, prediction, inp):
+        """A model that outputs NaN or a class it does not have is broken: say so, naming the
+        frame, rather than count such detections as misses or leave them out."""
+        problems = []
+        bad_scores = int((~np.isfinite(prediction["scores"])).sum())
+        if bad_scores:
+            problems.append(f"{bad_scores} detections with a non-finite score")
+        bad_boxes = int((~np.isfinite(prediction["boxes"]).all(axis=1)).sum())
+        if bad_boxes:
+            problems.append(f"{bad_boxes} detections with a non-finite box")
+        classes = prediction["classes"]
+        outside = (classes < 0) | (classes >= len(self._class_names))
+        if outside.any():
+            problems.append(
+                f"{int(outside.sum())} detections of classes {sorted(set(classes[outside].tolist()))} outside "
+                f"0..{len(self._class_names) - 1} ({len(self._class_names)} thing_classes of '{self._dataset_name}')"
+            )
+        if problems:
+            raise ValueError(
+                f"VIDEvaluator: image {prediction['image_id']} ({inp.get('file_name', 'no file_name')}): "
+                + "; ".join(problems)
+                + ". The model is broken (NaN weights or losses, or a class count that is not the dataset's)."
             )
 
     def evaluate(self):
@@ -244,7 +269,7 @@ class VIDEvaluator(DatasetEvaluator):
     def _save(self, name, obj):
         path = os.path.join(self._output_dir, name)
         self._logger.info(f"Saving {path}")
-        with PathManager.open(path, "w") as f:
+        with atomic_write(path) as f:
             json.dump(obj, f, allow_nan=False)
 
     def _eval_coco(self, dataset_dicts, detections, img_ids):

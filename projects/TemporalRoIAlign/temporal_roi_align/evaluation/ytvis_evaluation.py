@@ -19,6 +19,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 
+from ..utils import atomic_write
 from .ytvis_metric import YTVIS_METRICS, segmentation_to_rle, ytvis_metrics
 
 __all__ = ["YTVISEvaluator", "encode_masks", "video_ground_truth", "video_predictions"]
@@ -180,6 +181,12 @@ class YTVISEvaluator(DatasetEvaluator):
             ]
             if missing:
                 raise ValueError(f"YTVISEvaluator: the model's instances lack {missing}")
+            bad_scores = int((~np.isfinite(instances.scores.numpy())).sum())
+            if bad_scores:
+                raise ValueError(
+                    f"YTVISEvaluator: video {inp['video_id']} frame {inp['frame_id']}: {bad_scores} "
+                    "detections with a non-finite score. The model is broken (NaN weights or losses)."
+                )
             masks = instances.pred_masks
             if masks.dtype.is_floating_point:
                 raise ValueError(
@@ -307,16 +314,17 @@ class YTVISEvaluator(DatasetEvaluator):
             for p in predictions
         ]
         text = json.dumps(results)
-        PathManager.mkdirs(self._output_dir)
-        path = os.path.join(self._output_dir, "results.json")
-        logger.info(f"Saving {path}")
-        with PathManager.open(path, "w") as f:
-            f.write(text)
-        if submission_zip:
+        if submission_zip:  # made before anything is written, so that the two files stay a pair
             buffer = io.BytesIO()
             with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
                 zf.writestr("results.json", text)
-            with PathManager.open(os.path.join(self._output_dir, "submission.zip"), "wb") as f:
+        PathManager.mkdirs(self._output_dir)
+        path = os.path.join(self._output_dir, "results.json")
+        logger.info(f"Saving {path}")
+        with atomic_write(path) as f:
+            f.write(text)
+        if submission_zip:
+            with atomic_write(os.path.join(self._output_dir, "submission.zip"), "wb") as f:
                 f.write(buffer.getvalue())
 
     def _log(self, results, class_names, num_videos):

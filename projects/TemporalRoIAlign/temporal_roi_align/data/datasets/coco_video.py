@@ -22,8 +22,11 @@ from .common import (
     clip_box,
     compact_frame_list,
     contiguous_categories,
+    finite_numbers,
     frame_record,
+    json_objects,
     load_json,
+    positive_int,
     set_thing_classes,
 )
 
@@ -62,29 +65,53 @@ def load_coco_video_json(
     ``frame_id`` is the image's position in its video after sorting by the JSON's ``frame_id``.
     Images without ``video_id`` are 1-frame videos; annotations without ``instance_id`` get their
     own ``id`` as track id. Boxes are clipped to the image; boxes with no area left are dropped.
+    An annotation whose ``image_id`` no image has (also ``"1"`` for the image ``1``), an image
+    id given twice, a non-finite box or a malformed entry is a ValueError naming the file.
     """
     data = load_json(json_file)
     for key in ("images", "categories"):
         if not isinstance(data.get(key), list):
             raise ValueError(f"{json_file}: missing list '{key}'")
-    names, id_map = contiguous_categories(data["categories"], json_file)
+    names, id_map = contiguous_categories(json_objects(data["categories"], "categories", json_file), json_file)
     set_thing_classes(dataset_name, names, id_map, json_file)
 
-    anns_per_image = defaultdict(list)
-    for ann in data.get("annotations") or []:
-        if "image_id" not in ann:
-            raise ValueError(f"{json_file}: annotation {ann.get('id')} has no 'image_id'")
-        anns_per_image[ann["image_id"]].append(ann)
-
+    image_by_id = {}
     videos = defaultdict(list)
-    for img in data["images"]:
+    for img in json_objects(data["images"], "images", json_file):
         missing = [k for k in ("id", "file_name", "height", "width") if k not in img]
         if missing:
             raise ValueError(f"{json_file}: image {img.get('id')} lacks {missing}")
+        source = f"{json_file}: image {img['id']!r}"
+        if not isinstance(img["id"], (int, str)):
+            raise ValueError(f"{source}: id must be a number or a string")
+        if not isinstance(img["file_name"], str):
+            raise ValueError(f"{source}: file_name must be a string, got {img['file_name']!r}")
+        if not isinstance(img.get("frame_id", 0), int):
+            raise ValueError(f"{source}: frame_id must be an integer, got {img['frame_id']!r}")
+        height, width = (positive_int(img[k], k, source) for k in ("height", "width"))
+        img = dict(img, height=height, width=width)
+        if img["id"] in image_by_id:
+            # Its annotations would be put on one of the two frames.
+            raise ValueError(
+                f"{json_file}: image id {img['id']!r} appears twice "
+                f"({image_by_id[img['id']]['file_name']}, {img['file_name']})"
+            )
+        image_by_id[img["id"]] = img
         if "video_id" in img:
             videos[img["video_id"]].append(img)
         else:
             videos[f"image/{img['id']}"].append(img)
+
+    anns_per_image = defaultdict(list)
+    for ann in json_objects(data.get("annotations") or [], "annotations", json_file):
+        if "image_id" not in ann:
+            raise ValueError(f"{json_file}: annotation {ann.get('id')} has no 'image_id'")
+        if not isinstance(ann["image_id"], (int, str)) or ann["image_id"] not in image_by_id:
+            raise ValueError(
+                f"{json_file}: annotation {ann.get('id')} has image_id {ann['image_id']!r}, which no "
+                f"image has{_same_digits_hint(ann['image_id'], image_by_id)}"
+            )
+        anns_per_image[ann["image_id"]].append(ann)
 
     dropped, dicts = DroppedBoxes(), []
     for video_id, images in videos.items():
@@ -101,12 +128,11 @@ def load_coco_video_json(
                         f"{json_file}: annotation {ann.get('id')} has category_id "
                         f"{ann.get('category_id')!r}, not one of {sorted(id_map)}"
                     )
-                try:
-                    x, y, w, h = (float(v) for v in ann["bbox"])
-                except (KeyError, TypeError, ValueError):
-                    raise ValueError(
-                        f"{json_file}: annotation {ann.get('id')} needs 'bbox': [x, y, w, h]"
-                    ) from None
+                if "bbox" not in ann:
+                    raise ValueError(f"{json_file}: annotation {ann.get('id')} needs 'bbox': [x, y, w, h]")
+                x, y, w, h = finite_numbers(
+                    ann["bbox"], 4, "bbox", f"{json_file}: annotation {ann.get('id')}"
+                )
                 box = clip_box([x, y, x + w, y + h], img["width"], img["height"])
                 if box is None:
                     dropped.add(source, [x, y, x + w, y + h])
@@ -135,6 +161,15 @@ def load_coco_video_json(
     dropped.log(dataset_name or json_file)
     logger.info(f"Loaded {len(dicts)} images of {len(videos)} videos from {json_file}")
     return dicts
+
+
+def _same_digits_hint(image_id, image_ids) -> str:
+    """Points at an image id that differs from ``image_id`` only in type ("1" and 1)."""
+    for known in image_ids:
+        if str(known) == str(image_id):
+            types = f"{type(image_id).__name__} and {type(known).__name__}"
+            return f" (image {known!r} exists: the ids differ in type, {types})"
+    return ""
 
 
 def register_coco_video_instances(

@@ -2,9 +2,12 @@
 
 import json
 import logging
+import math
 import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from PIL import Image
 
 __all__ = ["datasets_root", "frame_file_name", "frame_record", "compact_frame_list", "frame_pattern"]
 
@@ -118,19 +121,112 @@ class DroppedBoxes:
             )
 
 
+_EXIF_ORIENTATION = 0x0112
+
+
+def image_size(path: str, where: str) -> Tuple[int, int]:
+    """(height, width) of an image as Detectron2's ``read_image`` returns it, from its header
+    only (the pixels are not decoded). ``where`` names what needs the image."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            try:
+                orientation = image.getexif().get(_EXIF_ORIENTATION)
+            except Exception:  # Detectron2 ignores unreadable EXIF data alike
+                orientation = None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{where}: image {path} does not exist") from None
+    except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for broken files
+        raise OSError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
+    if orientation in (5, 6, 7, 8):  # transposed or rotated by 90 degrees
+        height, width = width, height
+    return height, width
+
+
 def require_dir(path: str, what: str, hint: str = ""):
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{what} {path} does not exist." + (f" {hint}" if hint else ""))
 
 
 def load_json(json_file: str) -> Dict:
+    """The JSON object (a dict) in ``json_file``; UTF-8, with or without a byte order mark."""
     if not os.path.isfile(json_file):
         raise FileNotFoundError(f"{json_file}: annotation file does not exist")
     try:
-        with open(json_file) as f:
-            return json.load(f)
+        with open(json_file, encoding="utf-8-sig") as f:
+            data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{json_file}: not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{json_file}: expected a JSON object with the dataset's lists, got a {_json_type(data)}")
+    return data
+
+
+def _json_type(value) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    if value is None:
+        return "null"
+    return {dict: "object", list: "list", str: "string", bool: "boolean"}.get(type(value), "number")
+
+
+def json_objects(values, name: str, source: str) -> List[dict]:
+    """``values`` (the JSON list ``name``), checked to hold objects only."""
+    for i, value in enumerate(values):
+        if not isinstance(value, dict):
+            raise ValueError(f"{source}: {name}[{i}] must be an object, got {_json_type(value)}")
+    return values
+
+
+def positive_int(value, what: str, source: str) -> int:
+    """``value`` as an int when it is a whole positive number (not a string, not a boolean)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{source}: {what} must be a positive integer, got {value!r}")
+    return value
+
+
+def finite_numbers(values, count: int, what: str, source: str) -> List[float]:
+    """``values`` as ``count`` floats, refusing anything else, NaN and infinities: a non-finite
+    ground-truth coordinate would change the metrics without a word."""
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        numbers = []
+    if len(numbers) != count or not all(map(math.isfinite, numbers)):
+        raise ValueError(f"{source}: {what} must be {count} finite numbers, got {values!r}")
+    return numbers
+
+
+def read_text_lines(path: str) -> List[Tuple[int, str]]:
+    """``(line number, text)`` of each line of a UTF-8 text file (a leading byte order mark, as
+    some editors write, is dropped); a line that is not UTF-8 is a ValueError naming it."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    lines = []
+    for number, line in enumerate(raw.splitlines(), 1):
+        try:
+            lines.append((number, line.decode("utf-8")))
+        except UnicodeDecodeError as e:
+            raise ValueError(
+                f"{path}:{number}: not UTF-8 text (byte 0x{line[e.start]:02x} at column {e.start + 1})"
+            ) from None
+    return lines
+
+
+def count_numbered_frames(directory: str, digits: int, extension: str) -> Tuple[int, Optional[str]]:
+    """How many frames ``<directory>/000000<extension>``, ``000001...`` (``digits`` wide) the
+    folder holds (one listing, no file opened), and the first missing file name when the
+    numbers have a gap (then the count is of the frames before it)."""
+    pattern = re.compile(r"\d{%d}%s" % (digits, re.escape(extension)))
+    names = {n for n in os.listdir(directory) if pattern.fullmatch(n)}
+    for index in range(len(names)):
+        name = "%0*d%s" % (digits, index, extension)
+        if name not in names:
+            return index, name
+    return len(names), None
 
 
 def contiguous_categories(

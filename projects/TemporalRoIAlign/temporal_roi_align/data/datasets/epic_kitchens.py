@@ -38,6 +38,7 @@ import bisect
 import csv
 import itertools
 import logging
+import math
 import os
 import re
 from collections import OrderedDict
@@ -55,6 +56,7 @@ from .common import (
     datasets_root,
     frame_pattern,
     frame_record,
+    image_size,
     require_dir,
     set_thing_classes,
 )
@@ -81,7 +83,6 @@ TEST_VIDEO_LISTS = {
 _LABEL_COLUMNS = ("noun_class", "participant_id", "video_id", "frame", "bounding_boxes")
 _FRAME_DIGITS = 10
 _FRAME_FILE = re.compile(r"^(\d{%d})\.jpg$" % _FRAME_DIGITS)
-_EXIF_ORIENTATION = 0x0112
 
 # Baradel et al., "Object Level Visual Reasoning in Videos" (ECCV 2018): train on the videos of
 # P01-P25, validate on the other training participants (P26-P31). The dataset's maintainers point
@@ -155,30 +156,34 @@ class NumberedFrames(SequenceABC):
 
 
 def _read_csv(csv_file: str, columns: Sequence[str]) -> Iterator[Tuple[str, Dict[str, str]]]:
-    """``("<csv_file>:<line>", {column: text})`` for each row; other columns are ignored."""
+    """``("<csv_file>:<line>", {column: text})`` for each row; other columns are ignored. UTF-8,
+    with or without a byte order mark."""
     if not os.path.isfile(csv_file):
         raise FileNotFoundError(f"{csv_file}: file does not exist")
-    with open(csv_file, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{csv_file}: empty file, expected the header {','.join(columns)}")
-        missing = [c for c in columns if c not in header]
-        if missing:
+    with open(csv_file, newline="", encoding="utf-8-sig") as f:
+        try:
+            yield from _csv_rows(csv_file, csv.reader(f), columns)
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{csv_file}: not UTF-8 text ({e})") from None
+
+
+def _csv_rows(csv_file: str, reader, columns: Sequence[str]) -> Iterator[Tuple[str, Dict[str, str]]]:
+    header = next(reader, None)
+    if header is None:
+        raise ValueError(f"{csv_file}: empty file, expected the header {','.join(columns)}")
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ValueError(f"{csv_file}:1: missing columns {missing} (header: {','.join(header)})")
+    index = {c: header.index(c) for c in columns}
+    for fields in reader:
+        where = f"{csv_file}:{reader.line_num}"
+        if not fields:
+            continue
+        if len(fields) != len(header):
             raise ValueError(
-                f"{csv_file}:1: missing columns {missing} (header: {','.join(header)})"
+                f"{where}: expected {len(header)} fields ({','.join(header)}), got {len(fields)}"
             )
-        index = {c: header.index(c) for c in columns}
-        for fields in reader:
-            where = f"{csv_file}:{reader.line_num}"
-            if not fields:
-                continue
-            if len(fields) != len(header):
-                raise ValueError(
-                    f"{where}: expected {len(header)} fields ({','.join(header)}), "
-                    f"got {len(fields)}"
-                )
-            yield where, {c: fields[i] for c, i in index.items()}
+        yield where, {c: fields[i] for c, i in index.items()}
 
 
 def _int(text: str, column: str, where: str) -> int:
@@ -192,7 +197,7 @@ def _is_box(value) -> bool:
     return (
         isinstance(value, (tuple, list))
         and len(value) == 4
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
     )
 
 
@@ -223,24 +228,6 @@ def read_noun_classes(csv_file: str) -> Tuple[List[str], Dict[int, int]]:
     if not names:
         raise ValueError(f"{csv_file}: no classes")
     return names, id_map
-
-
-def _image_size(path: str, where: str) -> Tuple[int, int]:
-    """(height, width) of an image as Detectron2's ``read_image`` returns it, from its header."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            try:
-                orientation = image.getexif().get(_EXIF_ORIENTATION)
-            except Exception:  # Detectron2 ignores unreadable EXIF data alike
-                orientation = None
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{where}: image {path} does not exist") from None
-    except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for broken files
-        raise OSError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
-    if orientation in (5, 6, 7, 8):  # transposed or rotated by 90 degrees
-        height, width = width, height
-    return height, width
 
 
 # frame number -> ("<csv>:<line>" naming it, [(XYXY box, contiguous class, "<csv>:<line>")] or
@@ -294,7 +281,7 @@ def _video_dicts(video: str, image_dir: str, frames: _Frames, dropped: DroppedBo
     pattern = frame_pattern(image_dir, _FRAME_DIGITS, ".jpg")
     by_size: "OrderedDict[Tuple[int, int], List[int]]" = OrderedDict()
     for n in sorted(frames):
-        by_size.setdefault(_image_size(pattern.format(n), frames[n][0]), []).append(n)
+        by_size.setdefault(image_size(pattern.format(n), frames[n][0]), []).append(n)
     if len(by_size) > 1:
         logger.warning(
             f"EPIC video {video} has images of {len(by_size)} sizes; each size becomes a video of "

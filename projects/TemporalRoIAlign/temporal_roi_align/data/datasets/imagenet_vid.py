@@ -16,6 +16,7 @@ frames one apart; the ``*_cocofmt`` datasets follow the JSON.
 """
 
 import logging
+import math
 import os
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
@@ -24,7 +25,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from .common import DroppedBoxes, clip_box, frame_pattern, frame_record
+from .common import DroppedBoxes, clip_box, count_numbered_frames, frame_pattern, frame_record, read_text_lines
 
 __all__ = [
     "VID_CATEGORIES",
@@ -66,9 +67,12 @@ def _number(node: ET.Element, path: str, xml_file: str, kind=float, default=None
         return default
     text = _text(node, path, xml_file)
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         raise ValueError(f"{xml_file}: <{path}> is not a number: {text!r}") from None
+    if not math.isfinite(value):  # float() reads "nan" and "inf"
+        raise ValueError(f"{xml_file}: <{path}> is not a finite number: {text!r}")
+    return value
 
 
 def parse_vid_xml(xml_file: str, wnid_to_id: Dict[str, int], dropped: DroppedBoxes):
@@ -117,8 +121,20 @@ def parse_vid_xml(xml_file: str, wnid_to_id: Dict[str, int], dropped: DroppedBox
 def _read_split(split_file: str) -> List[Tuple[int, List[str]]]:
     if not os.path.isfile(split_file):
         raise FileNotFoundError(f"{split_file}: split file does not exist")
-    with open(split_file) as f:
-        return [(n, line.split()) for n, line in enumerate(f, 1) if line.strip()]
+    return [(n, line.split()) for n, line in read_text_lines(split_file) if line.strip()]
+
+
+def _check_length_on_disk(data_dir: str, length: int, where: str):
+    """The split file's video length must be the number of frames in ``data_dir``: a shorter one
+    would leave frames out of the evaluation, a longer one fail when a support is read."""
+    on_disk, missing = count_numbered_frames(data_dir, _FRAME_DIGITS, ".JPEG")
+    if missing is not None:
+        raise ValueError(f"{where}: in {data_dir}, {missing} is missing (frames are numbered without gaps)")
+    if on_disk != length:
+        raise ValueError(
+            f"{where}: video length {length}, but {data_dir} holds {on_disk} frames "
+            f"(000000.JPEG to {on_disk - 1:06d}.JPEG); fix the split file or the download"
+        )
 
 
 def _parse_vid_line(split_file: str, lineno: int, fields: List[str]) -> Tuple[str, int, int]:
@@ -162,6 +178,8 @@ def load_imagenet_vid(
 
     Every dict knows its whole video (``video_frames``, a pattern): supports may come from any
     frame of it, also from frames the split file does not list. A DET image is a 1-frame video.
+    Each VID video's folder is listed once: a video length in the split file that differs from
+    the frames on disk, or frames with a gap, is a ValueError naming the split file's line.
     """
     if subset not in ("VID", "DET"):
         raise ValueError(f"subset must be 'VID' or 'DET', got {subset!r}")
@@ -196,11 +214,10 @@ def load_imagenet_vid(
         for lineno, fields in lines:
             video, frame, length = _parse_vid_line(split_file, lineno, fields)
             if video not in videos:
-                if not os.path.isdir(os.path.join(root, "Data", "VID", video)):
-                    raise FileNotFoundError(
-                        f"{split_file}:{lineno}: video directory "
-                        f"{os.path.join(root, 'Data', 'VID', video)} does not exist"
-                    )
+                data_dir = os.path.join(root, "Data", "VID", video)
+                if not os.path.isdir(data_dir):
+                    raise FileNotFoundError(f"{split_file}:{lineno}: video directory {data_dir} does not exist")
+                _check_length_on_disk(data_dir, length, f"{split_file}:{lineno}")
                 videos[video] = (length, [])
             elif videos[video][0] != length:
                 raise ValueError(f"{split_file}:{lineno}: video {video} has two different lengths")

@@ -21,8 +21,11 @@ from .common import (
     clip_box,
     compact_frame_list,
     contiguous_categories,
+    finite_numbers,
     frame_record,
+    json_objects,
     load_json,
+    positive_int,
     set_thing_classes,
 )
 
@@ -40,33 +43,49 @@ def load_ytvis_json(
     A frame where an instance has no box or no mask (null) carries no annotation for it, as in
     Mask2Former's loader. When the JSON has no annotations (the val/test splits) the dicts have
     no ``"annotations"`` key. Boxes are clipped to the image; boxes with no area left are dropped.
+    An annotation whose ``video_id`` is missing or names no video, a non-finite box or a
+    malformed entry is a ValueError naming the file.
     """
     data = load_json(json_file)
     for key in ("videos", "categories"):
         if not isinstance(data.get(key), list):
             raise ValueError(f"{json_file}: missing list '{key}'")
-    names, id_map = contiguous_categories(data["categories"], json_file)
+    names, id_map = contiguous_categories(json_objects(data["categories"], "categories", json_file), json_file)
     set_thing_classes(dataset_name, names, id_map, json_file)
     annotations = data.get("annotations")
+    videos = json_objects(data["videos"], "videos", json_file)
+    video_ids = set()
+    for video in videos:
+        missing = [k for k in ("id", "file_names", "height", "width") if k not in video]
+        if missing:
+            raise ValueError(f"{json_file}: video {video.get('id')} lacks {missing}")
+        if not isinstance(video["id"], (int, str)) or video["id"] in video_ids:
+            raise ValueError(f"{json_file}: video id {video['id']!r} is not a number or a string, or appears twice")
+        video_ids.add(video["id"])
 
     anns_per_video = defaultdict(list)
-    for ann in annotations or []:
+    for ann in json_objects(annotations or [], "annotations", json_file):
         if ann.get("category_id") not in id_map:
             raise ValueError(
                 f"{json_file}: annotation {ann.get('id')} has category_id {ann.get('category_id')!r}, "
                 f"not one of {sorted(id_map)}"
             )
-        anns_per_video[ann.get("video_id")].append(ann)
+        if not isinstance(ann.get("video_id"), (int, str)) or ann["video_id"] not in video_ids:
+            raise ValueError(
+                f"{json_file}: annotation {ann.get('id')} has video_id {ann.get('video_id')!r}, which no video has"
+            )
+        anns_per_video[ann["video_id"]].append(ann)
 
     dropped, dicts = DroppedBoxes(), []
-    for video in data["videos"]:
-        missing = [k for k in ("id", "file_names", "height", "width") if k not in video]
-        if missing:
-            raise ValueError(f"{json_file}: video {video.get('id')} lacks {missing}")
+    for video in videos:
+        source = f"{json_file}: video {video['id']!r}"
+        if not isinstance(video["file_names"], list) or not all(isinstance(f, str) for f in video["file_names"]):
+            raise ValueError(f"{source}: file_names must be a list of strings")
         files = [os.path.join(image_root, f) for f in video["file_names"]]
         if not files:
             raise ValueError(f"{json_file}: video {video['id']} has no frames")
-        height, width, length = video["height"], video["width"], len(files)
+        height = positive_int(video["height"], "height", source)
+        width, length = positive_int(video["width"], "width", source), len(files)
         anns = anns_per_video.get(video["id"], [])
         for ann in anns:
             for key in ("bboxes", "segmentations"):
@@ -87,12 +106,7 @@ def load_ytvis_json(
                     if not (bbox and segm):
                         continue
                     source = f"{json_file} (annotation {ann.get('id')}, frame {frame_id})"
-                    try:
-                        x, y, w, h = (float(v) for v in bbox)
-                    except (TypeError, ValueError):
-                        raise ValueError(
-                            f"{source}: bbox must be [x, y, w, h], got {bbox!r}"
-                        ) from None
+                    x, y, w, h = finite_numbers(bbox, 4, "bbox", source)
                     box = clip_box([x, y, x + w, y + h], width, height)
                     segm = convert_segmentation(segm, height, width, source)
                     if box is None or segm is None:
@@ -110,7 +124,7 @@ def load_ytvis_json(
                     )
             dicts.append(record)
     dropped.log(dataset_name or json_file)
-    logger.info(f"Loaded {len(dicts)} frames of {len(data['videos'])} videos from {json_file}")
+    logger.info(f"Loaded {len(dicts)} frames of {len(videos)} videos from {json_file}")
     return dicts
 
 
