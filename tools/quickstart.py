@@ -29,7 +29,7 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from temporal_roi_align.data.toy import ensure_toy_vid
-from temporal_roi_align.engine import VideoTrainer, setup_cfg
+from temporal_roi_align.engine import VideoTrainer, check_output_dir, setup_cfg
 from temporal_roi_align.evaluation.bootstrap import AP50Table, bootstrap_ap50, percentile_interval
 from temporal_roi_align.model_zoo import get_config_file
 from temporal_roi_align.postprocessing import seq_nms_arrays
@@ -68,8 +68,10 @@ def train(cfg):
     train_cfg = cfg.clone()
     train_cfg.defrost()
     train_cfg.DATASETS.TEST = ()
+    check_output_dir(cfg.OUTPUT_DIR, resume=False, eval_only=False, overwrite=True)  # a new run replaces the last
     trainer = VideoTrainer(train_cfg)
-    trainer.resume_or_load(resume=False)
+    # From the base detector, the temporal parts (TRoI's attention, SELSA's modules) start untrained.
+    trainer.resume_or_load(resume=False, allow_partial_weights=True)
     trainer.train()
     return time.perf_counter() - start, trainer.model
 
