@@ -16,12 +16,15 @@ from detectron2.engine import launch as d2_launch
 from detectron2.utils.logger import setup_logger
 
 from .config import add_video_config
-from .data import build_video_test_loader, build_video_train_loader
-from .evaluation import VIDEvaluator
+from .data import VideoDatasetMapper, VISDatasetMapper, build_video_test_loader, build_video_train_loader
+from .evaluation import VIDEvaluator, YTVISEvaluator
 
-__all__ = ["VideoTrainer", "launch", "setup_cfg"]
+__all__ = ["TRAIN_MAPPERS", "VideoTrainer", "launch", "setup_cfg"]
 
 logger = logging.getLogger(__name__)
+
+# INPUT.TRAIN_MAPPER -> the mapper of the training frame groups.
+TRAIN_MAPPERS = {"VideoDatasetMapper": VideoDatasetMapper, "VISDatasetMapper": VISDatasetMapper}
 
 
 @contextlib.contextmanager
@@ -42,7 +45,8 @@ def _ddp_on_cpu_without_device_ids():
 
 
 class VideoTrainer(DefaultTrainer):
-    """DefaultTrainer with frame-group loaders (target + support frames) and the VID evaluator."""
+    """DefaultTrainer with frame-group loaders (target + support frames, and a reference frame
+    for MaskTrack R-CNN) and the VID / YouTube-VIS evaluators."""
 
     def __init__(self, cfg):
         with _ddp_on_cpu_without_device_ids():
@@ -50,7 +54,10 @@ class VideoTrainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_video_train_loader(cfg)
+        """:func:`build_video_train_loader` with the mapper named by ``INPUT.TRAIN_MAPPER``."""
+        if cfg.INPUT.TRAIN_MAPPER not in TRAIN_MAPPERS:
+            raise ValueError(f"INPUT.TRAIN_MAPPER must be one of {sorted(TRAIN_MAPPERS)}, got {cfg.INPUT.TRAIN_MAPPER!r}")
+        return build_video_train_loader(cfg, mapper=TRAIN_MAPPERS[cfg.INPUT.TRAIN_MAPPER](cfg, True))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
@@ -60,15 +67,36 @@ class VideoTrainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         """The evaluator of the dataset's ``evaluator_type`` metadata, as PointRend's
         train_net.py chooses: "vid" -> :class:`VIDEvaluator` (with the dataset's
-        ``frame_subsets``, if any)."""
+        ``frame_subsets``, if any); "ytvis" -> :class:`YTVISEvaluator` (video mask AP; on a
+        split without annotations it writes the server's results.json and submission.zip and
+        returns {})."""
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         metadata = MetadataCatalog.get(dataset_name)
         evaluator_type = metadata.get("evaluator_type", None)
         if evaluator_type == "vid":
             return VIDEvaluator(dataset_name, output_folder, subsets=metadata.get("frame_subsets", None))
+        if evaluator_type == "ytvis":
+            return YTVISEvaluator(dataset_name, output_folder)
         raise NotImplementedError(
-            f"no evaluator for dataset '{dataset_name}' of evaluator_type {evaluator_type!r} (known: 'vid')"
+            f"no evaluator for dataset '{dataset_name}' of evaluator_type {evaluator_type!r} (known: 'vid', 'ytvis')"
         )
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """:meth:`DefaultTrainer.test`; a dataset whose evaluator returns no scores (a
+        YouTube-VIS split without public annotations) is named with where its results went."""
+        results = super().test(cfg, model, evaluators)
+        per_dataset = {cfg.DATASETS.TEST[0]: results} if len(cfg.DATASETS.TEST) == 1 else results
+        for name, scores in per_dataset.items():
+            if not scores and comm.is_main_process():
+                folder = os.path.join(cfg.OUTPUT_DIR, "inference", name)
+                logger.warning(
+                    f"'{name}': no scores computed here (no annotations); the predictions are in "
+                    f"{folder} (results.json, submission.zip for the YouTube-VIS evaluation server)"
+                    if MetadataCatalog.get(name).get("evaluator_type", None) == "ytvis"
+                    else f"'{name}': the evaluator returned no scores"
+                )
+        return results
 
 
 def setup_cfg(config_file: str, opts=(), *, args=None):

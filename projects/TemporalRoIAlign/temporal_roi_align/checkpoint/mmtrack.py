@@ -1,6 +1,8 @@
 """
 ImageNet VID checkpoints of mmtracking 0.x (mmtrack, on mmdetection 2.x) ->
 this project's VideoRCNN: SELSA, SELSA + Temporal RoI Align, and the single-frame Faster R-CNN.
+:func:`convert_mmtrack_checkpoint` hands mmtrack's YouTube-VIS MaskTrack R-CNN checkpoints
+(recognised by their ``track_head.*`` tensors) to :func:`.masktrack.convert_masktrack_checkpoint`.
 
 The source names and shapes are those of mmtrack's ``faster_rcnn_r50_dc5`` detector
 (ResNet ``backbone``, ``neck`` = ChannelMapper 3x3 conv + ReLU to 512 channels, ``rpn_head``,
@@ -26,6 +28,7 @@ from .common import (
     state_dict_of,
 )
 from ..data.datasets import VID_CATEGORIES
+from .masktrack import convert_masktrack_checkpoint
 from .resnet import resnet_rules
 
 __all__ = [
@@ -146,12 +149,16 @@ def convert_mmtrack_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", st
     ``"state_dict"``, class names under ``"meta"``) -> the state dict of the model of ``cfg``.
     SELSA is recognised by ``roi_head.bbox_head.aggregator.*``, Temporal RoI Align by
     ``roi_head.bbox_roi_extractor.embed_network.*``; neither is the single-frame detector.
+    A MaskTrack R-CNN checkpoint (``track_head.*``) is converted by
+    :func:`~.masktrack.convert_masktrack_checkpoint` (the config must then be a MaskTrack one).
 
     Returns ``(state_dict, ConversionReport)``; raises :class:`ConversionError` (see
     :func:`apply_rules` for ``strict``; with ``strict``, also when ``cfg`` differs from
     :func:`mmtrack_config`).
     """
     state_dict, extra = state_dict_of(checkpoint, source, ("state_dict",))
+    if any(k.startswith("track_head.") for k in state_dict):
+        return convert_masktrack_checkpoint(checkpoint, cfg, source, strict)
     names = [k[len("detector.") :] if k.startswith("detector.") else k for k in state_dict]
     if any(name.startswith("motion.") for name in names):
         raise ConversionError(

@@ -3,7 +3,7 @@ from .feature_cache import CachedFrame, FeatureCache
 from .fgfa_aggregator import FgfaAggregator
 from .flownet import FlowNetSimple
 from .frame_group import SupportFrames
-from .masktrack_config import add_masktrack_config
+from .masktrack import MaskTrackRCNN, MaskTrackROIHeads, ReferenceFrames
 from .masktrack_tracker import MaskTrackTracker
 from .meta_arch import VideoRCNN
 from .poolers import TemporalROIPooler
