@@ -5,12 +5,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from detectron2.config import LazyConfig, instantiate
 from detectron2.modeling import build_model
 from omegaconf import OmegaConf
 
 from temporal_roi_align.data import VideoDatasetMapper, VISDatasetMapper
-from temporal_roi_align.engine import setup_cfg
+from temporal_roi_align.engine import VideoTrainer, setup_cfg
 from test_lazy_configs import _plain, assert_same_model, run_ablation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,6 +64,19 @@ def test_toy_data_and_solver_are_the_yaml_ones(vis_toy_datasets_env):
     assert (cfg.dataloader.test.dataset.names,) == yaml.DATASETS.TEST
     assert cfg.dataloader.train.total_batch_size == yaml.SOLVER.IMS_PER_BATCH
     assert (cfg.optimizer.lr, cfg.train.max_iter) == (yaml.SOLVER.BASE_LR, yaml.SOLVER.MAX_ITER)
+    # The same clipped SGD: one step on large gradients moves the parameters alike.
+    steps = []
+    for build in (lambda m: VideoTrainer.build_optimizer(yaml, m), lambda m: instantiate(cfg.optimizer)):
+        torch.manual_seed(0)
+        module = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.GroupNorm(1, 3))
+        cfg.optimizer.params.model = module
+        optimizer = build(module)
+        (module(torch.randn(2, 4)) * 1000).square().sum().backward()
+        optimizer.step()
+        steps.append([p.detach().clone() for p in module.parameters()])
+    for a, b in zip(*steps):
+        torch.testing.assert_close(a, b)
+    assert steps[0][0].abs().max() < 10, "the step is clipped"
     multiplier = instantiate(cfg.lr_multiplier)
     (step,) = yaml.SOLVER.STEPS
     values = [multiplier(i / cfg.train.max_iter) for i in (0, yaml.SOLVER.WARMUP_ITERS, step - 1, step)]

@@ -9,17 +9,18 @@ import detectron2.utils.comm as comm
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from detectron2.config import get_cfg
+from detectron2.config import CfgNode, get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer, default_setup
 from detectron2.engine import launch as d2_launch
+from detectron2.solver.build import maybe_add_gradient_clipping
 from detectron2.utils.logger import setup_logger
 
 from .config import add_video_config
 from .data import VideoDatasetMapper, VISDatasetMapper, build_video_test_loader, build_video_train_loader
 from .evaluation import VIDEvaluator, YTVISEvaluator
 
-__all__ = ["TRAIN_MAPPERS", "VideoTrainer", "launch", "setup_cfg"]
+__all__ = ["TRAIN_MAPPERS", "VideoTrainer", "launch", "setup_cfg", "sgd_with_gradient_clipping"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,22 @@ class VideoTrainer(DefaultTrainer):
                     else f"'{name}': the evaluator returned no scores"
                 )
         return results
+
+
+def sgd_with_gradient_clipping(
+    params, *, clip_value: float, clip_type: str = "norm", norm_type: float = 2.0, **sgd_kwargs
+) -> torch.optim.Optimizer:
+    """
+    ``torch.optim.SGD(params, **sgd_kwargs)`` that clips the gradients before each step as the
+    yacs trainer does with ``SOLVER.CLIP_GRADIENTS`` (each parameter's gradient: its norm at
+    ``clip_value`` for ``clip_type="norm"``, its values for ``"value"``): the optimizer of the
+    LazyConfig files whose yaml twins clip.
+    """
+    clipping = CfgNode(
+        {"ENABLED": True, "CLIP_TYPE": clip_type, "CLIP_VALUE": clip_value, "NORM_TYPE": norm_type}
+    )
+    optimizer_class = maybe_add_gradient_clipping(CfgNode({"SOLVER": {"CLIP_GRADIENTS": clipping}}), torch.optim.SGD)
+    return optimizer_class(params, **sgd_kwargs)
 
 
 def setup_cfg(config_file: str, opts=(), *, args=None):

@@ -1,7 +1,8 @@
 """
 YouTube-VIS checkpoints of mmtracking's (mmtrack's) MaskTrack R-CNN (mmtracking 0.14 on mmdetection
-2.x, ``configs/vis/masktrack_rcnn``) -> Detectron2's Mask R-CNN FPN (``GeneralizedRCNN``,
-``StandardROIHeads``, standard names) plus this project's track head under ``roi_heads.track_head.``.
+2.x, ``configs/vis/masktrack_rcnn``) -> this project's ``MaskTrackRCNN``: Detectron2's Mask R-CNN
+FPN (standard names) plus the track head under ``roi_heads.track_head.``
+(``tools/convert_checkpoint.py mmtrack`` recognises them by their ``track_head.*`` tensors).
 
 Published checkpoints, mask AP on YouTube-VIS val (configs/YouTubeVIS/converted/masktrack_*):
 
