@@ -18,7 +18,13 @@ from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.proposal_generator import RPN, StandardRPNHead
 from detectron2.modeling.roi_heads import FastRCNNConvFCHead, FastRCNNOutputLayers, MaskRCNNConvUpsampleHead
 
-from temporal_roi_align.modeling import MaskTrackHead, MaskTrackRCNN, MaskTrackROIHeads, MaskTrackTracker, TemporalROIPooler
+from temporal_roi_align.modeling import (
+    MaskTrackHead,
+    MaskTrackRCNN,
+    MaskTrackROIHeads,
+    MaskTrackTracker,
+    TemporalROIPooler,
+)
 
 from .video_rcnn_dc5 import resnet_stages
 

@@ -57,7 +57,9 @@ class VideoTrainer(DefaultTrainer):
     def build_train_loader(cls, cfg):
         """:func:`build_video_train_loader` with the mapper named by ``INPUT.TRAIN_MAPPER``."""
         if cfg.INPUT.TRAIN_MAPPER not in TRAIN_MAPPERS:
-            raise ValueError(f"INPUT.TRAIN_MAPPER must be one of {sorted(TRAIN_MAPPERS)}, got {cfg.INPUT.TRAIN_MAPPER!r}")
+            raise ValueError(
+                f"INPUT.TRAIN_MAPPER must be one of {sorted(TRAIN_MAPPERS)}, got {cfg.INPUT.TRAIN_MAPPER!r}"
+            )
         return build_video_train_loader(cfg, mapper=TRAIN_MAPPERS[cfg.INPUT.TRAIN_MAPPER](cfg, True))
 
     @classmethod

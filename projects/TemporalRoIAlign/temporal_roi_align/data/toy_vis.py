@@ -132,7 +132,10 @@ def _write_split(out: str, p: dict, split_index: int, split: str, num_videos: in
 
 def _write_dataset(out: str, p: dict):
     sprites, textures = _sprites(), _textures()
-    splits = (("train", p["num_train_videos"], p["frames_per_video"]), ("val", p["num_val_videos"], p["val_frames_per_video"]))
+    splits = (
+        ("train", p["num_train_videos"], p["frames_per_video"]),
+        ("val", p["num_val_videos"], p["val_frames_per_video"]),
+    )
     for split_index, (split, num_videos, num_frames) in enumerate(splits):
         _write_split(out, p, split_index, split, num_videos, num_frames, sprites, textures)
     # Written last: its presence marks a complete dataset.
