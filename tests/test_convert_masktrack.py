@@ -9,24 +9,36 @@ device (names and shapes). Numeric checks use a narrow R-50 (same depth and name
 channels: the conversion maps names and checks shapes, whatever the widths) and compare each
 converted part, and the whole detector, with a direct computation from the source tensors that
 follows the toolbox's definitions (``toolbox_*`` functions below)."""
+import importlib.util
 import math
+import os
 from collections import OrderedDict
 from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, ImageList
-from torchvision.ops import batched_nms, roi_align
+from torchvision.ops import batched_nms, box_iou, roi_align
 
 from temporal_roi_align import add_video_config
-from temporal_roi_align.checkpoint import TRACK_HEAD_PREFIX, ConversionError, convert_masktrack_checkpoint
+from temporal_roi_align.checkpoint import (
+    TRACK_HEAD_PREFIX,
+    ConversionError,
+    convert_masktrack_checkpoint,
+    convert_mmtrack_checkpoint,
+)
 from temporal_roi_align.checkpoint.common import build_meta_model
+from temporal_roi_align.engine import setup_cfg
 from temporal_roi_align.model_zoo import get_config_file
-from temporal_roi_align.modeling import add_masktrack_config, build_track_head
+from temporal_roi_align.modeling import MaskTrackRCNN
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 BN_STATS = ("weight", "bias", "running_mean", "running_var")
@@ -363,7 +375,6 @@ def toolbox_paste_masks(probabilities, boxes, height, width):
 def masktrack_cfg(name="YouTubeVIS/converted/masktrack_R_50_FPN_ytvis2019.yaml", opts=()):
     cfg = get_cfg()
     add_video_config(cfg)
-    add_masktrack_config(cfg)
     cfg.merge_from_file(get_config_file(name))
     cfg.merge_from_list(list(opts) + ["MODEL.DEVICE", "cpu"])
     return cfg
@@ -377,19 +388,17 @@ def split(state_dict):
 
 @pytest.fixture(scope="module")
 def narrow():
-    """The narrow R-50 MaskTrack R-CNN: source dict, report, the converted detector and track
-    head (strictly loaded) in float32, and float64 copies."""
+    """The narrow R-50 MaskTrack R-CNN: source dict, report, the converted model (MaskTrackRCNN,
+    strictly loaded) and its track head in float32, and float64 copies of the source."""
     cfg = masktrack_cfg(opts=NARROW_OPTS)
     source = toolbox_state_dict(**NARROW)
     source["detector.roi_head.bbox_head.fc_cls.bias"][-1] = 5.4  # background: about 20 detections pass 0.01
     converted, report = convert_masktrack_checkpoint(
         {"state_dict": source, "meta": {"CLASSES": YTVIS_2019_CLASSES}}, cfg, source="narrow.pth"
     )
-    detector_sd, head_sd = split(converted)
     model = build_model(cfg).eval()
-    model.load_state_dict(detector_sd, strict=True)
-    head = build_track_head(cfg, model.backbone.output_shape()).eval()
-    head.load_state_dict(head_sd, strict=True)
+    model.load_state_dict(converted, strict=True)
+    head = model.roi_heads.track_head
     source64 = {k: v.double() if v.is_floating_point() else v for k, v in source.items()}
     return SimpleNamespace(cfg=cfg, source=source, source64=source64, report=report, converted=converted, model=model,
                            head=head)  # fmt: skip
@@ -420,10 +429,11 @@ def test_published_architectures_convert_strictly_into_their_configs(depth, year
     converted, report = convert_masktrack_checkpoint({"state_dict": source}, masktrack_cfg(CONVERTED[depth, year]))
     assert len(report.mapped) == len(converted) == len(source) - len(report.ignored)
     assert {reason for _, reason in report.ignored} == {"BatchNorm update counters, unused by FrozenBN"}
-    # Every key of the Detectron2 model and of the track head is filled.
-    model_keys = set(build_meta_model(masktrack_cfg(CONVERTED[depth, year])).state_dict())
-    detector, head = split(converted)
-    assert set(detector) == model_keys and set(head) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+    # Every key of the model (MaskTrackRCNN, the track head included) is filled.
+    model = build_meta_model(masktrack_cfg(CONVERTED[depth, year]))
+    assert isinstance(model, MaskTrackRCNN) and set(converted) == set(model.state_dict())
+    _, head = split(converted)
+    assert set(head) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
     mapping = {s: t for s, t, _, _ in report.mapped}
     assert mapping["detector.backbone.layer3.5.conv2.weight"] == "backbone.bottom_up.res4.5.conv2.weight"
     assert mapping["detector.neck.lateral_convs.0.conv.weight"] == "backbone.fpn_lateral2.weight"
@@ -531,14 +541,19 @@ def test_track_head_embeddings_match_the_toolbox(narrow):
     torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-9)
 
 
-def test_whole_detector_gives_the_toolbox_detections_and_masks(narrow):
-    """GeneralizedRCNN on one frame (no resize: the output size is the input size) against the
-    toolbox's MaskRCNN.simple_test composed from the functions above."""
+def test_whole_model_gives_the_toolbox_detections_masks_embeddings_and_tracks(narrow):
+    """MaskTrackRCNN (the converted checkpoint loaded strictly) on one frame, no resize (the
+    output size is the input size), against the toolbox's MaskTrackRCNN.simple_test composed from
+    the functions above: MaskRCNN's detections and masks, the track head's embeddings of the
+    detected boxes, then the tracker on the same frame again as the video's next frame."""
     source, model = narrow.source, narrow.model
     height, width = 100, 140  # padded to 128 x 160
     image = torch.rand(3, height, width, generator=torch.Generator().manual_seed(6)) * 255
     with torch.no_grad():
-        found = model([{"image": image, "height": height, "width": width}])[0]["instances"]
+        found = model([{"image": image, "height": height, "width": width, "video_id": "v", "frame_id": 0}])
+        found = found[0]["instances"]
+        again = model([{"image": image, "height": height, "width": width, "video_id": "v", "frame_id": 1}])
+        again = again[0]["instances"]
         x = F.pad((image - model.pixel_mean) / model.pixel_std, (0, 160 - width, 0, 128 - height))[None]
         pyramid = toolbox_fpn(source, toolbox_resnet(source, x))
         proposals = toolbox_rpn(source, pyramid, (height, width))
@@ -547,6 +562,7 @@ def test_whole_detector_gives_the_toolbox_detections_and_masks(narrow):
         mask_logits = toolbox_mask_head(source, toolbox_roi_extract(pyramid[:4], boxes, 14))
         probabilities = mask_logits[torch.arange(len(labels)), labels].sigmoid()
         masks = toolbox_paste_masks(probabilities, boxes, height, width)
+        embeddings = toolbox_embed(source, toolbox_roi_extract(pyramid[:4], boxes, 7))
     assert 0 < len(found) == len(boxes) < 100
     torch.testing.assert_close(found.pred_boxes.tensor, boxes, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(found.scores, scores)
@@ -556,6 +572,61 @@ def test_whole_detector_gives_the_toolbox_detections_and_masks(narrow):
     # 10, 5 where the toolbox multiplies by stds 0.1, 0.2): a pixel on a mask's 0.5 contour may flip.
     assert (found.pred_masks != masks).sum() <= len(boxes)
     assert masks.sum() > 0
+    torch.testing.assert_close(found.track_embeddings, embeddings, rtol=1e-4, atol=1e-4)
+    # Tracks: the first frame starts one per detection (ids 0..N-1). The same frame again, as
+    # the next frame: the toolbox's match scores (log softmax of [0, dot products] + log score
+    # + 2 IoU + 10 same class; the new-track column: 10), then pairs taken greedily by score
+    # (one detection per track), detections left over get new ids N, N+1, ...
+    assert found.pred_track_ids.tolist() == list(range(len(boxes)))
+    logits = torch.cat([torch.zeros(len(boxes), 1), embeddings @ embeddings.t()], dim=1)
+    match = logits.log_softmax(dim=1) + scores.log()[:, None]
+    match[:, 1:] += 2 * box_iou(boxes, boxes) + 10 * (labels[:, None] == labels[None, :])
+    match[:, 0] += 10
+    pairs = sorted(((match[i, j + 1].item(), i, j) for i in range(len(boxes)) for j in range(len(boxes))
+                    if match[i, j + 1] > match[i, 0]), key=lambda p: -p[0])  # fmt: skip
+    expected, taken = [None] * len(boxes), set()
+    for _, i, j in pairs:
+        if expected[i] is None and j not in taken:
+            expected[i] = j
+            taken.add(j)
+    new_ids = iter(range(len(boxes), 2 * len(boxes)))
+    expected = [j if j is not None else next(new_ids) for j in expected]
+    assert again.pred_track_ids.tolist() == expected
+
+
+def test_the_tool_recognises_masktrack_checkpoints_and_the_output_loads(narrow, tmp_path, capsys):
+    """tools/convert_checkpoint.py mmtrack dispatches checkpoints with track_head.* tensors to
+    convert_masktrack_checkpoint; the written file loads into MaskTrackRCNN with every key."""
+    spec = importlib.util.spec_from_file_location("convert_checkpoint", os.path.join(ROOT, "tools", "convert_checkpoint.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    config = tmp_path / "narrow.yaml"
+    nested = {"_BASE_": get_config_file(CONVERTED["R_50", 2019])}
+    for key, value in zip(NARROW_OPTS[::2], NARROW_OPTS[1::2]):
+        *parents, leaf = key.split(".")
+        node = nested
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    config.write_text(yaml.safe_dump(nested))
+    cfg = setup_cfg(str(config), ["MODEL.DEVICE", "cpu"])
+    checkpoint = {"state_dict": narrow.source, "meta": {"CLASSES": list(YTVIS_2019_CLASSES)}}
+    direct, _ = convert_masktrack_checkpoint(checkpoint, cfg)
+    dispatched, _ = convert_mmtrack_checkpoint(checkpoint, cfg)
+    assert list(direct) == list(dispatched) and all(torch.equal(direct[k], dispatched[k]) for k in direct)
+    source, output = tmp_path / "masktrack.pth", tmp_path / "out.pth"
+    torch.save(checkpoint, source)
+    assert tool.main(["mmtrack", str(source), str(output), "--config-file", str(config)]) == 0
+    assert f"wrote {output}" in capsys.readouterr().out
+    model = build_model(cfg)
+    result = DetectionCheckpointer(model).load(str(output))
+    assert isinstance(model, MaskTrackRCNN) and not result.get("incompatible", None)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, narrow.converted[name]), name
+    # The VID model of the same tool refuses it with the MaskTrack config's differences spelled out.
+    vid_cfg = setup_cfg(get_config_file("ImageNetVID/converted/selsa_R_50_DC5.yaml"))
+    with pytest.raises(ConversionError, match="the config differs from mmtrack's MaskTrack R-CNN"):
+        convert_mmtrack_checkpoint(checkpoint, vid_cfg, source="masktrack.pth")
 
 
 # ---- classes, anchors, config -----------------------------------------------------------------------
@@ -578,8 +649,8 @@ def test_class_order_follows_the_test_dataset(narrow):
     torch.testing.assert_close(c["roi_heads.mask_head.predictor.bias"], s[m + "conv_logits.bias"][index])
     reordered = "class order: the checkpoint's reordered to 'masktrack_test_reversed_classes''s; background last in both"
     assert reordered in report.notes
-    # The registered YouTube-VIS datasets name their classes once loaded: the order is kept.
-    assert any("('ytvis_2019_val' has no class names)" in note for note in narrow.report.notes)
+    # The registered YouTube-VIS 2019 names carry the official classes, in the checkpoint's order.
+    assert "class order: the same as 'ytvis_2019_val'; background last in both" in narrow.report.notes
     assert not [note for _, _, _, note in narrow.report.mapped if note]
     # Other names: refused.
     MetadataCatalog.get("masktrack_test_other_classes").set(thing_classes=["cat"] * 40)
@@ -609,9 +680,8 @@ def test_config_differences_missing_keys_and_other_checkpoints_are_reported(narr
     converted, report = convert_masktrack_checkpoint(checkpoint, cfg, strict=False)
     assert len(converted) == len(narrow.converted)
     assert any("INPUT.RESIZE_STYLE is 'detectron2', mmtrack uses 'mmtrack'" in note for note in report.notes)
-    # The config without add_masktrack_config's keys.
+    # The config without add_video_config's keys.
     plain = get_cfg()
-    add_video_config(plain)
     with pytest.raises(ConversionError, match="x.pth: the config has no MODEL.ROI_TRACK_HEAD"):
         convert_masktrack_checkpoint(checkpoint, plain, source="x.pth")
     # A checkpoint without a track head (e.g. the toolbox's COCO Mask R-CNN).

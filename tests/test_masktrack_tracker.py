@@ -7,7 +7,8 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.structures import Boxes, Instances
 
-from temporal_roi_align.modeling import MaskTrackTracker, add_masktrack_config
+from temporal_roi_align import add_video_config
+from temporal_roi_align.modeling import MaskTrackTracker
 
 DIM = 8
 
@@ -84,7 +85,7 @@ def test_match_score_formula_on_hand_numbers():
 
 def test_config_keys_set_the_toolbox_weights():
     cfg = get_cfg()
-    add_masktrack_config(cfg)
+    add_video_config(cfg)
     tracker = MaskTrackTracker(cfg)
     assert (tracker.det_score_weight, tracker.iou_weight, tracker.class_weight, tracker.num_frames_retain) == (
         1.0, 2.0, 10.0, 20,

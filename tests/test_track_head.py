@@ -12,10 +12,10 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from torchvision.ops import box_iou, roi_align
 
+from temporal_roi_align import add_video_config
 from temporal_roi_align.modeling import (
     ROI_TRACK_HEAD_REGISTRY,
     MaskTrackHead,
-    add_masktrack_config,
     build_track_head,
     match_logits,
     sample_track_targets,
@@ -27,7 +27,7 @@ FEATURES = ("p2", "p3", "p4", "p5")
 
 def make_cfg(*opts):
     cfg = get_cfg()
-    add_masktrack_config(cfg)
+    add_video_config(cfg)
     cfg.MODEL.ROI_HEADS.IN_FEATURES = list(FEATURES)
     cfg.merge_from_list(list(opts))
     return cfg

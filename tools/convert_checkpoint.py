@@ -9,6 +9,12 @@ Convert third-party checkpoints to this project's models (docs/converting_checkp
         output/selsa_troi_R_50_DC5_mmtrack.pth \\
         --config-file configs/ImageNetVID/converted/selsa_troi_R_50_DC5.yaml
 
+    # mmtrack's YouTube-VIS MaskTrack R-CNN models (recognised by their track_head.* tensors):
+    python tools/convert_checkpoint.py mmtrack \\
+        masktrack_rcnn_r50_fpn_12e_youtubevis2019_20211022_194830-6ca6b91e.pth \\
+        output/masktrack_R_50_FPN_ytvis2019_mmtrack.pth \\
+        --config-file configs/YouTubeVIS/converted/masktrack_R_50_FPN_ytvis2019.yaml
+
     # torchvision ImageNet ResNet / ResNeXt -> backbone weights to start training from:
     python tools/convert_checkpoint.py torchvision resnet50-0676ba61.pth output/R-50.pth \\
         --config-file configs/ImageNetVID/selsa_troi_R_50_DC5.yaml
@@ -37,7 +43,10 @@ from temporal_roi_align.checkpoint.common import state_dict_of
 from temporal_roi_align.engine import setup_cfg
 
 CONVERTERS = {
-    "mmtrack": (convert_mmtrack_checkpoint, "an mmtracking 0.x (mmtrack) ImageNet VID checkpoint"),
+    "mmtrack": (
+        convert_mmtrack_checkpoint,
+        "an mmtracking 0.x (mmtrack) ImageNet VID or YouTube-VIS MaskTrack R-CNN checkpoint",
+    ),
     "torchvision": (convert_torchvision_checkpoint, "a torchvision ImageNet ResNet / ResNeXt checkpoint"),
 }
 

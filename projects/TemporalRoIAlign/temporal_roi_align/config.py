@@ -14,6 +14,9 @@ def add_video_config(cfg):
     cfg.MODEL.TEMPORAL_ROI_ALIGN.EMBED = "shared"
     # RoI cells whose similarities are computed at once; bounds the operator's extra memory.
     cfg.MODEL.TEMPORAL_ROI_ALIGN.CHUNK_SIZE = 2048
+    # With ENABLED and MODEL.MASK_ON, the mask head's RoI features come from Temporal RoI Align
+    # too (its own pooler, same K, N, EMBED and support frames as the box head's).
+    cfg.MODEL.TEMPORAL_ROI_ALIGN.MASK_POOLER = False
 
     # SELSA (Wu et al., ICCV 2019): attention over the proposals of all frames in the box head.
     cfg.MODEL.SELSA = CN()
@@ -57,6 +60,47 @@ def add_video_config(cfg):
     # own features (True: every frame of the paper's Eq. 1 sum, as FGFA aggregates at test).
     cfg.MODEL.FGFA.TRAIN_WITH_TARGET = False
 
+    # MaskTrack R-CNN (Yang, Fan, Xu, ICCV 2019): the track head and the online tracker
+    # (modeling/track_head.py, modeling/masktrack_tracker.py, modeling/masktrack.py). Defaults are
+    # those of mmtrack's YouTube-VIS models.
+    cfg.MODEL.ROI_TRACK_HEAD = CN()
+    # Name of the head in ROI_TRACK_HEAD_REGISTRY: RoIAlign on ROI_HEADS.IN_FEATURES (the FPN
+    # level of each box as for the box head), FC layers with ReLU, dot-product match logits.
+    cfg.MODEL.ROI_TRACK_HEAD.NAME = "MaskTrackHead"
+    # RoIAlign output size of the track head.
+    cfg.MODEL.ROI_TRACK_HEAD.POOLER_RESOLUTION = 7
+    # Samples per RoIAlign bin (0: adaptive, ceil(box size / output size)).
+    cfg.MODEL.ROI_TRACK_HEAD.POOLER_SAMPLING_RATIO = 0
+    # RoIAlign type of the track head (ROIAlignV2: aligned, as mmtrack's).
+    cfg.MODEL.ROI_TRACK_HEAD.POOLER_TYPE = "ROIAlignV2"
+    # FC layers of the track head, each followed by ReLU (the last one too).
+    cfg.MODEL.ROI_TRACK_HEAD.NUM_FC = 2
+    # Width of those FC layers = the embedding size.
+    cfg.MODEL.ROI_TRACK_HEAD.FC_DIM = 1024
+    # Weight of the match cross-entropy in the total loss.
+    cfg.MODEL.ROI_TRACK_HEAD.LOSS_WEIGHT = 1.0
+    # Training RoIs of the track head per target image (RPN proposals + ground-truth boxes when
+    # ROI_HEADS.PROPOSAL_APPEND_GT), sampled apart from the box head's.
+    cfg.MODEL.ROI_TRACK_HEAD.BATCH_SIZE_PER_IMAGE = 128
+    # Largest fraction of those RoIs that are foreground.
+    cfg.MODEL.ROI_TRACK_HEAD.POSITIVE_FRACTION = 0.25
+    # IoU with a ground-truth box from which a RoI is foreground (below it: background).
+    cfg.MODEL.ROI_TRACK_HEAD.IOU_THRESHOLD = 0.5
+
+    # MaskTrack R-CNN's online tracker. Score of detection i for track j:
+    # log_softmax(match logits)[i, j] + DET_SCORE_WEIGHT * log(score_i)
+    # + IOU_WEIGHT * IoU(box_i, box_j) + CLASS_WEIGHT * [class_i == class_j];
+    # the "new track" column has IoU 0 and counts as the same class.
+    cfg.MODEL.MASKTRACK_TRACKER = CN()
+    # Weight of the log detection score.
+    cfg.MODEL.MASKTRACK_TRACKER.DET_SCORE_WEIGHT = 1.0
+    # Weight of the IoU with the track's last box.
+    cfg.MODEL.MASKTRACK_TRACKER.IOU_WEIGHT = 2.0
+    # Bonus for the track's last class.
+    cfg.MODEL.MASKTRACK_TRACKER.CLASS_WEIGHT = 10.0
+    # A track not matched in this many consecutive frames is forgotten.
+    cfg.MODEL.MASKTRACK_TRACKER.NUM_FRAMES_RETAIN = 20
+
     # conv5 -> 3x3 conv to OUT_CHANNELS before RoI pooling, as in the public DC5 configs.
     cfg.MODEL.CHANNEL_REDUCTION = CN()
     cfg.MODEL.CHANNEL_REDUCTION.IN_FEATURE = "res5"
@@ -90,6 +134,13 @@ def add_video_config(cfg):
     cfg.INPUT.SUPPORT.TEST_MODE = "uniform"
     cfg.INPUT.SUPPORT.NUM_TEST = 14
     cfg.INPUT.SUPPORT.TEST_STRIDE = 1
+
+    # Training mapper of build_video_train_loader: "VideoDatasetMapper" (target + supports) or
+    # "VISDatasetMapper" (target + the reference frame of MaskTrack R-CNN's track head + supports).
+    cfg.INPUT.TRAIN_MAPPER = "VideoDatasetMapper"
+    # VISDatasetMapper: the reference frame is drawn at random within +-REFERENCE_FRAME_RANGE
+    # frames of the target, never the target itself (mmtrack's YouTube-VIS sampling: 100).
+    cfg.INPUT.REFERENCE_FRAME_RANGE = 100
 
     # Whole-video inference (VideoRCNN's feature cache, used by evaluation and VideoPredictor).
     cfg.VIDEO = CN()

@@ -10,30 +10,36 @@ import detectron2.utils.comm as comm
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from detectron2.config import get_cfg
+from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
 from detectron2.engine import launch as d2_launch
+from detectron2.solver.build import maybe_add_gradient_clipping
 from detectron2.utils.logger import setup_logger
 
 from .checkpoint import VideoCheckpointer
 from .config import add_video_config
 from .config_checks import check_config
-from .data import build_video_test_loader, build_video_train_loader
-from .evaluation import VIDEvaluator, VideoPostprocessingEvaluator
+from .data import VideoDatasetMapper, VISDatasetMapper, build_video_test_loader, build_video_train_loader
+from .evaluation import VIDEvaluator, VideoPostprocessingEvaluator, YTVISEvaluator
 from .postprocessing import build_video_postprocessor
 
 __all__ = [
     "FailureRecordingLoader",
+    "TRAIN_MAPPERS",
     "VideoTrainer",
     "argument_parser",
     "check_output_dir",
     "launch",
     "save_iterations_done",
     "setup_cfg",
+    "sgd_with_gradient_clipping",
 ]
 
 logger = logging.getLogger(__name__)
+
+# INPUT.TRAIN_MAPPER -> the mapper of the training frame groups.
+TRAIN_MAPPERS = {"VideoDatasetMapper": VideoDatasetMapper, "VISDatasetMapper": VISDatasetMapper}
 
 
 @contextlib.contextmanager
@@ -94,10 +100,11 @@ def save_iterations_done(trainer, checkpointer, output_dir: str):
 
 
 class VideoTrainer(DefaultTrainer):
-    """DefaultTrainer with frame-group loaders (target + support frames), the VID evaluator and
-    a :class:`VideoCheckpointer`: atomic checkpoints, resuming from the newest whole one, weights
-    checked against the model (:meth:`resume_or_load`). When reading the training data fails,
-    the iterations done are saved as a checkpoint before the error goes on."""
+    """DefaultTrainer with frame-group loaders (target + support frames, and a reference frame
+    for MaskTrack R-CNN), the VID / YouTube-VIS evaluators and a :class:`VideoCheckpointer`:
+    atomic checkpoints, resuming from the newest whole one, weights checked against the model
+    (:meth:`resume_or_load`). When reading the training data fails, the iterations done are saved
+    as a checkpoint before the error goes on."""
 
     def __init__(self, cfg):
         with _ddp_on_cpu_without_device_ids():
@@ -129,7 +136,12 @@ class VideoTrainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return FailureRecordingLoader(build_video_train_loader(cfg))
+        """:func:`build_video_train_loader` with the mapper named by ``INPUT.TRAIN_MAPPER``."""
+        if cfg.INPUT.TRAIN_MAPPER not in TRAIN_MAPPERS:
+            raise ValueError(
+                f"INPUT.TRAIN_MAPPER must be one of {sorted(TRAIN_MAPPERS)}, got {cfg.INPUT.TRAIN_MAPPER!r}"
+            )
+        return FailureRecordingLoader(build_video_train_loader(cfg, mapper=TRAIN_MAPPERS[cfg.INPUT.TRAIN_MAPPER](cfg, True)))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
@@ -139,19 +151,56 @@ class VideoTrainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         """The evaluator of the dataset's ``evaluator_type`` metadata, as PointRend's
         train_net.py chooses: "vid" -> :class:`VIDEvaluator` (with the dataset's
-        ``frame_subsets``, if any); fed each whole video's post-processed detections when
+        ``frame_subsets``, if any); "ytvis" -> :class:`YTVISEvaluator` (video mask AP; on a
+        split without annotations it writes the server's results.json and submission.zip and
+        returns {}). Each whole video's detections are post-processed first when
         ``VIDEO.POSTPROCESS`` is set."""
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         metadata = MetadataCatalog.get(dataset_name)
         evaluator_type = metadata.get("evaluator_type", None)
         if evaluator_type == "vid":
             evaluator = VIDEvaluator(dataset_name, output_folder, subsets=metadata.get("frame_subsets", None))
+        elif evaluator_type == "ytvis":
+            evaluator = YTVISEvaluator(dataset_name, output_folder)
         else:
             raise NotImplementedError(
-                f"no evaluator for dataset '{dataset_name}' of evaluator_type {evaluator_type!r} (known: 'vid')"
+                f"no evaluator for dataset '{dataset_name}' of evaluator_type {evaluator_type!r} (known: 'vid', 'ytvis')"
             )
         postprocess = build_video_postprocessor(cfg)
         return evaluator if postprocess is None else VideoPostprocessingEvaluator(evaluator, postprocess)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """:meth:`DefaultTrainer.test`; a dataset whose evaluator returns no scores (a
+        YouTube-VIS split without public annotations) is named with where its results went."""
+        results = super().test(cfg, model, evaluators)
+        per_dataset = {cfg.DATASETS.TEST[0]: results} if len(cfg.DATASETS.TEST) == 1 else results
+        for name, scores in per_dataset.items():
+            if not scores and comm.is_main_process():
+                folder = os.path.join(cfg.OUTPUT_DIR, "inference", name)
+                logger.warning(
+                    f"'{name}': no scores computed here (no annotations); the predictions are in "
+                    f"{folder} (results.json, submission.zip for the YouTube-VIS evaluation server)"
+                    if MetadataCatalog.get(name).get("evaluator_type", None) == "ytvis"
+                    else f"'{name}': the evaluator returned no scores"
+                )
+        return results
+
+
+def sgd_with_gradient_clipping(
+    params, *, clip_value: float, clip_type: str = "norm", norm_type: float = 2.0, **sgd_kwargs
+) -> torch.optim.Optimizer:
+    """
+    ``torch.optim.SGD(params, **sgd_kwargs)`` that clips the gradients before each step as the
+    yacs trainer does with ``SOLVER.CLIP_GRADIENTS`` (each parameter's gradient: its norm at
+    ``clip_value`` for ``clip_type="norm"``, its values for ``"value"``): the optimizer of the
+    LazyConfig files whose yaml twins clip.
+    """
+    clipping = CfgNode(
+        {"ENABLED": True, "CLIP_TYPE": clip_type, "CLIP_VALUE": clip_value, "NORM_TYPE": norm_type}
+    )
+    optimizer_class = maybe_add_gradient_clipping(CfgNode({"SOLVER": {"CLIP_GRADIENTS": clipping}}), torch.optim.SGD)
+    return optimizer_class(params, **sgd_kwargs)
 
 
 def setup_cfg(config_file: str, opts=(), *, args=None):

@@ -1,7 +1,8 @@
 """
 YouTube-VIS checkpoints of mmtracking's (mmtrack's) MaskTrack R-CNN (mmtracking 0.14 on mmdetection
-2.x, ``configs/vis/masktrack_rcnn``) -> Detectron2's Mask R-CNN FPN (``GeneralizedRCNN``,
-``StandardROIHeads``, standard names) plus this project's track head under ``roi_heads.track_head.``.
+2.x, ``configs/vis/masktrack_rcnn``) -> this project's ``MaskTrackRCNN``: Detectron2's Mask R-CNN
+FPN (standard names) plus the track head under ``roi_heads.track_head.``
+(``tools/convert_checkpoint.py mmtrack`` recognises them by their ``track_head.*`` tensors).
 
 Published checkpoints, mask AP on YouTube-VIS val (configs/YouTubeVIS/converted/masktrack_*):
 
@@ -193,10 +194,10 @@ def _source_classes(extra: dict) -> Optional[List[str]]:
 def convert_masktrack_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", strict: bool = True):
     """
     An mmtrack MaskTrack R-CNN checkpoint (as loaded by ``torch.load``: the tensors under
-    ``"state_dict"``, class names under ``"meta"``) -> the state dict of the Mask R-CNN FPN model
-    of ``cfg`` plus the track head's parameters under :data:`TRACK_HEAD_PREFIX` (built from
-    ``cfg`` when the model has no track head itself). ``cfg`` needs
-    :func:`~temporal_roi_align.modeling.add_masktrack_config`'s keys.
+    ``"state_dict"``, class names under ``"meta"``) -> the state dict of the model of ``cfg``
+    (``MaskTrackRCNN``, whose track head is under :data:`TRACK_HEAD_PREFIX`; or a plain Mask
+    R-CNN FPN, the track head's parameters then added under that prefix, built from ``cfg``).
+    ``cfg`` needs :func:`~temporal_roi_align.add_video_config`'s keys.
 
     Returns ``(state_dict, ConversionReport)``; raises :class:`ConversionError` (see
     :func:`apply_rules` for ``strict``; with ``strict``, also when ``cfg`` differs from
@@ -206,7 +207,7 @@ def convert_masktrack_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", 
     if "ROI_TRACK_HEAD" not in cfg.MODEL or "MASKTRACK_TRACKER" not in cfg.MODEL:
         raise ConversionError(
             f"{source}: the config has no MODEL.ROI_TRACK_HEAD / MODEL.MASKTRACK_TRACKER keys: "
-            "call temporal_roi_align.modeling.add_masktrack_config(cfg) before reading the config file"
+            "call temporal_roi_align.add_video_config(cfg) before reading the config file"
         )
     report = ConversionReport(source)
     if not any(k.startswith("track_head.") for k in state_dict):

@@ -1,7 +1,9 @@
 """
 ImageNet VID checkpoints of mmtracking 0.x (mmtrack, on mmdetection 2.x) ->
 this project's VideoRCNN: SELSA, SELSA + Temporal RoI Align, and the single-frame Faster R-CNN;
--> FgfaRCNN and DffRCNN: FGFA and DFF.
+-> FgfaRCNN and DffRCNN: FGFA and DFF. :func:`convert_mmtrack_checkpoint` hands mmtrack's
+YouTube-VIS MaskTrack R-CNN checkpoints (recognised by their ``track_head.*`` tensors) to
+:func:`.masktrack.convert_masktrack_checkpoint`.
 
 The source names and shapes are those of mmtrack's ``faster_rcnn_r50_dc5`` detector
 (ResNet ``backbone``, ``neck`` = ChannelMapper 3x3 conv + ReLU to 512 channels, ``rpn_head``,
@@ -30,6 +32,7 @@ from .common import (
 )
 from ..data.datasets import VID_CATEGORIES
 from .flow_rules import fgfa_aggregator_rules, flownet_rules
+from .masktrack import convert_masktrack_checkpoint
 from .resnet import resnet_rules
 
 __all__ = [
@@ -187,12 +190,16 @@ def convert_mmtrack_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", st
     SELSA is recognised by ``roi_head.bbox_head.aggregator.*``, Temporal RoI Align by
     ``roi_head.bbox_roi_extractor.embed_network.*``, FGFA by ``motion.*`` (the flow network)
     with ``aggregator.*``, DFF by ``motion.*`` alone; none of them is the single-frame detector.
+    A MaskTrack R-CNN checkpoint (``track_head.*``) is converted by
+    :func:`~.masktrack.convert_masktrack_checkpoint` (the config must then be a MaskTrack one).
 
     Returns ``(state_dict, ConversionReport)``; raises :class:`ConversionError` (see
     :func:`apply_rules` for ``strict``; with ``strict``, also when ``cfg`` differs from
     :func:`mmtrack_config`).
     """
     state_dict, extra = state_dict_of(checkpoint, source, ("state_dict",))
+    if any(k.startswith("track_head.") for k in state_dict):
+        return convert_masktrack_checkpoint(checkpoint, cfg, source, strict)
     if "predict_flow.conv.weight" in state_dict:
         return _convert_flownet_alone(state_dict, cfg, source, strict)
     names = [k[len("detector.") :] if k.startswith("detector.") else k for k in state_dict]

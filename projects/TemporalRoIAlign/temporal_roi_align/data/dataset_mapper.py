@@ -102,9 +102,7 @@ class VideoDatasetMapper(DatasetMapper):
         if self.proposal_topk is not None:
             utils.transform_proposals(dataset_dict, image_shape, transforms, proposal_topk=self.proposal_topk)
 
-        frames = self._frame_reader(dataset_dict, transforms, raw_shape)
-        support_ids = self.support_selector(dataset_dict["frame_id"], range(dataset_dict["video_length"]))
-        dataset_dict["supports"] = [frames(frame_id) for frame_id in support_ids]
+        self._add_frames(dataset_dict, self._frame_reader(dataset_dict, transforms, raw_shape), transforms)
 
         if not self.is_train:
             dataset_dict.pop("annotations", None)
@@ -114,6 +112,13 @@ class VideoDatasetMapper(DatasetMapper):
                 dataset_dict.pop("annotations"), transforms, image_shape
             )
         return dataset_dict
+
+    def _add_frames(self, dataset_dict: dict, frames, transforms) -> None:
+        """Adds the group's other frames to ``dataset_dict`` (which holds the target's "image"):
+        ``"supports"`` (:class:`VISDatasetMapper` adds a reference frame). ``frames`` is the
+        :meth:`_frame_reader`, ``transforms`` the target's."""
+        support_ids = self.support_selector(dataset_dict["frame_id"], range(dataset_dict["video_length"]))
+        dataset_dict["supports"] = [frames(frame_id) for frame_id in support_ids]
 
     def _frame_reader(self, dataset_dict: dict, transforms, raw_shape):
         """A function ``frame_id -> {"image", "file_name", "video_id", "frame_id"}`` giving frames

@@ -138,6 +138,17 @@ def _paste(
     ]
 
 
+def _placed_mask(alpha: np.ndarray, x0: int, y0: int, size) -> np.ndarray:
+    """The [H, W] bool mask ``alpha > 0.5`` of a sprite pasted with top-left corner (x0, y0)."""
+    H, W = size
+    h, w = alpha.shape
+    mask = np.zeros((H, W), bool)
+    fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + w, W), min(y0 + h, H)
+    if fx1 > fx0 and fy1 > fy0:
+        mask[fy0:fy1, fx0:fx1] = alpha[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0] > 0.5
+    return mask
+
+
 class _Video:
     """One video's scene: a panning background and objects moving and bouncing off the borders."""
 
@@ -174,8 +185,10 @@ class _Video:
                 }
             )
 
-    def render(self, t: int):
-        """Frame ``t`` as float RGB, and [(track, class, box)] of the visible objects."""
+    def render(self, t: int, masks: Optional[list] = None):
+        """Frame ``t`` as float RGB, and [(track, class, box)] of the visible objects. Given a
+        list ``masks``, also appends to it each visible object's [H, W] bool mask (alpha > 0.5,
+        whose bounding box is the object's box; objects drawn later over it not removed)."""
         H, W = self.size
         ox, oy = (self.origin + self.pan * t).astype(int)
         frame = self.canvas[oy : oy + H, ox : ox + W].copy()
@@ -190,9 +203,12 @@ class _Video:
             if obj["vel"][0] < 0:  # face the direction of motion
                 rgb, alpha = rgb[:, ::-1], alpha[:, ::-1]
             x, y = obj["pos"]
-            box = _paste(frame, rgb, alpha, round(x - size[0] / 2), round(y - size[1] / 2))
+            x0, y0 = round(x - size[0] / 2), round(y - size[1] / 2)
+            box = _paste(frame, rgb, alpha, x0, y0)
             if box is not None:
                 objects.append((obj["track"], obj["cls"], box))
+                if masks is not None:
+                    masks.append(_placed_mask(alpha, x0, y0, (H, W)))
             # Move, bouncing so that the object's centre stays inside the frame.
             obj["pos"] = obj["pos"] + obj["vel"]
             for axis, limit in ((0, W), (1, H)):

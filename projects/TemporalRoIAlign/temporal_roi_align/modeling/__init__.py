@@ -4,7 +4,7 @@ from .fgfa_aggregator import FgfaAggregator
 from .flow_guided import DffRCNN, FgfaRCNN, FlowGuidedRCNN
 from .flownet import FlowNetSimple
 from .frame_group import SupportFrames
-from .masktrack_config import add_masktrack_config
+from .masktrack import MaskTrackRCNN, MaskTrackROIHeads, ReferenceFrames
 from .masktrack_tracker import MaskTrackTracker
 from .meta_arch import VideoRCNN
 from .poolers import TemporalROIPooler

@@ -5,12 +5,20 @@ from .coco_video import load_coco_video_json, register_coco_video_instances
 from .common import compact_frame_list, datasets_root, frame_file_name, frame_record
 from .epic_kitchens import EPIC_KITCHENS_55_SPLITS, NumberedFrames, load_epic_kitchens_55, register_epic_kitchens
 from .imagenet_vid import VID_CATEGORIES, load_imagenet_vid, register_imagenet_vid, sample_key_frames
-from .ytvis import load_ytvis_json, register_ytvis_instances
+from .ytvis import (
+    YTVIS_2019_CATEGORIES,
+    YTVIS_2021_CATEGORIES,
+    load_ytvis_json,
+    register_ytvis_instances,
+    ytvis_metadata,
+)
 
 __all__ = [
     "EPIC_KITCHENS_55_SPLITS",
     "NumberedFrames",
     "VID_CATEGORIES",
+    "YTVIS_2019_CATEGORIES",
+    "YTVIS_2021_CATEGORIES",
     "compact_frame_list",
     "datasets_root",
     "frame_file_name",
@@ -24,4 +32,5 @@ __all__ = [
     "register_imagenet_vid",
     "register_ytvis_instances",
     "sample_key_frames",
+    "ytvis_metadata",
 ]

@@ -11,12 +11,18 @@ imagenet_det_train_30classes           ILSVRC2015/ImageSets/DET_train_30classes.
 imagenet_vid_val                       ILSVRC2015/ImageSets/VID_val_videos.txt, every frame of each video
 imagenet_vid_train_15frames_cocofmt    ILSVRC2015/annotations/imagenet_vid_train.json (key frames: is_vid_train_frame)
 imagenet_vid_val_cocofmt               ILSVRC2015/annotations/imagenet_vid_val.json
-ytvis_2019_train, ytvis_2019_val       ytvis_2019/{train,valid}.json, ytvis_2019/{train,valid}/JPEGImages
-ytvis_2021_train, ytvis_2021_val       ytvis_2021/{train,valid}.json, ytvis_2021/{train,valid}/JPEGImages
+ytvis_2019_{train,val,test}            ytvis_2019/{train,valid,test}.json, ytvis_2019/{train,valid,test}/JPEGImages
+ytvis_2021_{train,val,test}            ytvis_2021/{train,valid,test}.json, ytvis_2021/{train,valid,test}/JPEGImages
 epic_kitchens_55_train, ..._val,       epic_kitchens/annotations/*.csv, epic_kitchens/object_detection_images
   ..._train_p01_p25, ..._test_s1/s2    (see data/datasets/epic_kitchens.py)
 toy_vid_train, toy_vid_val             toy_vid/ImageSets/{VID_train_15frames,VID_val_videos}.txt (generated)
+toy_vis_train, toy_vis_val             toy_vis/{train,valid}.json, toy_vis/{train,valid}/JPEGImages (generated
+                                       on first use)
 =====================================  ==================================================================
+
+The YouTube-VIS names carry the official 40 categories of their year in their metadata
+(``thing_classes``, ``thing_dataset_id_to_contiguous_id``) and ``evaluator_type="ytvis"``; the
+val and test JSONs have no annotations (their scores come from the evaluation server).
 """
 
 import os
@@ -25,11 +31,12 @@ from functools import partial
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..toy import register_toy_vid
+from ..toy_vis import register_toy_vis
 from .coco_video import load_coco_video_json
 from .epic_kitchens import register_epic_kitchens
 from .common import datasets_root
 from .imagenet_vid import VID_CATEGORIES, register_imagenet_vid
-from .ytvis import load_ytvis_json
+from .ytvis import YTVIS_2019_CATEGORIES, YTVIS_2021_CATEGORIES, load_ytvis_json, ytvis_metadata
 
 __all__ = ["register_all_video_datasets"]
 
@@ -59,12 +66,11 @@ _COCO_VIDEO_DATASETS = {
     "imagenet_vid_val_cocofmt": ("ILSVRC2015/annotations/imagenet_vid_val.json", "ILSVRC2015/Data/VID", None),
 }  # fmt: skip
 
-# name: (json file, image root)
+# name: (json file, image root, categories)
 _YTVIS_DATASETS = {
-    "ytvis_2019_train": ("ytvis_2019/train.json", "ytvis_2019/train/JPEGImages"),
-    "ytvis_2019_val": ("ytvis_2019/valid.json", "ytvis_2019/valid/JPEGImages"),
-    "ytvis_2021_train": ("ytvis_2021/train.json", "ytvis_2021/train/JPEGImages"),
-    "ytvis_2021_val": ("ytvis_2021/valid.json", "ytvis_2021/valid/JPEGImages"),
+    f"ytvis_{year}_{split}": (f"ytvis_{year}/{folder}.json", f"ytvis_{year}/{folder}/JPEGImages", categories)
+    for year, categories in ((2019, YTVIS_2019_CATEGORIES), (2021, YTVIS_2021_CATEGORIES))
+    for split, folder in (("train", "train"), ("val", "valid"), ("test", "test"))
 }
 
 
@@ -100,11 +106,12 @@ def register_all_video_datasets():
     for name, (json_file, image_root, key_field) in _COCO_VIDEO_DATASETS.items():
         DatasetCatalog.register(name, partial(_load_coco_video, name, json_file, image_root, key_field))
         MetadataCatalog.get(name).set(thing_classes=[c for c, _ in VID_CATEGORIES], evaluator_type="vid")
-    for name, (json_file, image_root) in _YTVIS_DATASETS.items():
+    for name, (json_file, image_root, categories) in _YTVIS_DATASETS.items():
         DatasetCatalog.register(name, partial(_load_ytvis, name, json_file, image_root))
-        MetadataCatalog.get(name).set(evaluator_type="ytvis")
+        MetadataCatalog.get(name).set(**ytvis_metadata(categories))
     register_epic_kitchens()
     register_toy_vid()
+    register_toy_vis()
 
 
 register_all_video_datasets()

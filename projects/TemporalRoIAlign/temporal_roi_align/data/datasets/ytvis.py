@@ -10,7 +10,7 @@ categories:  [{"id", "name"}, ...]
 import logging
 import os
 from collections import defaultdict
-from typing import List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
@@ -29,13 +29,57 @@ from .common import (
     set_thing_classes,
 )
 
-__all__ = ["load_ytvis_json", "register_ytvis_instances"]
+__all__ = [
+    "YTVIS_2019_CATEGORIES",
+    "YTVIS_2021_CATEGORIES",
+    "load_ytvis_json",
+    "register_ytvis_instances",
+    "ytvis_metadata",
+]
 
 logger = logging.getLogger(__name__)
 
+# (JSON category id, name) of the official YouTube-VIS 2019 categories; the order of the ids is
+# the classifier's order (mmtrack's YouTubeVISDataset.CLASSES_2019_version).
+YTVIS_2019_CATEGORIES: Tuple[Tuple[int, str], ...] = (
+    (1, "person"), (2, "giant_panda"), (3, "lizard"), (4, "parrot"), (5, "skateboard"), (6, "sedan"),
+    (7, "ape"), (8, "dog"), (9, "snake"), (10, "monkey"), (11, "hand"), (12, "rabbit"), (13, "duck"),
+    (14, "cat"), (15, "cow"), (16, "fish"), (17, "train"), (18, "horse"), (19, "turtle"), (20, "bear"),
+    (21, "motorbike"), (22, "giraffe"), (23, "leopard"), (24, "fox"), (25, "deer"), (26, "owl"),
+    (27, "surfboard"), (28, "airplane"), (29, "truck"), (30, "zebra"), (31, "tiger"), (32, "elephant"),
+    (33, "snowboard"), (34, "boat"), (35, "shark"), (36, "mouse"), (37, "frog"), (38, "eagle"),
+    (39, "earless_seal"), (40, "tennis_racket"),
+)  # fmt: skip
+
+# The official YouTube-VIS 2021 categories (mmtrack's CLASSES_2021_version: alphabetical).
+YTVIS_2021_CATEGORIES: Tuple[Tuple[int, str], ...] = (
+    (1, "airplane"), (2, "bear"), (3, "bird"), (4, "boat"), (5, "car"), (6, "cat"), (7, "cow"), (8, "deer"),
+    (9, "dog"), (10, "duck"), (11, "earless_seal"), (12, "elephant"), (13, "fish"), (14, "flying_disc"),
+    (15, "fox"), (16, "frog"), (17, "giant_panda"), (18, "giraffe"), (19, "horse"), (20, "leopard"),
+    (21, "lizard"), (22, "monkey"), (23, "motorbike"), (24, "mouse"), (25, "parrot"), (26, "person"),
+    (27, "rabbit"), (28, "shark"), (29, "skateboard"), (30, "snake"), (31, "snowboard"), (32, "squirrel"),
+    (33, "surfboard"), (34, "tennis_racket"), (35, "tiger"), (36, "train"), (37, "truck"), (38, "turtle"),
+    (39, "whale"), (40, "zebra"),
+)  # fmt: skip
+
+
+def ytvis_metadata(categories) -> dict:
+    """``thing_classes``, ``thing_dataset_id_to_contiguous_id`` (ids in increasing order) and
+    ``evaluator_type="ytvis"`` for a YouTube-VIS style dataset with ``(id, name)`` categories."""
+    ordered = sorted(categories)
+    return {
+        "thing_classes": [name for _, name in ordered],
+        "thing_dataset_id_to_contiguous_id": {cat_id: i for i, (cat_id, _) in enumerate(ordered)},
+        "evaluator_type": "ytvis",
+    }
+
 
 def load_ytvis_json(
-    json_file: str, image_root: str, *, dataset_name: Optional[str] = None
+    json_file: str,
+    image_root: str,
+    *,
+    dataset_name: Optional[str] = None,
+    frame_fields: Optional[Callable[[dict, int], dict]] = None,
 ) -> List[dict]:
     """Load a YouTube-VIS JSON into per-frame dataset dicts.
 
@@ -45,6 +89,8 @@ def load_ytvis_json(
     no ``"annotations"`` key. Boxes are clipped to the image; boxes with no area left are dropped.
     An annotation whose ``video_id`` is missing or names no video, a non-finite box or a
     malformed entry is a ValueError naming the file.
+    ``frame_fields(video, frame_id)``, if given, returns more fields for the frame's dict from
+    its JSON video entry (e.g. the toy dataset's ``"degradation"``).
     """
     data = load_json(json_file)
     for key in ("videos", "categories"):
@@ -100,6 +146,8 @@ def load_ytvis_json(
                 file_name, len(dicts), height, width, video_id=video["id"], frame_id=frame_id,
                 video_length=length, video_frames=frames, annotations=None if annotations is None else [],
             )  # fmt: skip
+            if frame_fields is not None:
+                record.update(frame_fields(video, frame_id))
             if annotations is not None:
                 for ann in anns:
                     bbox, segm = ann["bboxes"][frame_id], ann["segmentations"][frame_id]
@@ -131,4 +179,4 @@ def load_ytvis_json(
 def register_ytvis_instances(name: str, metadata: dict, json_file: str, image_root: str):
     """Register a YouTube-VIS JSON (like Mask2Former's ``register_ytvis_instances``)."""
     DatasetCatalog.register(name, lambda: load_ytvis_json(json_file, image_root, dataset_name=name))
-    MetadataCatalog.get(name).set(evaluator_type="ytvis", **metadata)
+    MetadataCatalog.get(name).set(**{"evaluator_type": "ytvis", **metadata})
