@@ -202,9 +202,9 @@ def test_training_weights_backbone_only_or_complete_detector(vid_toy_datasets_en
 def test_a_data_error_saves_the_iterations_done(vid_toy_datasets_env, tmp_path, monkeypatch):
     real = engine.build_video_train_loader
 
-    def failing_after_two_batches(cfg):
+    def failing_after_two_batches(cfg, **kwargs):
         def batches():
-            for i, batch in enumerate(real(cfg)):
+            for i, batch in enumerate(real(cfg, **kwargs)):
                 if i == 2:
                     raise OSError("toy_vid/Data/VID/train/x/000003.JPEG: cannot read image (truncated)")
                 yield batch

@@ -9,7 +9,7 @@ import torch
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_backbone
 
-from .data.support_frames import SUPPORT_MODES
+from .data.support_frames import TEST_MODES, TRAIN_MODES
 from .data.transforms import RESIZE_STYLES
 
 __all__ = ["ConfigError", "check_config", "smallest_feature_map"]
@@ -69,8 +69,9 @@ def check_config(cfg) -> None:
     need(sup.TEST_STRIDE >= 1, "INPUT.SUPPORT.TEST_STRIDE", sup.TEST_STRIDE, "must be >= 1")
     need(sup.TRAIN_FRAME_RANGE == -1 or sup.TRAIN_FRAME_RANGE >= 1, "INPUT.SUPPORT.TRAIN_FRAME_RANGE",
          sup.TRAIN_FRAME_RANGE, "must be -1 (anywhere in the video) or >= 1 (0 gives copies of the target)")
-    test_modes = tuple(m for m in SUPPORT_MODES if m != "random")
-    need(sup.TEST_MODE in test_modes, "INPUT.SUPPORT.TEST_MODE", sup.TEST_MODE, f"must be one of {test_modes}")
+    need(sup.TEST_MODE in TEST_MODES, "INPUT.SUPPORT.TEST_MODE", sup.TEST_MODE, f"must be one of {TEST_MODES}")
+    train_modes = TRAIN_MODES + ("stride",)
+    need(sup.TRAIN_MODE in train_modes, "INPUT.SUPPORT.TRAIN_MODE", sup.TRAIN_MODE, f"must be one of {train_modes}")
     need(cfg.INPUT.RESIZE_STYLE in RESIZE_STYLES, "INPUT.RESIZE_STYLE", cfg.INPUT.RESIZE_STYLE,
          f"must be one of {RESIZE_STYLES}")
 
