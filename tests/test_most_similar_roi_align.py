@@ -276,7 +276,7 @@ def chosen_locations(method, roi_feats, target_map, boxes, support_feats, k, poo
                         pooling["aligned"], method)
     op = _Operator(roi_feats, support_feats, k, 2048, target)
     assert isinstance(op.similarity, GramSimilarity if method == "gram" else DirectSimilarity)
-    return torch.stack([op.select(t)[0] for t in range(len(support_feats))])
+    return op.select()[0]
 
 
 @pytest.mark.parametrize("ratio, aligned", [(2, True), (0, False)])
@@ -383,6 +383,19 @@ def test_from_map_empty_inputs(num_rois, num_supports):
     pooling = {"spatial_scale": 1 / 8, "sampling_ratio": 2, "aligned": True}
     out = from_map("gram", roi_feats, target_map, boxes, torch.randn(num_supports, 4, 5, 5), 4, pooling)
     assert out.shape == (num_supports, num_rois, 4, 2, 3)
+
+
+@pytest.mark.parametrize("method", ["gram", "auto"])
+def test_from_map_rois_outside_the_map(method):
+    """No RoI cell samples the map: all similarities are 0 in both paths, ties broken alike."""
+    generator = torch.Generator().manual_seed(14)
+    target_map, support_feats = torch.randn(4, 5, 6, generator=generator), torch.randn(2, 4, 5, 6, generator=generator)
+    boxes = torch.tensor([[-500.0, -500.0, -400.0, -400.0], [900.0, 900.0, 1000.0, 1000.0]])
+    pooling = {"spatial_scale": 1 / 8, "sampling_ratio": 2, "aligned": True}
+    roi_feats = pooled_rois(target_map, boxes, (3, 3), **pooling)
+    assert not roi_feats.any()
+    out = from_map(method, roi_feats, target_map, boxes, support_feats, 3, pooling)
+    torch.testing.assert_close(out, most_similar_roi_align(roi_feats, support_feats, 3), rtol=0, atol=0)
 
 
 def test_from_map_half_precision_and_autocast():

@@ -165,14 +165,8 @@ def _all_supports(roi_feats, support_feats, k, chunk_size, target: Optional[_Tar
         return roi_feats.new_zeros(num_supports, num_rois, roi_h, roi_w, channels).permute(0, 1, 4, 2, 3)
     with _without_autocast(roi_feats):
         op = _Operator(roi_feats, support_feats, k, chunk_size, target)
-        if op.track_grad:
-            feats = torch.stack([op.features(t, *op.select(t), 0, op.num_cells) for t in range(num_supports)])
-            out = feats.to(roi_feats.dtype)
-        else:
-            # Each support's features go straight into the output.
-            out = roi_feats.new_empty(num_supports, op.num_cells, channels)
-            for t in range(num_supports):
-                out[t] = op.features(t, *op.select(t), 0, op.num_cells)
+        locations, scores = op.select()
+        out = op.features(locations, scores, 0, op.num_cells).to(roi_feats.dtype)
     return out.view(num_supports, num_rois, roi_h, roi_w, channels).permute(0, 1, 4, 2, 3)
 
 
@@ -183,14 +177,11 @@ def _roi_chunks(roi_feats, support_feats, k, chunk_size, target: Optional[_Targe
         return
     with _without_autocast(roi_feats):
         op = _Operator(roi_feats, support_feats, k, chunk_size, target)
-        selections = [op.select(t) for t in range(num_supports)]
-        op.keep_values()
+        locations, scores = op.select()
     for first in range(0, op.num_cells, op.rows):
         last = min(first + op.rows, op.num_cells)
         with _without_autocast(roi_feats):
-            feats = torch.stack(
-                [op.features(t, locations[first:last], scores[first:last], first, last) for t, (locations, scores) in enumerate(selections)]
-            )
+            feats = op.features(locations[:, first:last], scores[:, first:last], first, last)
             feats = feats.to(roi_feats.dtype).view(num_supports, -1, roi_h, roi_w, channels)
         rois = slice(first // op.cells_per_roi, last // op.cells_per_roi)
         yield rois, feats.permute(0, 1, 4, 2, 3)
@@ -198,60 +189,62 @@ def _roi_chunks(roi_feats, support_feats, k, chunk_size, target: Optional[_Targe
 
 class _Operator:
     """Eq. 2-4 for one set of RoIs and supports: :meth:`select` chooses the k locations of every
-    cell in one support (Eq. 2, top k), :meth:`features` weighs them (Eq. 3-4)."""
+    cell in every support (Eq. 2, top k), :meth:`features` weighs them (Eq. 3-4)."""
 
     def __init__(self, roi_feats, support_feats, k, chunk_size, target: Optional[_TargetMap]):
         num_rois, channels, roi_h, roi_w = roi_feats.shape
+        num_supports, _, height, width = support_feats.shape
         self.k = k
+        self.num_supports = num_supports
+        self.num_locations = height * width
         self.cells_per_roi = roi_h * roi_w
         self.num_cells = num_rois * self.cells_per_roi
         self.rows = max(1, chunk_size // self.cells_per_roi) * self.cells_per_roi
         self.track_grad = torch.is_grad_enabled() and (roi_feats.requires_grad or support_feats.requires_grad)
         dtype = torch.promote_types(torch.promote_types(roi_feats.dtype, support_feats.dtype), torch.float32)
-        self.supports = support_feats.to(dtype)  # values un-normalised (Eq. 4)
-        num_locations = support_feats.shape[2] * support_feats.shape[3]
-        padded_locations = -(-num_locations // _SEGMENT) * _SEGMENT  # for _top_k_locations
+        supports = support_feats.to(dtype)
+        # Every support's un-normalised vectors (Eq. 4), one table: [T*H*W, C].
+        self.values = supports.flatten(2).transpose(1, 2).reshape(-1, channels)
+        padded_locations = -(-self.num_locations // _SEGMENT) * _SEGMENT  # for _top_k_locations
         # One RoI cell per row, cells in (RoI, y, x) order: [R*h*w, C].
         cells = roi_feats.to(dtype).permute(0, 2, 3, 1).reshape(-1, channels)
         self.queries = F.normalize(cells, dim=1) if self.track_grad else None
-        self._values = None
-        supports = self.supports.detach()  # similarities only select locations
         gram = _gram_inputs(cells.detach(), (roi_h, roi_w), target, dtype) if target is not None else None
+        # Similarities only select locations: no gradient.
         if gram is not None:
             sampling, target_rows = gram
             norms = torch.linalg.vector_norm(cells.detach(), dim=1).clamp_min(1e-12)  # as F.normalize
-            self.similarity = GramSimilarity(norms, sampling, target_rows, supports, padded_locations)
+            self.similarity = GramSimilarity(norms, sampling, target_rows, supports.detach(), padded_locations)
         else:
             queries = self.queries.detach() if self.queries is not None else F.normalize(cells.detach(), dim=1)
-            self.similarity = DirectSimilarity(queries, supports, self.rows, padded_locations)
+            self.similarity = DirectSimilarity(queries, supports.detach(), self.rows, padded_locations)
 
     @torch.no_grad()
-    def select(self, t: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The ``[N, k]`` most similar locations of every cell in support ``t``, and their cosine
-        similarities."""
-        rows = self.similarity.for_support(t)
-        locations = torch.empty(self.num_cells, self.k, dtype=torch.int64, device=self.supports.device)
-        scores = self.supports.new_empty(self.num_cells, self.k)
-        for first in range(0, self.num_cells, self.rows):
-            last = min(first + self.rows, self.num_cells)
-            top_scores, top_locations = _top_k_locations(rows(first, last), self.k)  # Eq. 2
-            locations[first:last] = top_locations
-            scores[first:last] = self.similarity.cosine(top_scores, first, last)
+    def select(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The ``[T, N, k]`` most similar locations of every cell in every support, and their
+        cosine similarities; supports one after the other, ``self.rows`` cells at a time."""
+        locations = torch.empty(self.num_supports, self.num_cells, self.k, dtype=torch.int64, device=self.values.device)
+        scores = self.values.new_empty(self.num_supports, self.num_cells, self.k)
+        for t in range(self.num_supports):
+            rows = self.similarity.for_support(t)
+            for first in range(0, self.num_cells, self.rows):
+                last = min(first + self.rows, self.num_cells)
+                top_scores, top_locations = _top_k_locations(rows(first, last), self.k)  # Eq. 2
+                locations[t, first:last] = top_locations
+                scores[t, first:last] = self.similarity.cosine(top_scores, first, last)
         return locations, scores
 
-    def keep_values(self) -> None:
-        """Keeps every support's transposed map for repeated :meth:`features` calls."""
-        self._values = self.supports.flatten(2).transpose(1, 2).contiguous()
-
-    def features(self, t: int, locations: torch.Tensor, scores: torch.Tensor, first: int, last: int) -> torch.Tensor:
-        """``[last - first, C]`` most similar features of cells ``first:last`` from support ``t``,
-        given their ``locations`` and ``scores`` from :meth:`select`."""
-        values = self._values[t] if self._values is not None else self.supports[t].flatten(1).t().contiguous()
+    def features(self, locations: torch.Tensor, scores: torch.Tensor, first: int, last: int) -> torch.Tensor:
+        """``[T * (last - first), C]`` most similar features of cells ``first:last`` in every
+        support (support-major), given their ``[T, last - first, k]`` ``locations`` and
+        ``scores`` from :meth:`select`."""
+        # Locations in the table of all supports' vectors.
+        rows = locations + torch.arange(self.num_supports, device=locations.device).view(-1, 1, 1) * self.num_locations
         if self.track_grad:
-            scores = _cosine_similarity_at(self.queries[first:last], values, locations)
-        weights = scores.softmax(dim=1)  # Eq. 3
-        # Eq. 4 without materialising the [cells, k, C] gathered features.
-        return F.embedding_bag(locations, values, per_sample_weights=weights, mode="sum")
+            scores = _cosine_similarity_at(self.queries[first:last], self.values, rows)
+        weights = scores.softmax(dim=2)  # Eq. 3
+        # Eq. 4 without materialising the [T, cells, k, C] gathered features.
+        return F.embedding_bag(rows.flatten(0, 1), self.values, per_sample_weights=weights.flatten(0, 1), mode="sum")
 
 
 def _gram_inputs(
@@ -267,10 +260,13 @@ def _gram_inputs(
     sampling = roi_align_sampling(
         boxes, (height, width), roi_size, target.spatial_scale, target.sampling_ratio, target.aligned
     )
-    used, renumbered = torch.unique(sampling.locations, return_inverse=True)
+    is_used = torch.zeros(height * width, dtype=torch.bool, device=cells.device)
+    is_used[sampling.locations] = True
+    used = is_used.nonzero().squeeze(1)
     num_cells, channels = cells.shape
     if target.method == "auto" and not gram_is_cheaper(num_cells, len(used), len(sampling.locations), channels):
         return None
+    renumbered = torch.cumsum(is_used, dim=0).sub_(1)[sampling.locations]
     sampling = sampling._replace(locations=renumbered)
     target_rows = target_map.flatten(1)[:, used].t().contiguous()
     _check_pooled(cells, sampling, target_rows, roi_size[0] * roi_size[1], target)
@@ -354,8 +350,8 @@ def _top_k_locations(similarity: torch.Tensor, k: int) -> Tuple[torch.Tensor, to
 
 def _cosine_similarity_at(queries: torch.Tensor, values: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
     """Differentiable cosine similarity of each unit-norm query ``[n, C]`` with the support
-    vectors ``values[locations]`` (``locations``: ``[n, k]``); returns ``[n, k]``."""
-    gathered = values[locations]  # [n, k, C]
-    dots = torch.bmm(gathered, queries.unsqueeze(2)).squeeze(2)
+    vectors ``values[locations]`` (``locations``: ``[T, n, k]``); returns ``[T, n, k]``."""
+    gathered = values[locations]  # [T, n, k, C]
+    dots = torch.matmul(gathered, queries.unsqueeze(2)).squeeze(3)
     # Same epsilon as F.normalize, so these equal the scores used for selection.
-    return dots / torch.linalg.vector_norm(gathered, dim=2).clamp_min(1e-12)
+    return dots / torch.linalg.vector_norm(gathered, dim=3).clamp_min(1e-12)

@@ -97,7 +97,8 @@ def roi_align_sampling(
     counts = nonzero.flatten(3).sum(dim=3).flatten()
     offsets = torch.zeros(len(counts) + 1, dtype=torch.int64, device=boxes.device)
     torch.cumsum(counts, dim=0, out=offsets[1:])
-    return RoIAlignSampling(locations[nonzero], weights[nonzero], offsets, (height, width))
+    entries = nonzero.flatten().nonzero().squeeze(1)  # row-major: grouped by cell
+    return RoIAlignSampling(locations.flatten()[entries], weights.flatten()[entries], offsets, (height, width))
 
 
 def _axis_taps(
