@@ -9,7 +9,9 @@ Temporal RoI Align at the paper's scale (R=300 RoIs of 7x7, C=512, 38x63 maps, K
    then the time of the selection step alone (similarities and top-K) of both paths.
 2. ``TemporalROIPooler`` inference (no grad: one chunk of RoIs at a time with all its
    supports; only the target is embedded) with T=14 and T=56 supports: time and peak extra
-   memory side by side.
+   memory side by side; then TAFA's target embedding of the RoIs two ways: the 3x3 conv of
+   the pooled RoIs, and ``TemporalAttentionalAggregation.embed_pooled`` from the map's tap
+   products.
 3. With ``--sweep``: the measurement behind the Gram path's switching rule
    (``temporal_roi_align.layers.roi_similarity.gram_is_cheaper``): for maps, RoI counts and
    channels around the paper's, the time of each path's similarities, the cost of one gathered
@@ -43,7 +45,7 @@ from detectron2.structures import Boxes
 from torch.profiler import ProfilerActivity, profile
 from torchvision.ops import roi_align
 
-from temporal_roi_align.layers import most_similar_roi_align, most_similar_roi_align_from_map
+from temporal_roi_align.layers import most_similar_roi_align, most_similar_roi_align_from_map, roi_align_sampling
 from temporal_roi_align.layers.most_similar_roi_align import _SEGMENT, _gram_inputs, _Operator, _TargetMap
 from temporal_roi_align.layers.roi_similarity import GATHER_COST, DirectSimilarity, GramSimilarity, gram_is_cheaper
 from temporal_roi_align.modeling import TemporalROIPooler
@@ -250,6 +252,11 @@ def sweep(args, device, generator):
         )
 
 
+def num_locations_ratio(args):
+    """Map locations per RoI cell: the tap products' cost relative to the RoIs' conv."""
+    return args.height * args.width / (args.num_rois * args.roi_size**2)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -392,6 +399,21 @@ def main():
         input_mib = sum(s.numel() * s.element_size() for s in supports[0]) / MIB
         print(f"{count:10d}{pooler_time:10.3f}{pooler_memory / MIB:26.1f}{input_mib:28.1f}")
         del supports
+    # The target embedding of TAFA: 3x3 conv of the pooled RoIs vs tap products of the map.
+    aggregation = pooler.aggregation
+    pooled = roi_align(feature_map, [boxes], size, 1 / STRIDE, 0, True)
+    sampling = roi_align_sampling(boxes, (args.height, args.width), (size, size), 1 / STRIDE, 0, True)
+    with torch.no_grad():
+        (conv_times, map_times), (by_conv, by_map) = alternating_times(
+            [lambda: aggregation.embed(pooled), lambda: aggregation.embed_pooled(target_map, sampling, (size, size))],
+            device,
+            args.repeats,
+        )
+    print(
+        f"TAFA's target embedding of the {args.num_rois} RoIs: 3x3 conv of the pooled RoIs {min(conv_times):.3f} s "
+        f"({embed_gflop:.1f} GFLOP); embed_pooled (tap products of the map, {embed_gflop * num_locations_ratio(args):.1f} "
+        f"GFLOP, and a sparse product) {min(map_times):.3f} s; max |diff| {(by_conv - by_map).abs().max().item():.2e}"
+    )
     if args.sweep:
         sweep(args, device, generator)
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min; other processes share the machine)")
