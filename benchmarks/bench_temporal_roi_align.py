@@ -47,7 +47,14 @@ from torchvision.ops import roi_align
 
 from temporal_roi_align.layers import most_similar_roi_align, most_similar_roi_align_from_map, roi_align_sampling
 from temporal_roi_align.layers.most_similar_roi_align import _SEGMENT, _gram_inputs, _Operator, _TargetMap
-from temporal_roi_align.layers.roi_similarity import GATHER_COST, DirectSimilarity, GramSimilarity, gram_is_cheaper
+from temporal_roi_align.layers.roi_similarity import (
+    GATHER_COST,
+    GATHER_COST_UNCACHED,
+    GRAM_CACHE_BYTES,
+    DirectSimilarity,
+    GramSimilarity,
+    gram_is_cheaper,
+)
 from temporal_roi_align.modeling import TemporalROIPooler
 
 MIB = 2**20
@@ -191,7 +198,7 @@ def similarity_times(roi_feats, target, support_feats, chunk_size, device):
     padded = -(-support_feats.shape[2] * support_feats.shape[3] // _SEGMENT) * _SEGMENT
     cells = roi_feats.permute(0, 2, 3, 1).reshape(num_cells, -1)
     direct = DirectSimilarity(F.normalize(cells, dim=1), support_feats, rows, padded)
-    sampling, target_rows = _gram_inputs(cells, roi_feats.shape[2:], target, cells.dtype)
+    sampling, target_rows = _gram_inputs(cells, roi_feats.shape[2:], target, cells.dtype, padded)
     gram = GramSimilarity(cells.norm(dim=1), sampling, target_rows, support_feats, padded)
 
     def run_direct():
@@ -219,10 +226,11 @@ def sweep(args, device, generator):
     print(
         "\n[3] Similarities alone, direct matmul vs Gram path (T=2): the cost of one gathered multiply-add\n"
         "of the sparse product in dense-matmul multiply-adds (beta; the rule uses GATHER_COST = "
-        f"{GATHER_COST}), and whether the rule picks the faster path"
+        f"{GATHER_COST} up to {GRAM_CACHE_BYTES / MIB:.0f} MiB\nof Gram matrix per support, "
+        f"GATHER_COST_UNCACHED = {GATHER_COST_UNCACHED} above), and whether the rule picks the faster path"
     )
     print(
-        f"{'C':>5s}{'map':>9s}{'R':>5s}{'cells':>7s}{'used':>6s}{'taps/cell':>10s}{'direct s':>10s}"
+        f"{'C':>5s}{'map':>9s}{'R':>5s}{'cells':>7s}{'used':>6s}{'taps/cell':>10s}{'Gram MiB':>9s}{'direct s':>10s}"
         f"{'gram s':>9s}{'(matmul':>9s}{'sparse)':>9s}{'beta':>7s}{'faster':>8s}{'rule':>7s}"
     )
     configs = [
@@ -245,9 +253,10 @@ def sweep(args, device, generator):
         seconds_per_madd = direct / (num_cells * channels * height * width * 2)
         beta = products / (taps * padded * 2) / seconds_per_madd
         faster = "gram" if matmuls + products < direct else "direct"
-        rule = "gram" if gram_is_cheaper(num_cells, used, taps, channels) else "direct"
+        rule = "gram" if gram_is_cheaper(num_cells, used, taps, channels, used * padded * 4) else "direct"
         print(
             f"{channels:5d}{height:>4d}x{width:<4d}{num_rois:5d}{num_cells:7d}{used:6d}{taps / num_cells:10.1f}"
+            f"{used * padded * 4 / MIB:9.1f}"
             f"{direct:10.4f}{matmuls + products:9.4f}{matmuls:9.4f}{products:9.4f}{beta:7.1f}{faster:>8s}{rule:>7s}"
         )
 
@@ -313,7 +322,8 @@ def main():
     roi_feats = roi_align(target_map[None], [boxes], size, **pooling)
     widths = (boxes[:, 2] - boxes[:, 0]).cpu()
     target = _TargetMap(roi_feats, target_map, boxes, **pooling, method="auto")
-    auto_method = "gram" if _gram_inputs(roi_feats.permute(0, 2, 3, 1).flatten(0, 2), (size, size), target, torch.float32) else "direct"
+    padded = -(-args.height * args.width // _SEGMENT) * _SEGMENT
+    auto_method = "gram" if _gram_inputs(roi_feats.permute(0, 2, 3, 1).flatten(0, 2), (size, size), target, torch.float32, padded) else "direct"
     baseline = lambda: straightforward_most_similar_roi_align(roi_feats, support_feats, k)  # noqa: E731
     direct = lambda: most_similar_roi_align(roi_feats, support_feats, k, args.chunk_size)  # noqa: E731
     auto = lambda: most_similar_roi_align_from_map(  # noqa: E731

@@ -368,11 +368,14 @@ def test_auto_switches_to_gram_for_many_cells_per_location(monkeypatch):
 
 
 def test_gram_cost_rule():
-    # Paper scale: 14700 cells, 2394 locations, about 6 taps per cell, C = 512.
-    assert gram_is_cheaper(14700, 2394, 6 * 14700, 512)
+    # Paper scale: 14700 cells, 2394 locations (23 MB of Gram matrix), about 6 taps per cell, C = 512.
+    assert gram_is_cheaper(14700, 2394, 6 * 14700, 512, 23 * 2**20)
     # One RoI on a large map; few channels.
-    assert not gram_is_cheaper(49, 49, 16 * 49, 512)
-    assert not gram_is_cheaper(14700, 2394, 6 * 14700, 32)
+    assert not gram_is_cheaper(49, 49, 16 * 49, 512, 2**20)
+    assert not gram_is_cheaper(14700, 2394, 6 * 14700, 32, 23 * 2**20)
+    # A Gram matrix beyond the cache makes gathers dearer: C=256, 14700 cells on a 76x126 map.
+    assert gram_is_cheaper(14700, 2350, 7 * 14700, 256, 22 * 2**20)
+    assert not gram_is_cheaper(14700, 7667, 7 * 14700, 256, 280 * 2**20)
 
 
 @pytest.mark.parametrize("num_rois, num_supports", [(0, 2), (3, 0)])

@@ -209,7 +209,9 @@ class _Operator:
         # One RoI cell per row, cells in (RoI, y, x) order: [R*h*w, C].
         cells = roi_feats.to(dtype).permute(0, 2, 3, 1).reshape(-1, channels)
         self.queries = F.normalize(cells, dim=1) if self.track_grad else None
-        gram = _gram_inputs(cells.detach(), (roi_h, roi_w), target, dtype) if target is not None else None
+        gram = None
+        if target is not None:
+            gram = _gram_inputs(cells.detach(), (roi_h, roi_w), target, dtype, padded_locations)
         # Similarities only select locations: no gradient.
         if gram is not None:
             sampling, target_rows = gram
@@ -248,7 +250,7 @@ class _Operator:
 
 
 def _gram_inputs(
-    cells: torch.Tensor, roi_size: Tuple[int, int], target: _TargetMap, dtype: torch.dtype
+    cells: torch.Tensor, roi_size: Tuple[int, int], target: _TargetMap, dtype: torch.dtype, padded_locations: int
 ) -> Optional[Tuple[RoIAlignSampling, torch.Tensor]]:
     """ROIAlign's sampling matrix (its locations renumbered to the target locations it uses) and
     the target map's features there, ``[L, C]``; None when the direct matmul is to be used."""
@@ -264,7 +266,10 @@ def _gram_inputs(
     is_used[sampling.locations] = True
     used = is_used.nonzero().squeeze(1)
     num_cells, channels = cells.shape
-    if target.method == "auto" and not gram_is_cheaper(num_cells, len(used), len(sampling.locations), channels):
+    gram_bytes = len(used) * padded_locations * cells.element_size()
+    if target.method == "auto" and not gram_is_cheaper(
+        num_cells, len(used), len(sampling.locations), channels, gram_bytes
+    ):
         return None
     renumbered = torch.cumsum(is_used, dim=0).sub_(1)[sampling.locations]
     sampling = sampling._replace(locations=renumbered)

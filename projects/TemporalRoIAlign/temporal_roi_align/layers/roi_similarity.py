@@ -14,19 +14,26 @@ from .roi_align_sampling import RoIAlignSampling
 __all__ = ["DirectSimilarity", "GramSimilarity", "gram_is_cheaper"]
 
 # Time of one multiply-add of GramSimilarity's sparse product (a gather) in units of one
-# multiply-add of a dense float32 matmul. Measured on the 2-core CPU development machine with
-# `benchmarks/bench_temporal_roi_align.py --sweep` (docs/temporal_roi_align.md); not measured on CUDA.
+# multiply-add of a dense float32 matmul, when one support's Gram matrix fits in
+# GRAM_CACHE_BYTES and when it does not. Measured on the 2-core CPU development machine with
+# `benchmarks/bench_temporal_roi_align.py --sweep` (7.5-12 for Gram matrices of up to 23 MB,
+# 23-30 for 62-294 MB; docs/temporal_roi_align.md); not measured on CUDA.
 GATHER_COST = 12
+GATHER_COST_UNCACHED = 30
+GRAM_CACHE_BYTES = 32 * 2**20
 
 
-def gram_is_cheaper(num_cells: int, num_used_locations: int, num_taps: int, channels: int) -> bool:
+def gram_is_cheaper(num_cells: int, num_used_locations: int, num_taps: int, channels: int, gram_bytes: int) -> bool:
     """
     Whether :class:`GramSimilarity` is expected to be faster than :class:`DirectSimilarity`.
     Per support location, the direct matmul costs ``num_cells * C`` multiply-adds; the Gram
     path ``num_used_locations * C`` (its Gram matrix) plus ``num_taps`` gathered multiply-adds
-    (its sparse product), each costing ``GATHER_COST`` matmul multiply-adds.
+    (its sparse product), each costing ``GATHER_COST`` matmul multiply-adds, or
+    ``GATHER_COST_UNCACHED`` when one support's Gram matrix (``gram_bytes``) exceeds
+    ``GRAM_CACHE_BYTES``.
     """
-    return num_used_locations * channels + GATHER_COST * num_taps < num_cells * channels
+    gather_cost = GATHER_COST if gram_bytes <= GRAM_CACHE_BYTES else GATHER_COST_UNCACHED
+    return num_used_locations * channels + gather_cost * num_taps < num_cells * channels
 
 
 class DirectSimilarity:
