@@ -256,9 +256,9 @@ def _gram_inputs(
     the target map's features there, ``[L, C]``; None when the direct matmul is to be used."""
     if target.method == "direct":
         return None
-    target_map = target.map.detach().to(dtype)
+    target_map = target.map.detach().to(device=cells.device, dtype=dtype)
     height, width = target_map.shape[1:]
-    boxes = target.boxes.detach().to(dtype)
+    boxes = target.boxes.detach().to(device=cells.device, dtype=dtype)
     sampling = roi_align_sampling(
         boxes, (height, width), roi_size, target.spatial_scale, target.sampling_ratio, target.aligned
     )
