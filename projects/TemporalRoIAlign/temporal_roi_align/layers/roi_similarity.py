@@ -16,8 +16,8 @@ __all__ = ["DirectSimilarity", "GramSimilarity", "gram_is_cheaper"]
 # Time of one multiply-add of GramSimilarity's sparse product (a gather) in units of one
 # multiply-add of a dense float32 matmul, when one support's Gram matrix fits in
 # GRAM_CACHE_BYTES and when it does not. Measured on the 2-core CPU development machine with
-# `benchmarks/bench_temporal_roi_align.py --sweep` (7.5-12 for Gram matrices of up to 23 MB,
-# 23-30 for 62-294 MB; docs/temporal_roi_align.md); not measured on CUDA.
+# `benchmarks/bench_temporal_roi_align.py --sweep` (about 5-12 for Gram matrices of up to 22 MB,
+# 16-35 for 72-281 MB; docs/temporal_roi_align.md); not measured on CUDA.
 GATHER_COST = 12
 GATHER_COST_UNCACHED = 30
 GRAM_CACHE_BYTES = 32 * 2**20
