@@ -1,8 +1,20 @@
+import importlib
+
 import pytest
 import torch
+from torchvision.ops import roi_align
 
-from temporal_roi_align.layers import iter_most_similar_roi_align, most_similar_roi_align
-from temporal_roi_align.layers.most_similar_roi_align import _top_k_locations
+from temporal_roi_align.layers import (
+    iter_most_similar_roi_align,
+    iter_most_similar_roi_align_from_map,
+    most_similar_roi_align,
+    most_similar_roi_align_from_map,
+)
+from temporal_roi_align.layers.most_similar_roi_align import _Operator, _TargetMap, _top_k_locations
+from temporal_roi_align.layers.roi_similarity import DirectSimilarity, GramSimilarity, gram_is_cheaper
+
+# The module, which the package's function of the same name hides.
+most_similar_roi_align_module = importlib.import_module("temporal_roi_align.layers.most_similar_roi_align")
 
 
 def reference_most_similar_roi_align(roi_feats, support_feats, k):
@@ -183,3 +195,247 @@ def test_output_is_a_channels_last_view_with_the_documented_shape():
     out = most_similar_roi_align(torch.randn(3, 8, 2, 5), torch.randn(2, 8, 4, 6), 2)
     assert out.shape == (2, 3, 8, 2, 5)
     assert out.permute(0, 1, 3, 4, 2).is_contiguous()
+
+
+# --- most_similar_roi_align_from_map: the Gram path -------------------------------------------
+
+
+def pooled_rois(target_map, boxes, output_size, spatial_scale, sampling_ratio, aligned):
+    return roi_align(target_map[None], [boxes], output_size, spatial_scale, sampling_ratio, aligned)
+
+
+def varied_boxes(num_boxes, image_h, image_w, generator, dtype=torch.float32):
+    """Random boxes of all sizes, some across the image border, plus the whole image, a box on
+    the bottom-right edge, a tiny one, one mostly outside the image and one outside."""
+    image = torch.tensor([image_w, image_h], dtype=dtype)
+    corners = torch.rand(num_boxes, 2, generator=generator, dtype=dtype) * image * 1.1 - 0.05 * image
+    sizes = torch.rand(num_boxes, 2, generator=generator, dtype=dtype) ** 2 * image
+    special = torch.tensor(
+        [
+            [0, 0, image_w, image_h],
+            [image_w - 9, image_h - 7, image_w, image_h],
+            [3.1, 4.2, 3.3, 4.5],
+            [-image_w, -image_h, 0.3 * image_w, 0.3 * image_h],  # mostly outside: some cells all zero
+            [-3 * image_w, -image_h, -2 * image_w, 0],  # outside: all cells zero
+        ],
+        dtype=dtype,
+    )
+    return torch.cat([special, torch.cat([corners, corners + sizes], dim=1)])
+
+
+def from_map(method, roi_feats, target_map, boxes, support_feats, k, pooling, **kwargs):
+    return most_similar_roi_align_from_map(
+        roi_feats, target_map, boxes, support_feats, k, **pooling, method=method, **kwargs
+    )
+
+
+GRAM_CASES = [
+    # channels, target map, support maps, T, R, output size, k, spatial scale, sampling ratio, aligned, chunk
+    (6, (5, 7), (5, 7), 2, 6, (3, 3), 3, 1 / 8, 2, True, 2048),
+    (5, (4, 9), (6, 3), 1, 5, (2, 3), 2, 1 / 16, 0, True, 7),  # T = 1, other support size, chunks
+    (4, (7, 5), (7, 5), 3, 4, (1, 1), 4, 1 / 8, 2, False, 2048),  # one-cell RoIs, not aligned
+    (7, (3, 3), (4, 4), 2, 5, (7, 7), 16, 1 / 32, 0, False, 60),  # k = H * W, RoIs larger than the map
+    (3, (13, 17), (11, 19), 2, 4, (2, 2), 5, 1 / 4, 1, True, 2048),  # two-stage top-k, padding
+]
+
+
+@pytest.mark.parametrize(
+    "channels, map_hw, support_hw, num_supports, num_rois, roi_hw, k, scale, ratio, aligned, chunk_size", GRAM_CASES
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gram_equals_direct_and_reference(
+    channels, map_hw, support_hw, num_supports, num_rois, roi_hw, k, scale, ratio, aligned, chunk_size, dtype
+):
+    generator = torch.Generator().manual_seed(7)
+    target_map = torch.randn(channels, *map_hw, generator=generator, dtype=dtype)
+    support_feats = torch.randn(num_supports, channels, *support_hw, generator=generator, dtype=dtype)
+    boxes = varied_boxes(num_rois, map_hw[0] / scale, map_hw[1] / scale, generator, dtype)
+    pooling = {"spatial_scale": scale, "sampling_ratio": ratio, "aligned": aligned}
+    roi_feats = pooled_rois(target_map, boxes, roi_hw, **pooling)
+    # Cells outside the map are all zero: every location ties (the reference's scores are NaN).
+    inside = roi_feats.norm(dim=1) > 0
+    assert not inside.all() and inside.any()
+    expected = reference_most_similar_roi_align(roi_feats, support_feats, k).permute(0, 1, 3, 4, 2)[:, inside]
+    direct = most_similar_roi_align(roi_feats, support_feats, k, chunk_size=chunk_size)
+    for method in ("gram", "direct", "auto"):
+        out = from_map(method, roi_feats, target_map, boxes, support_feats, k, pooling, chunk_size=chunk_size)
+        assert out.shape == direct.shape and out.dtype == dtype
+        torch.testing.assert_close(out.permute(0, 1, 3, 4, 2)[:, inside], expected, rtol=1e-5, atol=1e-5)
+        # All-zero cells have all-zero similarities in both paths, so the same ties are broken alike.
+        torch.testing.assert_close(out, direct, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        chunks = iter_most_similar_roi_align_from_map(
+            roi_feats, target_map, boxes, support_feats, k, **pooling, chunk_size=chunk_size, method="gram"
+        )
+        torch.testing.assert_close(torch.cat([f for _, f in chunks], dim=1), direct, rtol=1e-5, atol=1e-5)
+
+
+def chosen_locations(method, roi_feats, target_map, boxes, support_feats, k, pooling):
+    """The [T, R*h*w, k] locations the operator chooses, through its private selection step."""
+    target = _TargetMap(roi_feats, target_map, boxes, pooling["spatial_scale"], pooling["sampling_ratio"],
+                        pooling["aligned"], method)
+    op = _Operator(roi_feats, support_feats, k, 2048, target)
+    assert isinstance(op.similarity, GramSimilarity if method == "gram" else DirectSimilarity)
+    return op.select()[0]
+
+
+@pytest.mark.parametrize("ratio, aligned", [(2, True), (0, False)])
+def test_gram_chooses_the_top_k_sets_up_to_rounding(ratio, aligned):
+    """float32 selections of both paths against float64 cosine similarities: each chosen set
+    holds k locations whose scores are at least every other's minus float32 rounding; sets
+    differ only where scores are that close."""
+    generator = torch.Generator().manual_seed(8)
+    target_map = torch.randn(16, 9, 12, generator=generator)
+    target_map[:, :3, :4] = target_map[:1, :3, :4]  # locations with identical features
+    support_feats = torch.randn(3, 16, 10, 11, generator=generator)
+    support_feats[1, :, 2:5] = support_feats[1, :, 2:3]  # equal scores: ties
+    boxes = varied_boxes(20, 9 * 16, 12 * 16, generator)
+    pooling = {"spatial_scale": 1 / 16, "sampling_ratio": ratio, "aligned": aligned}
+    roi_feats = pooled_rois(target_map, boxes, (7, 7), **pooling)
+    queries = torch.nn.functional.normalize(roi_feats.double(), dim=1).permute(0, 2, 3, 1).flatten(0, 2)
+    keys = torch.nn.functional.normalize(support_feats.double().flatten(2), dim=1)
+    exact = torch.matmul(queries, keys)  # [T, cells, H*W]
+    selections = {m: chosen_locations(m, roi_feats, target_map, boxes, support_feats, 4, pooling) for m in ("gram", "direct")}
+    kth_best = exact.topk(4, dim=2).values[..., -1:]
+    for locations in selections.values():
+        assert (exact.gather(2, locations) >= kth_best - 1e-6).all()
+        assert all(len(set(row)) == 4 for row in locations.flatten(0, 1).tolist())
+    same = (selections["gram"].sort(dim=2).values == selections["direct"].sort(dim=2).values).all(dim=2)
+    assert same.float().mean() > 0.9
+    # Where the sets differ, a chosen score and an unchosen one are equal up to rounding.
+    differing = ~same
+    gap = exact.topk(5, dim=2).values
+    assert ((gap[..., 3] - gap[..., 4])[differing] < 1e-6).all()
+
+
+def test_gram_and_direct_gradients_are_equal():
+    generator = torch.Generator().manual_seed(9)
+    target_map = torch.randn(6, 5, 7, generator=generator, dtype=torch.float64, requires_grad=True)
+    support_feats = torch.randn(2, 6, 4, 6, generator=generator, dtype=torch.float64, requires_grad=True)
+    boxes = varied_boxes(4, 40, 56, generator, torch.float64)
+    pooling = {"spatial_scale": 1 / 8, "sampling_ratio": 2, "aligned": True}
+    upstream = torch.randn(2, len(boxes), 6, 3, 3, generator=generator, dtype=torch.float64)
+    grads = {}
+    for method in ("gram", "direct"):
+        roi_feats = pooled_rois(target_map, boxes, (3, 3), **pooling)
+        out = from_map(method, roi_feats, target_map, boxes, support_feats, 3, pooling)
+        grads[method] = torch.autograd.grad((out * upstream).sum(), (target_map, support_feats))
+    for gram_grad, direct_grad in zip(grads["gram"], grads["direct"]):
+        assert gram_grad.abs().sum() > 0
+        torch.testing.assert_close(gram_grad, direct_grad, rtol=1e-12, atol=1e-12)
+
+
+def test_gram_gradcheck():
+    generator = torch.Generator().manual_seed(10)
+    target_map = torch.randn(3, 4, 5, generator=generator, dtype=torch.float64)
+    boxes = torch.tensor([[2.0, 3.0, 30.0, 25.0], [-6.0, 10.0, 20.0, 40.0]], dtype=torch.float64)
+    pooling = {"spatial_scale": 1 / 8, "sampling_ratio": 2, "aligned": True}
+    roi_feats = pooled_rois(target_map, boxes, (2, 2), **pooling).requires_grad_()
+    support_feats = torch.randn(2, 3, 2, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+
+    def aligned(roi_feats, support_feats):
+        return from_map("gram", roi_feats, target_map, boxes, support_feats, 3, pooling, chunk_size=4)
+
+    assert torch.autograd.gradcheck(aligned, (roi_feats, support_feats))
+
+
+def test_auto_switches_to_gram_for_many_cells_per_location(monkeypatch):
+    built = []
+
+    class RecordingGramSimilarity(GramSimilarity):
+        def __init__(self, *args, **kwargs):
+            built.append(True)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(most_similar_roi_align_module, "GramSimilarity", RecordingGramSimilarity)
+    generator = torch.Generator().manual_seed(11)
+    pooling = {"spatial_scale": 1 / 16, "sampling_ratio": 2, "aligned": True}
+    support_feats = torch.randn(1, 256, 6, 6, generator=generator)
+    # Many RoI cells per map location: gram; one RoI, or 30 RoIs on a large map: direct.
+    for num_rois, map_hw, expect_gram in [(30, (6, 8), True), (1, (6, 8), False), (30, (40, 60), False)]:
+        target_map = torch.randn(256, *map_hw, generator=generator)
+        boxes = varied_boxes(30, map_hw[0] * 16, map_hw[1] * 16, generator)[:num_rois]
+        roi_feats = pooled_rois(target_map, boxes, (7, 7), **pooling)
+        built.clear()
+        out = from_map("auto", roi_feats, target_map, boxes, support_feats, 2, pooling)
+        assert bool(built) == expect_gram
+        torch.testing.assert_close(out, most_similar_roi_align(roi_feats, support_feats, 2), rtol=1e-5, atol=1e-5)
+        # Explicit methods override the rule.
+        built.clear()
+        from_map("gram", roi_feats, target_map, boxes, support_feats, 2, pooling)
+        from_map("direct", roi_feats, target_map, boxes, support_feats, 2, pooling)
+        assert built == [True]
+
+
+def test_gram_cost_rule():
+    # Paper scale: 14700 cells, 2394 locations (23 MB of Gram matrix), about 6 taps per cell, C = 512.
+    assert gram_is_cheaper(14700, 2394, 6 * 14700, 512, 23 * 2**20)
+    # One RoI on a large map; few channels.
+    assert not gram_is_cheaper(49, 49, 16 * 49, 512, 2**20)
+    assert not gram_is_cheaper(14700, 2394, 6 * 14700, 32, 23 * 2**20)
+    # A Gram matrix beyond the cache makes gathers dearer: C=256, 14700 cells on a 76x126 map.
+    assert gram_is_cheaper(14700, 2350, 7 * 14700, 256, 22 * 2**20)
+    assert not gram_is_cheaper(14700, 7667, 7 * 14700, 256, 280 * 2**20)
+
+
+@pytest.mark.parametrize("num_rois, num_supports", [(0, 2), (3, 0)])
+def test_from_map_empty_inputs(num_rois, num_supports):
+    target_map = torch.randn(4, 5, 5)
+    boxes = torch.tensor([[0.0, 0.0, 20.0, 30.0]]).repeat(num_rois, 1)
+    roi_feats = pooled_rois(target_map, boxes, (2, 3), 1 / 8, 2, True)
+    pooling = {"spatial_scale": 1 / 8, "sampling_ratio": 2, "aligned": True}
+    out = from_map("gram", roi_feats, target_map, boxes, torch.randn(num_supports, 4, 5, 5), 4, pooling)
+    assert out.shape == (num_supports, num_rois, 4, 2, 3)
+
+
+@pytest.mark.parametrize("method", ["gram", "auto"])
+def test_from_map_rois_outside_the_map(method):
+    """No RoI cell samples the map: all similarities are 0 in both paths, ties broken alike."""
+    generator = torch.Generator().manual_seed(14)
+    target_map, support_feats = torch.randn(4, 5, 6, generator=generator), torch.randn(2, 4, 5, 6, generator=generator)
+    boxes = torch.tensor([[-500.0, -500.0, -400.0, -400.0], [900.0, 900.0, 1000.0, 1000.0]])
+    pooling = {"spatial_scale": 1 / 8, "sampling_ratio": 2, "aligned": True}
+    roi_feats = pooled_rois(target_map, boxes, (3, 3), **pooling)
+    assert not roi_feats.any()
+    out = from_map(method, roi_feats, target_map, boxes, support_feats, 3, pooling)
+    torch.testing.assert_close(out, most_similar_roi_align(roi_feats, support_feats, 3), rtol=0, atol=0)
+
+
+def test_from_map_half_precision_and_autocast():
+    generator = torch.Generator().manual_seed(12)
+    target_map, support_feats = torch.randn(8, 6, 7, generator=generator), torch.randn(2, 8, 5, 5, generator=generator)
+    boxes = varied_boxes(5, 48, 56, generator)
+    pooling = {"spatial_scale": 1 / 8, "sampling_ratio": 2, "aligned": True}
+    roi_feats = pooled_rois(target_map, boxes, (2, 2), **pooling)
+    expected = most_similar_roi_align(roi_feats, support_feats, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = from_map("gram", roi_feats, target_map, boxes, support_feats, 2, pooling)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    # A bfloat16 feature cache: the selection sees the rounded features.
+    half = from_map("gram", roi_feats.bfloat16(), target_map.bfloat16(), boxes, support_feats.bfloat16(), 2, pooling)
+    assert half.dtype == torch.bfloat16
+    expected_half = most_similar_roi_align(roi_feats.bfloat16(), support_feats.bfloat16(), 2)
+    torch.testing.assert_close(half.float(), expected_half.float(), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"spatial_scale": 1 / 16}, r"roi_feats are not ROIAlign of target_map at boxes with spatial_scale=0.0625"),
+        ({"aligned": False}, "aligned=False"),
+        ({"method": "sparse"}, 'method must be "auto", "direct" or "gram"'),
+        ({"sampling_ratio": -1}, "sampling_ratio must be an int >= 0"),
+        ({"target_map": torch.randn(3, 6, 7)}, r"target_map must be \[8, H, W\]"),
+        ({"boxes": torch.zeros(4, 4)}, r"boxes must be \[5, 4\]"),
+        ({"boxes": torch.full((5, 4), float("nan"))}, "boxes must be finite"),
+    ],
+)
+def test_from_map_bad_inputs(change, message):
+    generator = torch.Generator().manual_seed(13)
+    target_map, support_feats = torch.randn(8, 6, 7, generator=generator), torch.randn(2, 8, 5, 5, generator=generator)
+    boxes = varied_boxes(0, 48, 56, generator)  # 5 boxes
+    roi_feats = pooled_rois(target_map, boxes, (2, 2), 1 / 8, 2, True)
+    arguments = {"target_map": target_map, "boxes": boxes, "spatial_scale": 1 / 8, "sampling_ratio": 2,
+                 "aligned": True, "method": "gram", **change}
+    with pytest.raises(ValueError, match=message):
+        most_similar_roi_align_from_map(roi_feats, support_feats=support_feats, k=2, **arguments)

@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import roi_align
 
-from temporal_roi_align.layers import TemporalAttentionalAggregation
+from temporal_roi_align.layers import TemporalAttentionalAggregation, roi_align_sampling
 
 
 def reference_embeddings(module, frames, embed):
@@ -147,3 +148,43 @@ def test_bad_inputs():
         module(torch.randn(2, 6, 2, 2), torch.randn(1, 2, 6, 2, 2))
     with pytest.raises(ValueError, match=r"support_roi_feats must be \[T, 2, 8, 2, 2\]"):
         module(torch.randn(2, 8, 2, 2), torch.randn(1, 3, 8, 2, 2))
+
+
+@pytest.mark.parametrize("embed", ["shared", "grouped"])
+@pytest.mark.parametrize("roi_size, sampling_ratio, aligned", [((3, 4), 2, True), ((1, 1), 0, False), ((7, 7), 0, True)])
+def test_embed_pooled_equals_embedding_of_roi_align(embed, roi_size, sampling_ratio, aligned):
+    generator = torch.Generator().manual_seed(6)
+    module = TemporalAttentionalAggregation(8, 2, embed=embed)
+    target_map = torch.randn(8, 5, 7, generator=generator)
+    boxes = torch.tensor(
+        [[0.0, 0.0, 56.0, 40.0], [10.0, 5.0, 30.0, 33.0], [-20.0, -10.0, 15.0, 12.0], [50.0, 35.0, 90.0, 70.0],
+         [3.0, 4.0, 3.5, 4.2], [-90.0, 0.0, -60.0, 20.0]]
+    )
+    sampling = roi_align_sampling(boxes, (5, 7), roi_size, 1 / 8, sampling_ratio, aligned)
+    roi_feats = roi_align(target_map[None], [boxes], roi_size, 1 / 8, sampling_ratio, aligned)
+    expected = module.embed(roi_feats)
+    torch.testing.assert_close(module.embed_pooled(target_map, sampling, roi_size), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_forward_with_pooled_target_embedding():
+    generator = torch.Generator().manual_seed(7)
+    module = TemporalAttentionalAggregation(8, 4)
+    target_map = torch.randn(8, 6, 6, generator=generator)
+    boxes = torch.tensor([[0.0, 0.0, 48.0, 48.0], [8.0, 4.0, 30.0, 20.0], [20.0, 16.0, 24.0, 40.0]])
+    sampling = roi_align_sampling(boxes, (6, 6), (3, 3), 1 / 8, 2, True)
+    target = roi_align(target_map[None], [boxes], (3, 3), 1 / 8, 2, True)
+    supports = torch.randn(2, 3, 8, 3, 3, generator=generator)
+    with torch.no_grad():
+        expected = module(target, supports)
+        embedding = module.embed_pooled(target_map, sampling, (3, 3))
+        torch.testing.assert_close(module(target, supports, embedding), expected, rtol=1e-5, atol=1e-5)
+        # Another embedding changes the output: it is used.
+        assert not torch.allclose(module(target, supports, embedding + 1), expected, rtol=1e-3, atol=1e-3)
+        with pytest.raises(ValueError, match="target_embedding must have the shape of target_roi_feats"):
+            module(target, supports, embedding[:2])
+    with pytest.raises(ValueError, match=r"target_map must be \[8, 6, 6\]"):
+        module.embed_pooled(torch.randn(8, 5, 6), sampling, (3, 3))
+    with pytest.raises(ValueError, match="not a whole number of 2x2 RoIs"):
+        module.embed_pooled(target_map, sampling, (2, 2))
+    with pytest.raises(ValueError, match="needs an embedding"):
+        TemporalAttentionalAggregation(8, 0).embed_pooled(target_map, sampling, (3, 3))

@@ -1,13 +1,23 @@
 """Most Similar RoI Align (Temporal RoI Align, Gong et al., AAAI 2021, Eq. 2-4)."""
 
-import itertools
+import contextlib
 from numbers import Integral
-from typing import Iterator, Tuple
+from typing import Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["most_similar_roi_align", "iter_most_similar_roi_align"]
+from .roi_align_sampling import RoIAlignSampling, roi_align_sampling
+from .roi_similarity import DirectSimilarity, GramSimilarity, gram_is_cheaper
+
+__all__ = [
+    "most_similar_roi_align",
+    "iter_most_similar_roi_align",
+    "most_similar_roi_align_from_map",
+    "iter_most_similar_roi_align_from_map",
+]
+
+RoIChunks = Iterator[Tuple[slice, torch.Tensor]]
 
 
 def most_similar_roi_align(
@@ -33,80 +43,272 @@ def most_similar_roi_align(
         disabled. The top-k locations are chosen without gradient; when gradients are needed,
         their scores are recomputed from the gathered support vectors, so backward keeps
         ``k`` support vectors per RoI cell and never a similarity matrix.
+
+    The similarities are a matmul of the normalised RoI cells with each normalised support map;
+    :func:`most_similar_roi_align_from_map` computes the same output for RoIs pooled from a
+    target map at a fraction of that cost.
     """
     _check_inputs(roi_feats, support_feats, k, chunk_size)
-    num_rois, channels, roi_h, roi_w = roi_feats.shape
-    num_supports = support_feats.shape[0]
-    if num_rois == 0 or num_supports == 0:
-        return roi_feats.new_zeros(num_supports, num_rois, roi_h, roi_w, channels).permute(0, 1, 4, 2, 3)
-    if torch.is_grad_enabled() and (roi_feats.requires_grad or support_feats.requires_grad):
-        chunks = iter_most_similar_roi_align(roi_feats, support_feats, k, chunk_size)
-        return torch.cat([feats for _, feats in chunks], dim=1)
-    # Each support's features go straight into the output, without a per-chunk stack.
-    out = roi_feats.new_empty(num_supports, num_rois, roi_h, roi_w, channels)
-    for rois, t, feats in _most_similar_per_support(roi_feats, support_feats, k, chunk_size, track_grad=False):
-        out[t, rois] = feats
-    return out.permute(0, 1, 4, 2, 3)
+    return _all_supports(roi_feats, support_feats, k, chunk_size, None)
 
 
 def iter_most_similar_roi_align(
     roi_feats: torch.Tensor, support_feats: torch.Tensor, k: int, chunk_size: int = 2048
-) -> Iterator[Tuple[slice, torch.Tensor]]:
+) -> RoIChunks:
     """
     :func:`most_similar_roi_align` one chunk of RoIs at a time (``chunk_size`` cells, rounded
     down to whole RoIs, at least one), for consumers that reduce each chunk right away and so
-    never hold the whole ``[T, R, C, h, w]`` output.
+    never hold the whole ``[T, R, C, h, w]`` output. The k locations of all cells and supports
+    are chosen first (``[T, R*h*w, k]`` locations and scores, ``12 k`` bytes per cell and support).
 
     Yields:
         ``(rois, feats)``: ``rois`` a slice of the RoIs, ``feats`` their ``[T, len(rois), C, h, w]``
         most similar features (channels-last in memory, dtype of ``roi_feats``).
     """
     _check_inputs(roi_feats, support_feats, k, chunk_size)
-    track_grad = torch.is_grad_enabled() and (roi_feats.requires_grad or support_feats.requires_grad)
-    per_support = _most_similar_per_support(roi_feats, support_feats, k, chunk_size, track_grad)
-    for rois, chunk in itertools.groupby(per_support, key=lambda item: item[0]):
-        yield rois, torch.stack([feats for _, _, feats in chunk]).to(roi_feats.dtype).permute(0, 1, 4, 2, 3)
+    return _roi_chunks(roi_feats, support_feats, k, chunk_size, None)
 
 
-def _most_similar_per_support(
-    roi_feats: torch.Tensor, support_feats: torch.Tensor, k: int, chunk_size: int, track_grad: bool
-) -> Iterator[Tuple[slice, int, torch.Tensor]]:
-    """Yields ``(rois, t, feats)`` chunk by chunk of RoIs, supports in order within a chunk:
-    ``feats`` (``[len(rois), h, w, C]``, compute dtype) are the most similar features from
-    support ``t`` for the RoIs in the slice ``rois``."""
+def most_similar_roi_align_from_map(
+    roi_feats: torch.Tensor,
+    target_map: torch.Tensor,
+    boxes: torch.Tensor,
+    support_feats: torch.Tensor,
+    k: int,
+    *,
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+    chunk_size: int = 2048,
+    method: str = "auto",
+) -> torch.Tensor:
+    """
+    :func:`most_similar_roi_align` for RoIs pooled from ``target_map``: the same output, with the
+    similarities computed through the Gram matrix of the target map with each support map
+    where that is cheaper (:class:`GramSimilarity`).
+
+    ``roi_feats`` must be ``torchvision.ops.roi_align(target_map[None], [boxes], (h, w),
+    spatial_scale, sampling_ratio, aligned)`` (what Detectron2's ``ROIPooler`` computes for one
+    image and level: "ROIAlignV2" is ``aligned=True``, "ROIAlign" ``aligned=False``); a cheap
+    check on a few RoIs raises ``ValueError`` when they differ.
+
+    Args:
+        roi_feats: ``[R, C, h, w]``.
+        target_map: ``[C, H, W]`` the map the RoIs were pooled from.
+        boxes: ``[R, 4]`` the RoIs' boxes ``(x0, y0, x1, y1)`` in image coordinates.
+        support_feats: ``[T, C, H', W']`` (any size).
+        k, chunk_size: as in :func:`most_similar_roi_align`.
+        spatial_scale, sampling_ratio, aligned: the ROIAlign parameters ``roi_feats`` were pooled with.
+        method: "direct" (:func:`most_similar_roi_align`'s matmul), "gram", or "auto": "gram"
+            when :func:`gram_is_cheaper` says so for these RoIs (many RoI cells per map location).
+
+    Both methods choose the same locations, except between scores equal up to float rounding,
+    and give the same gradients (selection is without gradient in both; the chosen scores are
+    recomputed from ``roi_feats``). ``target_map`` and ``boxes`` get no gradient.
+    """
+    _check_inputs(roi_feats, support_feats, k, chunk_size)
+    target = _TargetMap(roi_feats, target_map, boxes, spatial_scale, sampling_ratio, aligned, method)
+    return _all_supports(roi_feats, support_feats, k, chunk_size, target)
+
+
+def iter_most_similar_roi_align_from_map(
+    roi_feats: torch.Tensor,
+    target_map: torch.Tensor,
+    boxes: torch.Tensor,
+    support_feats: torch.Tensor,
+    k: int,
+    *,
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+    chunk_size: int = 2048,
+    method: str = "auto",
+) -> RoIChunks:
+    """:func:`most_similar_roi_align_from_map` one chunk of RoIs at a time, as
+    :func:`iter_most_similar_roi_align`."""
+    _check_inputs(roi_feats, support_feats, k, chunk_size)
+    target = _TargetMap(roi_feats, target_map, boxes, spatial_scale, sampling_ratio, aligned, method)
+    return _roi_chunks(roi_feats, support_feats, k, chunk_size, target)
+
+
+class _TargetMap:
+    """The arguments of the ``*_from_map`` functions, checked."""
+
+    def __init__(self, roi_feats, target_map, boxes, spatial_scale, sampling_ratio, aligned, method):
+        if method not in ("auto", "direct", "gram"):
+            raise ValueError(f'method must be "auto", "direct" or "gram", got {method!r}')
+        if target_map.dim() != 3 or target_map.shape[0] != roi_feats.shape[1]:
+            raise ValueError(
+                f"target_map must be [{roi_feats.shape[1]}, H, W] (channels of roi_feats), "
+                f"got shape {tuple(target_map.shape)}"
+            )
+        if boxes.dim() != 2 or boxes.shape != (roi_feats.shape[0], 4):
+            raise ValueError(
+                f"boxes must be [{roi_feats.shape[0]}, 4] (one box per RoI of roi_feats), got shape {tuple(boxes.shape)}"
+            )
+        if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, Integral) or sampling_ratio < 0:
+            raise ValueError(f"sampling_ratio must be an int >= 0 (0: adaptive), got {sampling_ratio!r}")
+        if not torch.isfinite(boxes).all():
+            raise ValueError("boxes must be finite")
+        self.map = target_map
+        self.boxes = boxes
+        self.spatial_scale = float(spatial_scale)
+        self.sampling_ratio = int(sampling_ratio)
+        self.aligned = bool(aligned)
+        self.method = method
+
+
+def _all_supports(roi_feats, support_feats, k, chunk_size, target: Optional[_TargetMap]) -> torch.Tensor:
     num_rois, channels, roi_h, roi_w = roi_feats.shape
-    num_supports, _, height, width = support_feats.shape
-    cells_per_roi = roi_h * roi_w
-    rois_per_chunk = max(1, chunk_size // cells_per_roi)
-    compute_dtype = torch.promote_types(torch.promote_types(roi_feats.dtype, support_feats.dtype), torch.float32)
+    num_supports = support_feats.shape[0]
+    if num_rois == 0 or num_supports == 0:
+        return roi_feats.new_zeros(num_supports, num_rois, roi_h, roi_w, channels).permute(0, 1, 4, 2, 3)
+    with _without_autocast(roi_feats):
+        op = _Operator(roi_feats, support_feats, k, chunk_size, target)
+        locations, scores = op.select()
+        out = op.features(locations, scores, 0, op.num_cells).to(roi_feats.dtype)
+    return out.view(num_supports, num_rois, roi_h, roi_w, channels).permute(0, 1, 4, 2, 3)
+
+
+def _roi_chunks(roi_feats, support_feats, k, chunk_size, target: Optional[_TargetMap]) -> RoIChunks:
+    num_rois, channels, roi_h, roi_w = roi_feats.shape
+    num_supports = support_feats.shape[0]
     if num_rois == 0 or num_supports == 0:
         return
-    with torch.autocast(roi_feats.device.type, enabled=False):
-        # One L2-normalised query per RoI cell, cells in (RoI, y, x) order: [R*h*w, C].
-        queries = F.normalize(roi_feats.to(compute_dtype), dim=1).permute(0, 2, 3, 1).reshape(-1, channels)
-        supports = support_feats.to(compute_dtype).flatten(2)  # [T, C, H*W]
-        keys = F.normalize(supports.detach(), dim=1)  # used only to select locations
-        values = supports.transpose(1, 2).contiguous()  # [T, H*W, C], un-normalised (Eq. 4)
-        # Rows padded with -inf to whole segments for _top_k_locations; mm fills the rest.
-        num_locations = height * width
-        padded_locations = -(-num_locations // _SEGMENT) * _SEGMENT
-        similarity_buffer = queries.new_full(
-            (min(rois_per_chunk, num_rois) * cells_per_roi, padded_locations), float("-inf")
+    with _without_autocast(roi_feats):
+        op = _Operator(roi_feats, support_feats, k, chunk_size, target)
+        locations, scores = op.select()
+    for first in range(0, op.num_cells, op.rows):
+        last = min(first + op.rows, op.num_cells)
+        with _without_autocast(roi_feats):
+            feats = op.features(locations[:, first:last], scores[:, first:last], first, last)
+            feats = feats.to(roi_feats.dtype).view(num_supports, -1, roi_h, roi_w, channels)
+        rois = slice(first // op.cells_per_roi, last // op.cells_per_roi)
+        yield rois, feats.permute(0, 1, 4, 2, 3)
+
+
+class _Operator:
+    """Eq. 2-4 for one set of RoIs and supports: :meth:`select` chooses the k locations of every
+    cell in every support (Eq. 2, top k), :meth:`features` weighs them (Eq. 3-4)."""
+
+    def __init__(self, roi_feats, support_feats, k, chunk_size, target: Optional[_TargetMap]):
+        num_rois, channels, roi_h, roi_w = roi_feats.shape
+        num_supports, _, height, width = support_feats.shape
+        self.k = k
+        self.num_supports = num_supports
+        self.num_locations = height * width
+        self.cells_per_roi = roi_h * roi_w
+        self.num_cells = num_rois * self.cells_per_roi
+        self.rows = max(1, chunk_size // self.cells_per_roi) * self.cells_per_roi
+        self.track_grad = torch.is_grad_enabled() and (roi_feats.requires_grad or support_feats.requires_grad)
+        dtype = torch.promote_types(torch.promote_types(roi_feats.dtype, support_feats.dtype), torch.float32)
+        supports = support_feats.to(dtype)
+        # Every support's un-normalised vectors (Eq. 4), one table: [T*H*W, C].
+        self.values = supports.flatten(2).transpose(1, 2).reshape(-1, channels)
+        padded_locations = -(-self.num_locations // _SEGMENT) * _SEGMENT  # for _top_k_locations
+        # One RoI cell per row, cells in (RoI, y, x) order: [R*h*w, C].
+        cells = roi_feats.to(dtype).permute(0, 2, 3, 1).reshape(-1, channels)
+        self.queries = F.normalize(cells, dim=1) if self.track_grad else None
+        gram = None
+        if target is not None:
+            gram = _gram_inputs(cells.detach(), (roi_h, roi_w), target, dtype, padded_locations)
+        # Similarities only select locations: no gradient.
+        if gram is not None:
+            sampling, target_rows = gram
+            norms = torch.linalg.vector_norm(cells.detach(), dim=1).clamp_min(1e-12)  # as F.normalize
+            self.similarity = GramSimilarity(norms, sampling, target_rows, supports.detach(), padded_locations)
+        else:
+            queries = self.queries.detach() if self.queries is not None else F.normalize(cells.detach(), dim=1)
+            self.similarity = DirectSimilarity(queries, supports.detach(), self.rows, padded_locations)
+
+    @torch.no_grad()
+    def select(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The ``[T, N, k]`` most similar locations of every cell in every support, and their
+        cosine similarities; supports one after the other, ``self.rows`` cells at a time."""
+        locations = torch.empty(self.num_supports, self.num_cells, self.k, dtype=torch.int64, device=self.values.device)
+        scores = self.values.new_empty(self.num_supports, self.num_cells, self.k)
+        for t in range(self.num_supports):
+            rows = self.similarity.for_support(t)
+            for first in range(0, self.num_cells, self.rows):
+                last = min(first + self.rows, self.num_cells)
+                top_scores, top_locations = _top_k_locations(rows(first, last), self.k)  # Eq. 2
+                locations[t, first:last] = top_locations
+                scores[t, first:last] = self.similarity.cosine(top_scores, first, last)
+        return locations, scores
+
+    def features(self, locations: torch.Tensor, scores: torch.Tensor, first: int, last: int) -> torch.Tensor:
+        """``[T * (last - first), C]`` most similar features of cells ``first:last`` in every
+        support (support-major), given their ``[T, last - first, k]`` ``locations`` and
+        ``scores`` from :meth:`select`."""
+        # Locations in the table of all supports' vectors.
+        rows = locations + torch.arange(self.num_supports, device=locations.device).view(-1, 1, 1) * self.num_locations
+        if self.track_grad:
+            scores = _cosine_similarity_at(self.queries[first:last], self.values, rows)
+        weights = scores.softmax(dim=2)  # Eq. 3
+        # Eq. 4 without materialising the [T, cells, k, C] gathered features.
+        return F.embedding_bag(rows.flatten(0, 1), self.values, per_sample_weights=weights.flatten(0, 1), mode="sum")
+
+
+def _gram_inputs(
+    cells: torch.Tensor, roi_size: Tuple[int, int], target: _TargetMap, dtype: torch.dtype, padded_locations: int
+) -> Optional[Tuple[RoIAlignSampling, torch.Tensor]]:
+    """ROIAlign's sampling matrix (its locations renumbered to the target locations it uses) and
+    the target map's features there, ``[L, C]``; None when the direct matmul is to be used."""
+    if target.method == "direct":
+        return None
+    target_map = target.map.detach().to(device=cells.device, dtype=dtype)
+    height, width = target_map.shape[1:]
+    boxes = target.boxes.detach().to(device=cells.device, dtype=dtype)
+    sampling = roi_align_sampling(
+        boxes, (height, width), roi_size, target.spatial_scale, target.sampling_ratio, target.aligned
+    )
+    is_used = torch.zeros(height * width, dtype=torch.bool, device=cells.device)
+    is_used[sampling.locations] = True
+    used = is_used.nonzero().squeeze(1)
+    num_cells, channels = cells.shape
+    gram_bytes = len(used) * padded_locations * cells.element_size()
+    if target.method == "auto" and not gram_is_cheaper(
+        num_cells, len(used), len(sampling.locations), channels, gram_bytes
+    ):
+        return None
+    renumbered = torch.cumsum(is_used, dim=0).sub_(1)[sampling.locations]
+    sampling = sampling._replace(locations=renumbered)
+    target_rows = target_map.flatten(1)[:, used].t().contiguous()
+    _check_pooled(cells, sampling, target_rows, roi_size[0] * roi_size[1], target)
+    return sampling, target_rows
+
+
+def _check_pooled(
+    cells: torch.Tensor, sampling: RoIAlignSampling, target_rows: torch.Tensor, cells_per_roi: int, target: _TargetMap
+) -> None:
+    """Raises ValueError unless the first RoIs' cells are ROIAlign of the target map at their boxes."""
+    num_checked = min(len(cells), _CHECKED_ROIS * cells_per_roi)
+    sampled = sampling.rows(0, num_checked)
+    pooled = F.embedding_bag(
+        sampled.locations, target_rows, sampled.offsets, mode="sum",
+        per_sample_weights=sampled.weights, include_last_offset=True,
+    )
+    expected = cells[:num_checked]
+    difference = (pooled - expected).abs().max().item()
+    tolerance = _POOLED_TOLERANCE * (1.0 + expected.abs().max().item())
+    if not difference <= tolerance:
+        raise ValueError(
+            f"roi_feats are not ROIAlign of target_map at boxes with spatial_scale={target.spatial_scale}, "
+            f"sampling_ratio={target.sampling_ratio}, aligned={target.aligned} (max difference {difference:.3g} "
+            f"over the first {num_checked // cells_per_roi} RoIs)"
         )
-        for first_roi in range(0, num_rois, rois_per_chunk):
-            rois = slice(first_roi, min(first_roi + rois_per_chunk, num_rois))
-            chunk_queries = queries[rois.start * cells_per_roi : rois.stop * cells_per_roi]
-            for t in range(num_supports):
-                with torch.no_grad():
-                    similarity = similarity_buffer[: chunk_queries.shape[0]]
-                    torch.mm(chunk_queries.detach(), keys[t], out=similarity[:, :num_locations])  # Eq. 2
-                    top_scores, top_locations = _top_k_locations(similarity, k)
-                if track_grad:
-                    top_scores = _cosine_similarity_at(chunk_queries, values[t], top_locations)
-                weights = top_scores.softmax(dim=1)  # Eq. 3
-                # Eq. 4 without materialising the [cells, k, C] gathered features.
-                feats = F.embedding_bag(top_locations, values[t], per_sample_weights=weights, mode="sum")
-                yield rois, t, feats.view(-1, roi_h, roi_w, channels)
+
+
+# RoIs whose pooled features _check_pooled compares, and its tolerance relative to their largest
+# value: loose enough for half-precision roi_feats, far below a wrong scale's or offset's error.
+_CHECKED_ROIS = 8
+_POOLED_TOLERANCE = 1e-2
+
+
+@contextlib.contextmanager
+def _without_autocast(tensor: torch.Tensor):
+    with torch.autocast(tensor.device.type, enabled=False):
+        yield
 
 
 def _check_inputs(roi_feats: torch.Tensor, support_feats: torch.Tensor, k: int, chunk_size: int) -> None:
@@ -153,8 +355,8 @@ def _top_k_locations(similarity: torch.Tensor, k: int) -> Tuple[torch.Tensor, to
 
 def _cosine_similarity_at(queries: torch.Tensor, values: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
     """Differentiable cosine similarity of each unit-norm query ``[n, C]`` with the support
-    vectors ``values[locations]`` (``locations``: ``[n, k]``); returns ``[n, k]``."""
-    gathered = values[locations]  # [n, k, C]
-    dots = torch.bmm(gathered, queries.unsqueeze(2)).squeeze(2)
+    vectors ``values[locations]`` (``locations``: ``[T, n, k]``); returns ``[T, n, k]``."""
+    gathered = values[locations]  # [T, n, k, C]
+    dots = torch.matmul(gathered, queries.unsqueeze(2)).squeeze(3)
     # Same epsilon as F.normalize, so these equal the scores used for selection.
-    return dots / torch.linalg.vector_norm(gathered, dim=2).clamp_min(1e-12)
+    return dots / torch.linalg.vector_norm(gathered, dim=3).clamp_min(1e-12)
