@@ -69,9 +69,10 @@ def test_without_supports_equals_roi_align():
 @pytest.mark.parametrize("scales", [(1 / 8,), (1 / 8, 1 / 16)])
 @pytest.mark.parametrize("boxes_per_image", [(3, 2), (0, 4), (1,)])
 @pytest.mark.parametrize("num_supports", [1, 3])
-def test_matches_per_roi_reference(scales, boxes_per_image, num_supports):
+@pytest.mark.parametrize("similarity", ["direct", "gram"])
+def test_matches_per_roi_reference(scales, boxes_per_image, num_supports, similarity):
     x, box_lists, supports = make_inputs(scales, boxes_per_image, num_supports)
-    pooler = make_pooler(scales)
+    pooler = make_pooler(scales, similarity=similarity)
     with torch.no_grad():
         expected = reference_pooler(pooler, x, box_lists, supports)
         torch.testing.assert_close(pooler(x, box_lists, supports), expected, rtol=1e-5, atol=1e-5)
@@ -180,3 +181,29 @@ def test_bad_support_features():
     x2, box_lists2, supports2 = make_inputs((1 / 8, 1 / 16))
     with pytest.raises(ValueError, match="same number of supports"):
         two_levels(x2, box_lists2, [supports2[0], [m[:1] for m in supports2[1]]])
+
+
+def test_similarity_methods_agree_in_training_and_inference(monkeypatch):
+    """"gram" and "direct" give the same features on both paths; the inference path also takes
+    TAFA's target embedding from the map's tap products (many RoI cells on a small map)."""
+    x, box_lists, supports = make_inputs((1 / 8, 1 / 16), boxes_per_image=(60, 45), num_supports=3)
+    direct = make_pooler((1 / 8, 1 / 16), similarity="direct")
+    gram = make_pooler((1 / 8, 1 / 16), similarity="gram")
+    gram.load_state_dict(direct.state_dict())
+    embedded = []
+    embed_pooled = gram.aggregation.embed_pooled
+    monkeypatch.setattr(gram.aggregation, "embed_pooled", lambda *a: embedded.append(1) or embed_pooled(*a))
+    with torch.no_grad():
+        expected = reference_pooler(direct, x, box_lists, supports)
+        torch.testing.assert_close(gram(x, box_lists, supports), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(direct(x, box_lists, supports), expected, rtol=1e-5, atol=1e-5)
+    assert embedded, "the embedding from tap products was used"
+    x[0].requires_grad_()
+    torch.testing.assert_close(gram(x, box_lists, supports), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_pooler_refuses_what_it_cannot_pool():
+    with pytest.raises(ValueError, match="pools with ROIAlign or ROIAlignV2, not 'ROIPool'"):
+        TemporalROIPooler(3, (1 / 8,), 2, "ROIPool", channels=CHANNELS)
+    with pytest.raises(ValueError, match="similarity must be one of"):
+        make_pooler(similarity="fast")

@@ -14,6 +14,11 @@ def add_video_config(cfg):
     cfg.MODEL.TEMPORAL_ROI_ALIGN.EMBED = "shared"
     # RoI cells whose similarities are computed at once; bounds the operator's extra memory.
     cfg.MODEL.TEMPORAL_ROI_ALIGN.CHUNK_SIZE = 2048
+    # How Eq. 2's similarities are computed, with the same result: "direct" (every RoI cell with
+    # every support location), "gram" (through the target map's Gram matrix with each support
+    # and ROIAlign's sampling weights: fewer FLOPs when RoI cells outnumber map locations), or
+    # "auto" (the cheaper one by a measured cost rule; docs/temporal_roi_align.md).
+    cfg.MODEL.TEMPORAL_ROI_ALIGN.SIMILARITY = "auto"
     # With ENABLED and MODEL.MASK_ON, the mask head's RoI features come from Temporal RoI Align
     # too (its own pooler, same K, N, EMBED and support frames as the box head's).
     cfg.MODEL.TEMPORAL_ROI_ALIGN.MASK_POOLER = False

@@ -6,7 +6,14 @@ from detectron2.layers import ShapeSpec, nonzero_tuple
 from detectron2.modeling.poolers import ROIPooler, assign_boxes_to_levels
 from detectron2.structures import Boxes
 
-from ..layers import TemporalAttentionalAggregation, iter_most_similar_roi_align, most_similar_roi_align
+from ..layers import (
+    TemporalAttentionalAggregation,
+    iter_most_similar_roi_align_from_map,
+    most_similar_roi_align_from_map,
+    roi_align_sampling,
+)
+
+SIMILARITY_METHODS = ("auto", "direct", "gram")
 
 __all__ = ["TemporalROIPooler"]
 
@@ -43,6 +50,7 @@ class TemporalROIPooler(ROIPooler):
         num_attention_blocks: int = 4,
         embed: str = "shared",
         chunk_size: int = 2048,
+        similarity: str = "auto",
     ):
         """
         Args:
@@ -53,8 +61,17 @@ class TemporalROIPooler(ROIPooler):
             num_attention_blocks: N, temporal attention blocks (0: average the frames).
             embed: "shared" or "grouped", see :class:`TemporalAttentionalAggregation`.
             chunk_size: RoI cells whose similarities are computed at once.
+            similarity: how Eq. 2's similarities are computed: "direct" (each RoI cell with each
+                support location), "gram" (through the Gram matrix of the target map with each
+                support map and ROIAlign's sampling weights; same selections), or "auto" (the
+                cheaper of the two by a measured cost rule, see most_similar_roi_align_from_map).
         """
+        if pooler_type not in ("ROIAlign", "ROIAlignV2"):
+            raise ValueError(f"TemporalROIPooler pools with ROIAlign or ROIAlignV2, not {pooler_type!r}")
+        if similarity not in SIMILARITY_METHODS:
+            raise ValueError(f"similarity must be one of {SIMILARITY_METHODS}, got {similarity!r}")
         super().__init__(output_size, scales, sampling_ratio, pooler_type, canonical_box_size, canonical_level)
+        self.similarity = similarity
         self.channels = channels
         self.topk = topk
         self.chunk_size = chunk_size
@@ -79,6 +96,7 @@ class TemporalROIPooler(ROIPooler):
             "num_attention_blocks": tra.NUM_ATTENTION_BLOCKS,
             "embed": tra.EMBED,
             "chunk_size": tra.CHUNK_SIZE,
+            "similarity": tra.SIMILARITY,
         }
 
     def forward(
@@ -123,20 +141,51 @@ class TemporalROIPooler(ROIPooler):
                 if len(indices) == 0 or len(level_supports[image]) == 0:
                     continue
                 group_indices.append(indices)
-                group_feats.append(self._temporal_roi_feats(roi_feats[indices], level_supports[image], track_grad))
+                group_feats.append(
+                    self._temporal_roi_feats(
+                        # Boxes in the map's dtype, as ROIAlign pools them.
+                        roi_feats[indices], x[level][image], boxes.tensor[indices - first_roi].to(x[level].dtype), level,
+                        level_supports[image], track_grad,
+                    )
+                )  # fmt: skip
             first_roi += len(boxes)
         if not group_indices:
             return roi_feats
         return roi_feats.index_copy(0, torch.cat(group_indices), torch.cat(group_feats))
 
-    def _temporal_roi_feats(self, roi_feats: torch.Tensor, supports: torch.Tensor, track_grad: bool) -> torch.Tensor:
-        """``roi_feats`` [R, C, h, w] of one image and level, ``supports`` its [T, C, H, W] maps."""
+    def _temporal_roi_feats(
+        self,
+        roi_feats: torch.Tensor,
+        target_map: torch.Tensor,
+        boxes: torch.Tensor,
+        level: int,
+        supports: torch.Tensor,
+        track_grad: bool,
+    ) -> torch.Tensor:
+        """``roi_feats`` [R, C, h, w] of one image and level, pooled from ``target_map`` [C, H, W]
+        at ``boxes`` [R, 4]; ``supports`` its [T, C, H', W'] maps."""
+        pooler = self.level_poolers[level]
+        geometry = dict(
+            spatial_scale=pooler.spatial_scale, sampling_ratio=pooler.sampling_ratio, aligned=pooler.aligned
+        )
+        options = dict(chunk_size=self.chunk_size, method=self.similarity, **geometry)
         if track_grad:
-            support_roi_feats = most_similar_roi_align(roi_feats, supports, self.topk, self.chunk_size)
+            support_roi_feats = most_similar_roi_align_from_map(roi_feats, target_map, boxes, supports, self.topk, **options)
             return self.aggregation(roi_feats, support_roi_feats)
-        # Without gradients: one chunk of RoIs at a time, with all its supports.
-        chunks = iter_most_similar_roi_align(roi_feats, supports, self.topk, self.chunk_size)
-        return torch.cat([self.aggregation(roi_feats[rois], feats) for rois, feats in chunks])
+        # Without gradients: one chunk of RoIs at a time, with all its supports. TAFA's target
+        # embedding comes from the map's tap products when that costs fewer multiply-adds: about
+        # when the RoIs have more cells than the map has locations.
+        target_embedding = None
+        if self.aggregation.embed is not None and roi_feats[0, 0].numel() * len(roi_feats) > target_map[0].numel():
+            sampling = roi_align_sampling(boxes, tuple(target_map.shape[1:]), self.output_size, **geometry)
+            target_embedding = self.aggregation.embed_pooled(target_map, sampling, self.output_size)
+        chunks = iter_most_similar_roi_align_from_map(roi_feats, target_map, boxes, supports, self.topk, **options)
+        return torch.cat(
+            [
+                self.aggregation(roi_feats[rois], feats, None if target_embedding is None else target_embedding[rois])
+                for rois, feats in chunks
+            ]
+        )
 
     @staticmethod
     def _check_supports(x: List[torch.Tensor], supports: List[List[torch.Tensor]]) -> None:
