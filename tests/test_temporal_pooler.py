@@ -207,3 +207,31 @@ def test_pooler_refuses_what_it_cannot_pool():
         TemporalROIPooler(3, (1 / 8,), 2, "ROIPool", channels=CHANNELS)
     with pytest.raises(ValueError, match="similarity must be one of"):
         make_pooler(similarity="fast")
+
+
+def test_inspect_reports_the_chosen_locations_and_attention():
+    x, box_lists, supports = make_inputs((1 / 8, 1 / 16), boxes_per_image=(3, 2), num_supports=3)
+    pooler = make_pooler((1 / 8, 1 / 16))
+    before = pooler(x, box_lists, supports)
+    found = pooler.inspect(x, box_lists, supports)
+    torch.testing.assert_close(pooler(x, box_lists, supports), before)  # forward unchanged
+    roi_feats = ROIPooler(3, (1 / 8, 1 / 16), 2, "ROIAlignV2", 32, 3)(x, box_lists)
+    levels = assign_boxes_to_levels(box_lists, 3, 4, 32, 3)
+    images = convert_boxes_to_pooler_format(box_lists)[:, 0].long()
+    assert found.locations.shape == (5, 3, 3, 3, 3) and found.attention.shape == (5, 4, 3, 3)
+    assert found.map_sizes == [tuple(supports[0][0].shape[-2:]), tuple(supports[1][0].shape[-2:])]
+    for r in range(5):
+        maps = supports[levels[r]][images[r]]
+        for t in range(3):
+            for y in range(3):
+                for xx in range(3):
+                    query = roi_feats[r, :, y, xx]
+                    cosine = torch.nn.functional.cosine_similarity(maps[t].flatten(1), query[:, None], dim=0)
+                    assert int(found.locations[r, t, y, xx, 0]) == int(cosine.argmax())
+                    assert float(found.similarities[r, t, y, xx, 0]) == pytest.approx(float(cosine.max()), abs=1e-5)
+        # Eq. 7's weights, averaged over the blocks: frames sum to one.
+        aligned = most_similar_roi_align(roi_feats[r : r + 1], maps, pooler.topk)
+        frames = torch.cat([roi_feats[r : r + 1][None], aligned])
+        embedded = pooler.aggregation.embed(frames.flatten(0, 1)).view_as(frames).unflatten(2, (2, 4))
+        logits = (embedded * embedded[:1]).sum(dim=3) / 2.0  # sqrt(C / N) = 2
+        torch.testing.assert_close(found.attention[r], logits.softmax(dim=0)[:, 0].mean(dim=1), rtol=1e-5, atol=1e-5)

@@ -15,8 +15,6 @@ import argparse
 import json
 import os
 import sys
-from collections import OrderedDict
-from collections.abc import Sequence
 
 import cv2
 from detectron2.data import MetadataCatalog
@@ -25,8 +23,8 @@ from tqdm import tqdm
 
 from temporal_roi_align.engine import setup_cfg
 from temporal_roi_align.predictor import VideoPredictor
+from temporal_roi_align.utils.video_io import camera_frames, open_frames
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 
 
@@ -50,97 +48,15 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-class VideoFileFrames(Sequence):
-    """The frames of a video file with random access, decoded on demand: a sequential read costs
-    one decode, a jump one seek; the last few frames decoded are kept (a frame is read again
-    to be drawn right after the model read it)."""
-
-    recent_frames = 4
-
-    def __init__(self, path, max_frames=None):
-        self.path = path
-        capture = cv2.VideoCapture(path)
-        if not capture.isOpened():
-            raise SystemExit(f"{path}: OpenCV cannot open this file as a video")
-        self.fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        count = 0
-        while (max_frames is None or count < max_frames) and capture.grab():  # counts without decoding
-            count += 1
-        capture.release()
-        if count == 0:
-            raise SystemExit(f"{path}: OpenCV could not decode any frame (not a video, or an unsupported codec)")
-        self._length = count
-        self._capture = cv2.VideoCapture(path)
-        self._next = 0
-        self._recent = OrderedDict()
-
-    def __len__(self):
-        return self._length
-
-    def __getitem__(self, index):
-        if not 0 <= index < self._length:
-            raise IndexError(f"{self.path}: frame {index} of {self._length}")
-        if index in self._recent:
-            self._recent.move_to_end(index)
-            return self._recent[index]
-        if index != self._next:
-            self._capture.set(cv2.CAP_PROP_POS_FRAMES, index)
-        ok, frame = self._capture.read()
-        if not ok:
-            raise SystemExit(f"{self.path}: could not decode frame {index}")
-        self._next = index + 1
-        self._recent[index] = frame
-        if len(self._recent) > self.recent_frames:
-            self._recent.popitem(last=False)
-        return frame
-
-
-class FolderFrames(Sequence):
-    """The image files of a folder, in name order."""
-
-    fps = 25.0
-
-    def __init__(self, path, max_frames=None):
-        names = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTENSIONS))
-        if not names:
-            raise SystemExit(f"{path}: folder holds no image file ({', '.join(IMAGE_EXTENSIONS)})")
-        self.files = [os.path.join(path, f) for f in names[:max_frames]]
-
-    def __len__(self):
-        return len(self.files)
-
-    def __getitem__(self, index):
-        frame = cv2.imread(self.files[index])
-        if frame is None:
-            raise SystemExit(f"{self.files[index]}: cannot read image")
-        return frame
-
-
-def camera_frames(index, max_frames=None):
-    capture = cv2.VideoCapture(index)
-    if not capture.isOpened():
-        raise SystemExit(f"camera {index}: OpenCV cannot open it")
-    count = 0
-    while max_frames is None or count < max_frames:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        count += 1
-        yield frame
-    capture.release()
-
-
 def open_input(args):
     if args.input.isdigit() and not os.path.exists(args.input):
         if not args.online:
             raise SystemExit(f"--input {args.input}: a camera is a live stream; add --online")
         return camera_frames(int(args.input), args.max_frames), 25.0
-    if os.path.isdir(args.input):
-        frames = FolderFrames(args.input, args.max_frames)
-    elif os.path.isfile(args.input):
-        frames = VideoFileFrames(args.input, args.max_frames)
-    else:
-        raise SystemExit(f"{args.input}: no such file or folder")
+    try:
+        frames = open_frames(args.input, args.max_frames)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(str(e)) from None
     return frames, frames.fps
 
 

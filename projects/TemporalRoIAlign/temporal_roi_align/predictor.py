@@ -1,7 +1,7 @@
 """Whole-video inference in the conventions of Detectron2's DefaultPredictor."""
 import itertools
 from collections import OrderedDict
-from typing import Callable, Dict, Iterable, Iterator, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -59,7 +59,7 @@ class VideoPredictor:
         video = ("VideoPredictor", next(self._video_ids))
         prepare = self._frame_preparer(video, lambda i: frames[i])
         frame_ids = range(len(frames))
-        results = (self._predict(prepare(t), [prepare(i) for i in self.offline_supports(t, frame_ids)]) for t in frame_ids)
+        results = (self._predict(*self._frame_group(prepare, t, frame_ids)) for t in frame_ids)
         if self.postprocess is None:
             yield from results
         else:
@@ -84,6 +84,15 @@ class VideoPredictor:
             # Frame 0 stays: it stands in for the frames before the start.
             if t - oldest_needed > 0:
                 del history[t - oldest_needed]
+
+    def frame_group(self, frames: Sequence[np.ndarray], index: int) -> Tuple[dict, List[dict]]:
+        """The model inputs of frame ``index`` of a whole video and of its supports (the offline
+        rule), as :meth:`predict_video` builds them: ``(target, supports)``."""
+        prepare = self._frame_preparer(("VideoPredictor", next(self._video_ids)), lambda i: frames[i])
+        return self._frame_group(prepare, index, range(len(frames)))
+
+    def _frame_group(self, prepare, index: int, frame_ids: Sequence[int]) -> Tuple[dict, List[dict]]:
+        return prepare(index), [prepare(i) for i in self.offline_supports(index, frame_ids)]
 
     def _frame_preparer(self, video, read: Callable[[int], np.ndarray]) -> Callable[[int], dict]:
         """``frame index -> model input`` for one video, each frame resized once while it stays

@@ -94,6 +94,17 @@ class TemporalAttentionalAggregation(nn.Module):
         aggregated = (weights * self._split_blocks(frames.to(_accumulate_dtype(frames.dtype)))).sum(dim=0)  # Eq. 8
         return aggregated.flatten(1, 2).to(target_roi_feats.dtype)
 
+    def attention_weights(self, target_roi_feats: torch.Tensor, support_roi_feats: torch.Tensor) -> torch.Tensor:
+        """The weights of Eq. 7 that :meth:`forward` gives each frame (target first), per block
+        and cell: ``[T + 1, R, N, h, w]``, summing to 1 over frames (``1 / (T + 1)`` when
+        averaging, N = 0, with one block). For inspection; computed like the training path."""
+        self._check_target(target_roi_feats)
+        frames = torch.cat([target_roi_feats.unsqueeze(0), support_roi_feats.to(target_roi_feats.dtype)])
+        if self.embed is None:
+            return frames.new_full((frames.shape[0], frames.shape[1], 1, *frames.shape[3:]), 1.0 / frames.shape[0])
+        embeddings = self.embed(frames.flatten(0, 1)).view_as(frames)
+        return self._attention_logits(embeddings, embeddings[0]).softmax(dim=0).squeeze(3)
+
     def _aggregate_without_support_embeddings(
         self,
         target_roi_feats: torch.Tensor,

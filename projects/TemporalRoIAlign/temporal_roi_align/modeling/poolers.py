@@ -1,6 +1,8 @@
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import torch
+import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, nonzero_tuple
 from detectron2.modeling.poolers import ROIPooler, assign_boxes_to_levels
@@ -8,6 +10,7 @@ from detectron2.structures import Boxes
 
 from ..layers import (
     TemporalAttentionalAggregation,
+    most_similar_roi_align,
     iter_most_similar_roi_align_from_map,
     most_similar_roi_align_from_map,
     roi_align_sampling,
@@ -15,7 +18,30 @@ from ..layers import (
 
 SIMILARITY_METHODS = ("auto", "direct", "gram")
 
-__all__ = ["TemporalROIPooler"]
+__all__ = ["TemporalROIPooler", "TemporalRoIAlignInspection"]
+
+
+@dataclass
+class TemporalRoIAlignInspection:
+    """What :meth:`TemporalROIPooler.inspect` found for each RoI (``M`` RoIs, ``T`` supports,
+    ``h x w`` cells, ``K`` locations).
+
+    Attributes:
+        levels: ``[M]`` the feature level of each RoI.
+        locations: ``[M, T, h, w, K]`` the most similar locations of each cell in each support
+            map of the RoI's image and level, flat indices ``y * W + x`` into that map,
+            most similar first.
+        similarities: ``[M, T, h, w, K]`` their cosine similarities (Eq. 2).
+        attention: ``[M, T + 1, h, w]`` each frame's TAFA weight (Eq. 7; target first),
+            averaged over the attention blocks.
+        map_sizes: ``(H, W)`` of the support maps of each level.
+    """
+
+    levels: torch.Tensor
+    locations: torch.Tensor
+    similarities: torch.Tensor
+    attention: torch.Tensor
+    map_sizes: List[tuple]
 
 
 class TemporalROIPooler(ROIPooler):
@@ -152,6 +178,43 @@ class TemporalROIPooler(ROIPooler):
         if not group_indices:
             return roi_feats
         return roi_feats.index_copy(0, torch.cat(group_indices), torch.cat(group_feats))
+
+    @torch.no_grad()
+    def inspect(
+        self, x: List[torch.Tensor], box_lists: List[Boxes], supports: List[List[torch.Tensor]]
+    ) -> TemporalRoIAlignInspection:
+        """What the pooler chooses for ``box_lists`` (arguments as :meth:`forward`): the
+        locations it takes from each support map and the attention each frame gets. An opt-in
+        for inspection (tools/visualize_troi.py): :meth:`forward` is unchanged by it; this one
+        computes the similarities of every cell with every support location directly, so it is
+        meant for a few RoIs."""
+        self._check_supports(x, supports)
+        roi_feats = super().forward(x, box_lists)
+        levels = (
+            torch.zeros(len(roi_feats), dtype=torch.int64, device=roi_feats.device)
+            if len(x) == 1
+            else assign_boxes_to_levels(box_lists, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level)
+        )
+        num_supports = len(supports[0][0]) if len(box_lists) else 0
+        k = self.topk
+        cells = roi_feats.shape[2:]
+        locations = torch.zeros(len(roi_feats), num_supports, *cells, k, dtype=torch.int64)
+        similarities = torch.zeros(len(roi_feats), num_supports, *cells, k)
+        attention = torch.zeros(len(roi_feats), num_supports + 1, *cells)
+        images = torch.cat([torch.full((len(b),), i) for i, b in enumerate(box_lists)]) if box_lists else torch.zeros(0)
+        for r in range(len(roi_feats)):
+            level, image = int(levels[r]), int(images[r])
+            maps, roi = supports[level][image], roi_feats[r : r + 1]
+            queries = F.normalize(roi.float(), dim=1).flatten(2)[0].t()  # [h*w, C]
+            keys = F.normalize(maps.float().flatten(2), dim=1)  # [T, C, H*W]
+            top = torch.matmul(queries, keys).topk(k, dim=2)  # [T, h*w, K]
+            locations[r] = top.indices.view(num_supports, *cells, k).cpu()
+            similarities[r] = top.values.view(num_supports, *cells, k).cpu()
+            aligned = most_similar_roi_align(roi, maps, k)
+            attention[r] = self.aggregation.attention_weights(roi, aligned)[:, 0].mean(dim=1).float().cpu()
+        return TemporalRoIAlignInspection(
+            levels.cpu(), locations, similarities, attention, [tuple(level[0].shape[-2:]) for level in supports]
+        )
 
     def _temporal_roi_feats(
         self,
