@@ -107,3 +107,18 @@ def test_command_line(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Wrote 2 annotated frames to" in proc.stdout and os.path.getsize(tmp_path / "o.avi") > 1000
+
+
+def test_instance_segmentation_model_draws_tracks_and_writes_video_results(vis_toy_root, tmp_path, capsys):
+    video = os.path.join(vis_toy_root, "valid", "JPEGImages", "toy_val_0000")
+    js = tmp_path / "vis.jsonl"
+    demo.main(["--config-file", os.path.join(REPO, "configs", "toy", "masktrack.yaml"), "--input", video,
+               "--output", str(tmp_path / "vis.mp4"), "--json", str(js), "--max-frames", "4",
+               "--opts", "INPUT.MIN_SIZE_TEST", "64", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])
+    out = capsys.readouterr().out
+    assert "per-video results" in out
+    records = [json.loads(line) for line in js.read_text().splitlines()]
+    assert len(records) == 4 and {"track_ids", "masks"} <= set(records[0])
+    tracks = json.loads((tmp_path / "vis_videos.json").read_text())
+    assert tracks and all(len(t["segmentations"]) == 4 and t["video_id"] == 0 for t in tracks)
+    assert {t for r in records for t in r["track_ids"]} == set(range(len(tracks)))

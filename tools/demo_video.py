@@ -8,7 +8,8 @@ Detect objects in a video and write it back annotated:
 --input: a video file, a folder of frames (image files in name order, as ImageNet VID stores
 them) or, with --online, a camera index (e.g. 0). --output: a video file (.mp4 or .avi) or a
 folder, which receives one JPEG per frame. --json: one JSON line per frame, written as frames
-are done. Frames stream through a bounded window (the model's feature cache): memory does not
+are done; for video instance segmentation models (masks drawn in one colour per track) also
+<json>_videos.json, the tracks in the per-video format of the YouTube-VIS evaluation. Frames stream through a bounded window (the model's feature cache): memory does not
 grow with the length of the video. Every output is checked before the first frame is read.
 """
 import argparse
@@ -18,11 +19,14 @@ import sys
 
 import cv2
 from detectron2.data import MetadataCatalog
+from detectron2.utils.colormap import colormap
 from detectron2.utils.visualizer import Visualizer
 from tqdm import tqdm
 
 from temporal_roi_align.engine import setup_cfg
+from temporal_roi_align.evaluation.ytvis_evaluation import encode_masks, video_predictions
 from temporal_roi_align.predictor import VideoPredictor
+from temporal_roi_align.utils import atomic_write
 from temporal_roi_align.utils.video_io import camera_frames, open_frames
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
@@ -111,6 +115,28 @@ def check_output(args):
             raise SystemExit(f"{args.json}: folder {folder} does not exist")
 
 
+def draw(frame, instances, metadata):
+    """The frame with the detections; masks and track ids (video instance segmentation) in one
+    colour per track through the video."""
+    visualizer = Visualizer(frame[:, :, ::-1], metadata)
+    if not instances.has("pred_track_ids"):
+        return visualizer.draw_instance_predictions(instances).get_image()[:, :, ::-1]
+    palette = colormap(rgb=True, maximum=1)
+    names = metadata.get("thing_classes", None)
+    labels = [
+        f"{names[c] if names else c} #{t} {s:.0%}"
+        for c, t, s in zip(instances.pred_classes.tolist(), instances.pred_track_ids.tolist(), instances.scores.tolist())
+    ]
+    drawn = visualizer.overlay_instances(
+        boxes=instances.pred_boxes,
+        masks=instances.pred_masks.numpy() if instances.has("pred_masks") else None,
+        labels=labels,
+        assigned_colors=[palette[t % len(palette)] for t in instances.pred_track_ids.tolist()],
+        alpha=0.5,
+    )
+    return drawn.get_image()[:, :, ::-1]
+
+
 def frame_record(index, instances):
     record = {
         "frame": index,
@@ -120,7 +146,21 @@ def frame_record(index, instances):
     }
     if instances.has("pred_track_ids"):
         record["track_ids"] = instances.pred_track_ids.tolist()
+    if instances.has("pred_masks"):
+        record["masks"] = encode_masks(instances.pred_masks)
     return record
+
+
+def write_video_results(path, records, num_frames):
+    """The per-video results of a video instance segmentation model, as YTVISEvaluator writes
+    them (one entry per track: video_id 0, score, category_id, a mask or null per frame)."""
+    frames = [
+        {"video_id": 0, "frame_id": r["frame"], "detections": list(zip(r["track_ids"], r["classes"], r["scores"], r["masks"]))}
+        for r in records
+    ]
+    predictions, _ = video_predictions(frames, {0: num_frames})
+    with atomic_write(path) as f:
+        json.dump(predictions, f)
 
 
 def main(argv=None):
@@ -148,13 +188,15 @@ def main(argv=None):
         total = len(frames)
     writer = FrameWriter(args.output, fps)
     json_file = open(args.json, "w") if args.json else None
+    tracked = []  # per-frame records of a video instance segmentation model, for its per-video results
     try:
         for index, (frame, instances) in enumerate(tqdm(pairs, total=total, desc="frames")):
-            shown = instances[instances.scores >= args.confidence]
-            drawn = Visualizer(frame[:, :, ::-1], metadata).draw_instance_predictions(shown)
-            writer.write(drawn.get_image()[:, :, ::-1])
+            writer.write(draw(frame, instances[instances.scores >= args.confidence], metadata))
             if json_file:
-                json_file.write(json.dumps(frame_record(index, instances)) + "\n")
+                record = frame_record(index, instances)
+                if "track_ids" in record:
+                    tracked.append(record)
+                json_file.write(json.dumps(record) + "\n")
                 json_file.flush()
     finally:
         writer.close()
@@ -164,6 +206,10 @@ def main(argv=None):
     print(f"Wrote {writer.count} {where} {os.path.abspath(args.output)}")
     if args.json:
         print(f"Wrote detections of {writer.count} frames to {os.path.abspath(args.json)}")
+    if tracked:
+        path = os.path.splitext(args.json)[0] + "_videos.json"
+        write_video_results(path, tracked, writer.count)
+        print(f"Wrote the tracks as the YouTube-VIS evaluation's per-video results to {os.path.abspath(path)}")
 
 
 if __name__ == "__main__":
