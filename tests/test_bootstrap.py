@@ -96,3 +96,27 @@ def test_paired_redraws_and_interval():
     low, high = percentile_interval(draws[:, 0])
     assert low <= table.ap50() <= high
     assert all(np.isnan(percentile_interval(np.array([np.nan]))))
+
+
+def test_ytvis_bootstrap_redraws_videos():
+    from pycocotools import mask as mask_util
+
+    from temporal_roi_align.evaluation.bootstrap import bootstrap_ytvis
+    from temporal_roi_align.evaluation.ytvis_metric import ytvis_metrics
+
+    def rle(x0):
+        m = np.zeros((16, 16), np.uint8, order="F")
+        m[4:12, x0 : x0 + 6] = 1
+        r = mask_util.encode(m)
+        r["counts"] = r["counts"].decode()
+        return r
+
+    gt = [{"video_id": v, "category_id": 1, "iscrowd": 0, "segmentations": [rle(2), rle(3)]} for v in ("A", "B")]
+    found = [{"video_id": "A", "category_id": 1, "score": 0.9, "segmentations": [rle(2), rle(3)]}]
+    categories = [(1, "thing")]
+    both = ytvis_metrics(["A", "B"], categories, gt, found)["AP"]
+    draws = bootstrap_ytvis(["A", "B"], categories, gt, [found, found], samples=60, seed=0)
+    np.testing.assert_array_equal(draws[:, 0], draws[:, 1])  # paired
+    assert set(np.round(draws[:, 0, 0], 6)) == {0.0, round(both, 6), 100.0}
+    only_a = bootstrap_ytvis(["A"], categories, gt[:1], [found], samples=5)
+    np.testing.assert_allclose(only_a[:, 0], 100.0)

@@ -20,7 +20,7 @@ from pycocotools.cocoeval import COCOeval
 
 from .vid_evaluation import _coco_dt, _coco_gt
 
-__all__ = ["AP50Table", "bootstrap_ap50", "percentile_interval"]
+__all__ = ["AP50Table", "bootstrap_ap50", "bootstrap_ytvis", "percentile_interval"]
 
 _RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
@@ -125,3 +125,38 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> Tuple[float,
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def bootstrap_ytvis(
+    video_ids: Sequence,
+    categories: Sequence[Tuple[int, str]],
+    ground_truth: Sequence[dict],
+    predictions: Sequence[Sequence[dict]],
+    metrics: Sequence[str] = ("AP", "AP50"),
+    samples: int = 200,
+    seed: int = 0,
+) -> np.ndarray:
+    """YouTube-VIS metrics (:func:`ytvis_metrics`) of several sets of video-level predictions on
+    ``samples`` redraws of the videos (with replacement; a video drawn twice counts twice, its
+    copies renamed): ``[samples, len(predictions), len(metrics)]``. All sets see the same
+    redraws (paired). Each redraw matches the videos again, so this costs ``samples`` full
+    evaluations: meant for small test sets."""
+    from .ytvis_metric import ytvis_metrics
+
+    videos = list(video_ids)
+    gt_by_video, predictions_by_video = {}, [{} for _ in predictions]
+    for instance in ground_truth:
+        gt_by_video.setdefault(instance["video_id"], []).append(instance)
+    for by_video, instances in zip(predictions_by_video, predictions):
+        for instance in instances:
+            by_video.setdefault(instance["video_id"], []).append(instance)
+    rng = np.random.default_rng(seed)
+    out = np.empty((samples, len(predictions), len(metrics)))
+    for s in range(samples):
+        drawn = [(copy, videos[i]) for copy, i in enumerate(rng.integers(len(videos), size=len(videos)))]
+        gt = [dict(g, video_id=copy) for copy, v in drawn for g in gt_by_video.get(v, [])]
+        for j, by_video in enumerate(predictions_by_video):
+            dt = [dict(p, video_id=copy) for copy, v in drawn for p in by_video.get(v, [])]
+            results = ytvis_metrics([copy for copy, _ in drawn], categories, gt, dt)
+            out[s, j] = [results[m] for m in metrics]
+    return out
