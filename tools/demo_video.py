@@ -19,14 +19,13 @@ import sys
 
 import cv2
 from detectron2.data import MetadataCatalog
-from detectron2.utils.colormap import colormap
-from detectron2.utils.visualizer import Visualizer
 from tqdm import tqdm
 
 from temporal_roi_align.engine import setup_cfg
 from temporal_roi_align.evaluation.ytvis_evaluation import encode_masks, video_predictions
 from temporal_roi_align.predictor import VideoPredictor
 from temporal_roi_align.utils import atomic_write
+from temporal_roi_align.utils.drawing import draw_instances
 from temporal_roi_align.utils.video_io import camera_frames, open_frames
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
@@ -115,28 +114,6 @@ def check_output(args):
             raise SystemExit(f"{args.json}: folder {folder} does not exist")
 
 
-def draw(frame, instances, metadata):
-    """The frame with the detections; masks and track ids (video instance segmentation) in one
-    colour per track through the video."""
-    visualizer = Visualizer(frame[:, :, ::-1], metadata)
-    if not instances.has("pred_track_ids"):
-        return visualizer.draw_instance_predictions(instances).get_image()[:, :, ::-1]
-    palette = colormap(rgb=True, maximum=1)
-    names = metadata.get("thing_classes", None)
-    labels = [
-        f"{names[c] if names else c} #{t} {s:.0%}"
-        for c, t, s in zip(instances.pred_classes.tolist(), instances.pred_track_ids.tolist(), instances.scores.tolist())
-    ]
-    drawn = visualizer.overlay_instances(
-        boxes=instances.pred_boxes,
-        masks=instances.pred_masks.numpy() if instances.has("pred_masks") else None,
-        labels=labels,
-        assigned_colors=[palette[t % len(palette)] for t in instances.pred_track_ids.tolist()],
-        alpha=0.5,
-    )
-    return drawn.get_image()[:, :, ::-1]
-
-
 def frame_record(index, instances):
     record = {
         "frame": index,
@@ -191,7 +168,7 @@ def main(argv=None):
     tracked = []  # per-frame records of a video instance segmentation model, for its per-video results
     try:
         for index, (frame, instances) in enumerate(tqdm(pairs, total=total, desc="frames")):
-            writer.write(draw(frame, instances[instances.scores >= args.confidence], metadata))
+            writer.write(draw_instances(frame, instances[instances.scores >= args.confidence], metadata))
             if json_file:
                 record = frame_record(index, instances)
                 if "track_ids" in record:

@@ -37,6 +37,7 @@ __all__ = [
     "is_degraded",
     "load_toy_vid",
     "register_toy_vid",
+    "register_toy_vid_split",
 ]
 
 # (VID class name, WordNet id) of the toy classes, in the order of their contiguous ids.
@@ -461,16 +462,25 @@ def load_toy_vid(root: Optional[str] = None, split: str = "val") -> List[dict]:
     )
 
 
+def register_toy_vid_split(name: str, root: Optional[str], split: str) -> str:
+    """Register the toy ``split`` ("train" or "val") of the dataset under ``root`` (default:
+    :func:`default_toy_root`, read when loaded) as ``name``, with the toy's degradation field and
+    "degraded" evaluation subset; returns ``name``."""
+    split_file, all_frames = TOY_SPLITS[split]
+    register_imagenet_vid(
+        name,
+        root or default_toy_root,
+        split_file,
+        all_frames=all_frames,
+        categories=TOY_CATEGORIES,
+        frame_fields=_degradation,
+        hint=_TOY_HINT,
+        frame_subsets={"degraded": is_degraded},
+    )
+    return name
+
+
 def register_toy_vid():
     """Register ``toy_vid_train`` and ``toy_vid_val`` under ``$DETECTRON2_DATASETS/toy_vid``."""
-    for split, (split_file, all_frames) in TOY_SPLITS.items():
-        register_imagenet_vid(
-            f"toy_vid_{split}",
-            default_toy_root,
-            split_file,
-            all_frames=all_frames,
-            categories=TOY_CATEGORIES,
-            frame_fields=_degradation,
-            hint=_TOY_HINT,
-            frame_subsets={"degraded": is_degraded},
-        )
+    for split in TOY_SPLITS:
+        register_toy_vid_split(f"toy_vid_{split}", None, split)
