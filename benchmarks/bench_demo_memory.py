@@ -49,7 +49,7 @@ def measure(clip, online):
 
     out = tempfile.mkdtemp()
     args = ["--config-file", os.path.join(REPO, "configs", "toy", "troi.yaml"), "--input", clip,
-            "--output", os.path.join(out, "out.mp4"), "--json", os.path.join(out, "out.jsonl")]
+            "--output", os.path.join(out, "out.mp4"), "--json", os.path.join(out, "out.jsonl"), "--allow-partial-weights"]
     if online:
         args.append("--online")
     demo_video.main(args + ["--opts", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.5"])

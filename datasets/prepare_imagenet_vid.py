@@ -25,6 +25,7 @@ from temporal_roi_align.utils import atomic_write
 logger = logging.getLogger("prepare_imagenet_vid")
 
 FRAME_DIGITS = 6
+OTHER_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def count_frames(video_dir: str) -> int:
@@ -45,6 +46,11 @@ def video_dirs(data_root: str, split: str) -> List[str]:
         dirnames.sort()
         if any(f.endswith(".JPEG") for f in filenames):
             videos.append(os.path.relpath(dirpath, data_root).replace(os.sep, "/"))
+        elif any(os.path.splitext(f)[1].lower() in OTHER_IMAGE_EXTENSIONS for f in filenames):
+            raise ValueError(
+                f"{dirpath}: holds images but no .JPEG frames; ImageNet VID frames are named 000000.JPEG, "
+                "000001.JPEG, ... (a video left out would be missing from the split files)"
+            )
     if not videos:
         raise FileNotFoundError(f"{base} holds no video (no folder with .JPEG frames)")
     return videos

@@ -335,3 +335,16 @@ def test_builtin_vid_metadata_and_loading(tmp_path, monkeypatch):
     write_split(root, "VID_val_videos.txt", ["val/ILSVRC2015_val_00000000 1 0 3"])
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
     assert [d["frame_id"] for d in DatasetCatalog.get("imagenet_vid_val")] == [0, 1, 2]
+
+
+def test_prepare_refuses_a_video_whose_frames_are_not_jpeg_named(tmp_path):
+    root = str(tmp_path / "ILSVRC2015")
+    write_video(root, "train/a/b", 2)
+    write_video(root, "val/c", 2)
+    write_video(root, "val/d", 2)
+    for name in os.listdir(os.path.join(root, "Data", "VID", "val", "d")):
+        if name.endswith(".JPEG"):
+            src = os.path.join(root, "Data", "VID", "val", "d", name)
+            os.rename(src, src[: -len(".JPEG")] + ".jpg")
+    with pytest.raises(ValueError, match=r"val/d: holds images but no \.JPEG frames"):
+        prepare_imagenet_vid_splits(root, with_det=False)

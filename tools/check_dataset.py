@@ -6,7 +6,8 @@ Check registered video datasets against the files on disk before a long run:
     python tools/check_dataset.py toy_vid_val --full          # decode every image too
     python tools/check_dataset.py my_data --import my_project.datasets   # registers my_data
 
-Loads each dataset (its loader's own errors are reported), then opens every frame of every
+Loads each dataset (a loader's error is reported as it is: loaders stop at the first problem of
+their own, e.g. a missing frame or a split length that differs from the disk), then opens every frame of every
 video, targets and the frames that serve only as supports, once each: the image header (its
 size, no decoding) and, for JPEG and PNG, the file's last bytes (a file cut short has lost its
 end marker); ``--full`` decodes the pixels instead. Checks each frame's size against its dict

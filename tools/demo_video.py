@@ -21,6 +21,7 @@ import cv2
 from detectron2.data import MetadataCatalog
 from tqdm import tqdm
 
+from temporal_roi_align.checkpoint import CheckpointError
 from temporal_roi_align.engine import setup_cfg
 from temporal_roi_align.evaluation.ytvis_evaluation import encode_masks, video_predictions
 from temporal_roi_align.predictor import VideoPredictor
@@ -47,6 +48,8 @@ def parse_args(argv=None):
     parser.add_argument("--online", action="store_true", help="use past frames only (streams, cameras)")
     parser.add_argument("--confidence", type=float, default=0.5, help="score threshold for drawing")
     parser.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
+    parser.add_argument("--allow-partial-weights", action="store_true",
+                        help="run with weights that leave parameters uninitialised, or none (random weights)")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides, KEY VALUE ...")
     return parser.parse_args(argv)
 
@@ -98,6 +101,8 @@ def check_output(args):
     for path in filter(None, (args.output, args.json)):
         if os.path.realpath(path) in inputs:
             raise SystemExit(f"{path}: an output cannot be the input")
+    if args.json and os.path.realpath(args.json) == os.path.realpath(args.output):
+        raise SystemExit(f"{args.json}: --json and --output must be different files")
     output = args.output
     if os.path.isdir(output) or not os.path.splitext(output)[1]:
         os.makedirs(output, exist_ok=True)
@@ -145,7 +150,10 @@ def main(argv=None):
     check_output(args)
     cfg = setup_cfg(args.config_file, args.opts)
     frames, fps = open_input(args)
-    predictor = VideoPredictor(cfg)
+    try:
+        predictor = VideoPredictor(cfg, check_weights=True, allow_partial_weights=args.allow_partial_weights)
+    except CheckpointError as e:
+        raise SystemExit(str(e)) from None
     metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
     if args.online:
         frames = iter(frames)

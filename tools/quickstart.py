@@ -47,7 +47,8 @@ from temporal_roi_align.utils import atomic_write
 from temporal_roi_align.utils.drawing import draw_instances
 
 VID_MODELS = {"single_frame": "Single-frame (ROIAlign)", "troi": "Temporal RoI Align", "selsa": "SELSA",
-              "selsa_troi": "SELSA + TRoI", "fgfa": "FGFA", "dff": "DFF"}
+              "selsa_troi": "SELSA + TRoI", "fgfa": "FGFA", "dff": "DFF", "tam": "TAM block",
+              "tam_troi": "TAM block + TRoI"}
 VIS_MODELS = {"masktrack": "MaskTrack R-CNN", "masktrack_troi": "MaskTrack R-CNN + TRoI"}
 # task: (the base and single-frame row, default base iterations, default fine-tuning iterations)
 RECIPES = {"vid": ("single_frame", 400, 150), "vis": ("masktrack", 300, 100)}

@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from detectron2.structures import Boxes, pairwise_iou  # noqa: E402
 
+from temporal_roi_align.checkpoint import CheckpointError  # noqa: E402
 from temporal_roi_align.engine import setup_cfg  # noqa: E402
 from temporal_roi_align.modeling import TemporalROIPooler  # noqa: E402
 from temporal_roi_align.predictor import VideoPredictor  # noqa: E402
@@ -45,6 +46,8 @@ def parse_args(argv=None):
     cell.add_argument("--heatmap", action="store_true", help="the top-1 locations of all the RoI's cells")
     parser.add_argument("--num-supports", type=int, default=4, help="support frames (spread over the video)")
     parser.add_argument("--output", required=True, help="PNG to write")
+    parser.add_argument("--allow-partial-weights", action="store_true",
+                        help="run with weights that leave parameters uninitialised, or none (random weights)")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides, KEY VALUE ...")
     return parser.parse_args(argv)
 
@@ -80,7 +83,10 @@ def main(argv=None):
         raise SystemExit(str(e)) from None
     if not 0 <= args.frame < len(frames):
         raise SystemExit(f"--frame {args.frame}: {args.input} has {len(frames)} frames")
-    predictor = VideoPredictor(cfg)
+    try:
+        predictor = VideoPredictor(cfg, check_weights=True, allow_partial_weights=args.allow_partial_weights)
+    except CheckpointError as e:
+        raise SystemExit(str(e)) from None
     model = predictor.model
     pooler = model.roi_heads.box_pooler
     if not isinstance(pooler, TemporalROIPooler):

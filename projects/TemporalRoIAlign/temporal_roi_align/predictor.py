@@ -5,11 +5,11 @@ from typing import Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
+from .checkpoint import VideoCheckpointer
 from .data import SupportSelector, build_test_augmentation
 from .postprocessing import build_video_postprocessor
 
@@ -31,14 +31,21 @@ class VideoPredictor:
       or the test rule itself when it uses no later frame (DFF's ``key_frame``).
 
     ``VIDEO.POSTPROCESS`` (e.g. Seq-NMS) is applied to each whole video by :meth:`predict_video`.
+
+    A missing or unreadable ``MODEL.WEIGHTS`` file is a :class:`CheckpointError` naming it. With
+    ``check_weights`` (the tools' default), weights that leave any parameter of the model
+    uninitialised, or no weights at all, are refused too unless ``allow_partial_weights``.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, *, check_weights: bool = False, allow_partial_weights: bool = False):
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg)
         self.model.eval()
+        checkpointer = VideoCheckpointer(self.model)
         if cfg.MODEL.WEIGHTS:
-            DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+            checkpointer.load(cfg.MODEL.WEIGHTS)
+        if check_weights:
+            checkpointer.check_weights(evaluating=True, allow_partial=allow_partial_weights)
         self.aug = T.AugmentationList(build_test_augmentation(cfg))
         self.input_format = cfg.INPUT.FORMAT
         self.offline_supports = SupportSelector.from_config(cfg, is_train=False)

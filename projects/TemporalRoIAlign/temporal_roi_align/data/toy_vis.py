@@ -154,8 +154,8 @@ def _read_stamp(root: str) -> Optional[dict]:
 def make_toy_vis(
     root: Optional[str] = None,
     *,
-    num_train_videos: int = 12,
-    num_val_videos: int = 4,
+    num_train_videos: int = 24,
+    num_val_videos: int = 16,
     frames_per_video: int = 15,
     val_frames_per_video: int = 20,
     image_size: Tuple[int, int] = (128, 160),
