@@ -384,31 +384,43 @@ def main():
     del roi_feats, support_feats, target
 
     # 2. The pooler at inference: memory grows with T only by one chunk's most similar features.
-    pooler = TemporalROIPooler(
-        size, (1.0 / STRIDE,), 0, "ROIAlignV2", channels=channels, topk=k, chunk_size=args.chunk_size
-    ).to(device)
+    poolers = {
+        method: TemporalROIPooler(
+            size, (1.0 / STRIDE,), 0, "ROIAlignV2", channels=channels, topk=k, chunk_size=args.chunk_size,
+            similarity=method,
+        ).to(device)
+        for method in ("direct", "auto")
+    }
+    poolers["auto"].load_state_dict(poolers["direct"].state_dict())
+    pooler = poolers["direct"]
     feature_map = target_map[None]
     pooler_boxes = [Boxes(boxes)]
     embed_gflop = 2 * num_cells * channels * channels * 9 / 1e9
     num_blocks = pooler.aggregation.num_blocks
     logit_gflop = 2 * num_cells * num_blocks * 9 * channels / 1e9
     print(
-        f"\n[2] TemporalROIPooler inference (no grad: RoIs in chunks, all supports at once; direct similarities),"
-        f" one image, {args.num_rois} RoIs, N={num_blocks} blocks, shared embedding, ROIAlignV2 adaptive sampling\n"
+        f"\n[2] TemporalROIPooler inference (no grad: RoIs in chunks, all supports at once), one image,"
+        f" {args.num_rois} RoIs, N={num_blocks} blocks, shared embedding, ROIAlignV2 adaptive sampling;"
+        f" similarity 'direct' and 'auto' (the default: the Gram path and TAFA's embed_pooled where cheaper)\n"
         f"per support: similarity matmul {gflop / num_supports:.1f} GFLOP, attention logits {logit_gflop:.2f} GFLOP "
         f"(embedding it would cost {embed_gflop:.1f}); once: target embedding and its projections "
         f"{2 * embed_gflop:.1f} GFLOP"
     )
-    print(f"{'supports T':>10s}{'time (s)':>10s}{'peak extra memory (MiB)':>26s}{'support maps (MiB, input)':>28s}")
+    print(f"{'supports T':>10s}{'similarity':>12s}{'time (s)':>10s}{'peak extra memory (MiB)':>26s}"
+          f"{'support maps (MiB, input)':>28s}{'max |diff| to direct':>22s}")
     for count in (num_supports, args.long_supports):
-        supports = [[randn(1, channels, args.height, args.width) for _ in range(count)]]
-        with torch.no_grad():
-            pooler_time, pooler_memory = time_and_peak_extra_memory(
-                lambda: pooler([feature_map], pooler_boxes, supports), device
-            )
-        input_mib = sum(s.numel() * s.element_size() for s in supports[0]) / MIB
-        print(f"{count:10d}{pooler_time:10.3f}{pooler_memory / MIB:26.1f}{input_mib:28.1f}")
-        del supports
+        supports = [[randn(count, channels, args.height, args.width)]]  # [level][image] -> [T, C, H, W]
+        outputs = {}
+        for method, each in poolers.items():
+            with torch.no_grad():
+                pooler_time, pooler_memory = time_and_peak_extra_memory(
+                    lambda: outputs.__setitem__(method, each([feature_map], pooler_boxes, supports)), device
+                )
+            input_mib = supports[0][0].numel() * supports[0][0].element_size() / MIB
+            difference = (outputs[method] - outputs["direct"]).abs().max().item()
+            print(f"{count:10d}{method:>12s}{pooler_time:10.3f}{pooler_memory / MIB:26.1f}{input_mib:28.1f}"
+                  f"{difference:22.2e}")
+        del supports, outputs
     # The target embedding of TAFA: 3x3 conv of the pooled RoIs vs tap products of the map.
     aggregation = pooler.aggregation
     pooled = roi_align(feature_map, [boxes], size, 1 / STRIDE, 0, True)

@@ -113,10 +113,12 @@ def test_unlabeled_split_has_no_annotations(tmp_path):
 def test_bad_ytvis_files(tmp_path):
     json_file, image_root = ytvis_tree(tmp_path)
     data = json.loads(open(json_file).read())
-    data["annotations"][0]["bboxes"].pop()
-    open(json_file, "w").write(json.dumps(data))
-    with pytest.raises(ValueError, match=r"train\.json: annotation 100 must have 3 'bboxes'"):
-        load_ytvis_json(json_file, image_root)
+    for key in ("segmentations", "bboxes"):
+        changed = json.loads(json.dumps(data))
+        changed["annotations"][0][key].pop()
+        open(json_file, "w").write(json.dumps(changed))
+        with pytest.raises(ValueError, match=rf"train\.json: annotation 100 must have 3 '{key}'"):
+            load_ytvis_json(json_file, image_root)
     data["annotations"] = [dict(data["annotations"][1], category_id=40)]
     open(json_file, "w").write(json.dumps(data))
     with pytest.raises(ValueError, match=r"train\.json: annotation 101 has category_id 40"):

@@ -69,7 +69,8 @@ def parse_args(argv=None):
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap redraws of the videos (vid)")
     parser.add_argument("--vis-bootstrap", type=int, default=200,
                         help="bootstrap redraws of the videos (vis: each one a full evaluation)")
-    parser.add_argument("--seq-nms", action="store_true", help="add a row: the TRoI detections after Seq-NMS")
+    parser.add_argument("--seq-nms", action=argparse.BooleanOptionalAction, default=True,
+                        help="a row of the TRoI detections after Seq-NMS (on by default)")
     parser.add_argument("--output", default="output/quickstart", help="where models, results and videos go")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every model, KEY VALUE ...")
     return parser.parse_args(argv)
