@@ -19,7 +19,8 @@ def test_quickstart_runs_end_to_end(tmp_path):
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), OMP_NUM_THREADS="1")
     stdout = run("tools/quickstart.py", "--base-iters", "2", "--finetune-iters", "2", "--bootstrap", "20",
                  "--vis-bootstrap", "3", "--seq-nms", "--output", str(out),
-                 "INPUT.MIN_SIZE_TEST", "64", "INPUT.SUPPORT.NUM_TEST", "2", env=env)
+                 "INPUT.MIN_SIZE_TEST", "64", "INPUT.SUPPORT.NUM_TEST", "2", "MODEL.RPN.POST_NMS_TOPK_TEST", "8",
+                 "TEST.DETECTIONS_PER_IMAGE", "3", env=env)
     for row in ("| Single-frame (ROIAlign)", "| Temporal RoI Align ", "| Temporal RoI Align + Seq-NMS",
                 "| Temporal RoI Align - single-frame", "| MaskTrack R-CNN ", "| MaskTrack R-CNN + TRoI - MaskTrack R-CNN"):
         assert row in stdout, stdout[-3000:]

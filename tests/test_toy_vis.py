@@ -167,7 +167,7 @@ def test_registered_names_generate_on_first_use(tmp_path, monkeypatch, vis_toy_r
     # None there: the default one is made.
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
     dicts = DatasetCatalog.get("toy_vis_val")
-    assert len(dicts) == 4 * 20 and os.path.isfile(tmp_path / "toy_vis" / "toy_vis.json")
+    assert len(dicts) == 16 * 20 and os.path.isfile(tmp_path / "toy_vis" / "toy_vis.json")
 
 
 def test_cli(tmp_path):

@@ -58,7 +58,8 @@ BASELINE_LABELS = {"single_frame": "single-frame", "masktrack": "MaskTrack R-CNN
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=["vid", "vis", "all"], default="all")
+    parser.add_argument("--task", choices=["vid", "vis", "all"], default="all",
+                        help="detection (vid), video instance segmentation (vis), or both (default)")
     parser.add_argument("--models", nargs="+", default=["single_frame", "troi"], choices=sorted(VID_MODELS),
                         help="detection models (vid); the single-frame row is always trained")
     parser.add_argument("--base-iters", type=int, default=None,
