@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The test suite: sets up (or reuses) the project environment, then runs pytest on the CPU.
-# Extra arguments go to pytest, e.g. `bash tools/run_tests.sh -k pooler`.
+# The test suite: sets up (or reuses) the project environment, then runs pytest on the CPU in
+# $TRA_TEST_WORKERS processes (pytest-xdist; default 2), one thread each unless OMP_NUM_THREADS
+# says otherwise. Extra arguments go to pytest, e.g. `bash tools/run_tests.sh -k pooler`
+# (`-n 0`: one process).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source tools/env.sh
-exec python -m pytest tests -q "$@"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+exec python -m pytest tests -q -n "${TRA_TEST_WORKERS:-2}" "$@"
