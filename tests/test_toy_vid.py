@@ -153,5 +153,10 @@ def test_cli_default_size_takes_seconds(tmp_path):
     dicts = load_imagenet_vid(
         str(tmp_path / "toy_vid"), "ImageSets/VID_train_15frames.txt", categories=TOY_CATEGORIES
     )
-    assert len(dicts) == 12 * 15
+    assert len(dicts) == 24 * 15
     assert {d["height"] for d in dicts} == {128} and {d["width"] for d in dicts} == {160}
+    # The command's defaults are the library's: the registered names take this dataset as it is.
+    stamp = os.path.join(tmp_path, "toy_vid", "toy_vid.json")
+    before = os.path.getmtime(stamp)
+    ensure_toy_vid(str(tmp_path / "toy_vid"))
+    assert os.path.getmtime(stamp) == before
