@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import time
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -279,8 +279,67 @@ def _xml(folder: str, frame: int, size, objects, occluded, degradation: str) -> 
     return "".join(parts)
 
 
-def _params(**kwargs) -> dict:
-    return json.loads(json.dumps(dict(kwargs, version=_GENERATOR_VERSION)))  # tuples -> lists
+def _generation_params(version: int, **kwargs) -> dict:
+    """The arguments of :func:`make_toy_vid` (or ``make_toy_vis``), checked, as the dataset's
+    stamp records them with the generator's ``version``."""
+    if not 1 <= kwargs["num_classes"] <= len(TOY_CATEGORIES):
+        raise ValueError(f"num_classes must be in 1..{len(TOY_CATEGORIES)}, got {kwargs['num_classes']}")
+    if min(kwargs["num_train_videos"], kwargs["num_val_videos"]) < 0 or min(
+        kwargs["frames_per_video"], kwargs["val_frames_per_video"]
+    ) < 1:
+        raise ValueError("need video counts >= 0 and at least 1 frame per video")
+    if not 0 <= kwargs["degradation_prob"] <= 1 or kwargs["max_objects"] < 1 or min(kwargs["image_size"]) < 32:
+        raise ValueError("need 0 <= degradation_prob <= 1, max_objects >= 1 and frames of at least 32x32 px")
+    return json.loads(json.dumps(dict(kwargs, version=version)))  # tuples -> lists
+
+
+def _read_stamp(root: str, stamp_file: str) -> Optional[dict]:
+    """The parameters a toy dataset at ``root`` was made with, or None (none there, or damaged)."""
+    try:
+        with open(os.path.join(root, stamp_file)) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _generate(root: str, params: dict, write: Callable[[str, dict], None], stamp_file: str, what: str) -> str:
+    """Write a toy dataset with ``write(folder, params)`` (which writes ``stamp_file`` last) into a
+    temporary folder beside ``root`` and move it into place. An existing ``root`` is replaced only
+    if it holds a toy dataset (its ``stamp_file``). Safe when several processes make the same
+    dataset at once: each writes its own copy and the first complete one stays."""
+    if os.path.isdir(root) and os.listdir(root) and not os.path.isfile(os.path.join(root, stamp_file)):
+        raise FileExistsError(f"{root} exists and is not a {what} (no {stamp_file}); not overwriting it")
+    start = time.perf_counter()
+    tmp = f"{root}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write(tmp, params)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.makedirs(os.path.dirname(root), exist_ok=True)
+    if os.path.isdir(root):
+        old = f"{root}.old-{os.getpid()}"
+        os.rename(root, old)
+        shutil.rmtree(old)
+    try:
+        os.rename(tmp, root)
+    except OSError:
+        # Another process put a dataset there meanwhile: keep it if it is this one.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _read_stamp(root, stamp_file) != params:
+            raise
+    logger.info(f"Wrote the {what} to {root} in {time.perf_counter() - start:.1f}s")
+    return root
+
+
+def _ensure(root: str, make: Callable[..., str], stamp_file: str, version: int, kwargs: dict) -> str:
+    """``make(root, **kwargs)`` unless ``root`` holds a toy dataset made with the same arguments
+    (``make``'s defaults for the others); returns ``root``."""
+    defaults = {k: p.default for k, p in inspect.signature(make).parameters.items() if p.kind == p.KEYWORD_ONLY}
+    if _read_stamp(root, stamp_file) == _generation_params(version, **dict(defaults, **kwargs)):
+        return root
+    return make(root, **kwargs)
 
 
 def _write_dataset(out: str, p: dict):
@@ -360,68 +419,23 @@ def make_toy_vid(
         degradation_prob: fraction of each video's frames that get a degradation.
         difficulty: strength of the degradations (1: heavy; 0.5: half the blur, noise, cover).
 
-    An existing ``root`` is replaced only if it holds a toy dataset (its ``toy_vid.json``).
+    An existing ``root`` is replaced only if it holds a toy dataset (its ``toy_vid.json``); safe
+    when several processes make the same dataset at once (the first complete copy stays).
     """
-    root = os.path.abspath(root or default_toy_root())
-    if not 1 <= num_classes <= len(TOY_CATEGORIES):
-        raise ValueError(f"num_classes must be in 1..{len(TOY_CATEGORIES)}, got {num_classes}")
-    if min(num_train_videos, num_val_videos) < 0 or min(frames_per_video, val_frames_per_video) < 1:
-        raise ValueError("need video counts >= 0 and at least 1 frame per video")
-    if not 0 <= degradation_prob <= 1 or max_objects < 1 or min(image_size) < 32:
-        raise ValueError(
-            "need 0 <= degradation_prob <= 1, max_objects >= 1 and frames of at least 32x32 px"
-        )
-    if (
-        os.path.isdir(root)
-        and os.listdir(root)
-        and not os.path.isfile(os.path.join(root, STAMP_FILE))
-    ):
-        raise FileExistsError(
-            f"{root} exists and is not a toy dataset (no {STAMP_FILE}); not overwriting it"
-        )
-    params = _params(
-        num_train_videos=num_train_videos, num_val_videos=num_val_videos, frames_per_video=frames_per_video,
-        val_frames_per_video=val_frames_per_video, image_size=list(image_size), num_classes=num_classes,
-        max_objects=max_objects, degradation_prob=degradation_prob, difficulty=difficulty, seed=seed,
+    params = _generation_params(
+        _GENERATOR_VERSION, num_train_videos=num_train_videos, num_val_videos=num_val_videos,
+        frames_per_video=frames_per_video, val_frames_per_video=val_frames_per_video, image_size=image_size,
+        num_classes=num_classes, max_objects=max_objects, degradation_prob=degradation_prob,
+        difficulty=difficulty, seed=seed,
     )  # fmt: skip
-    start = time.perf_counter()
-    tmp = f"{root}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        _write_dataset(tmp, params)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if os.path.isdir(root):
-        old = f"{root}.old-{os.getpid()}"
-        os.rename(root, old)
-        os.rename(tmp, root)
-        shutil.rmtree(old)
-    else:
-        os.makedirs(os.path.dirname(root), exist_ok=True)
-        os.rename(tmp, root)
-    logger.info(f"Wrote the toy dataset to {root} in {time.perf_counter() - start:.1f}s")
-    return root
+    return _generate(os.path.abspath(root or default_toy_root()), params, _write_dataset, STAMP_FILE, "toy dataset")
 
 
 def ensure_toy_vid(root: Optional[str] = None, **kwargs) -> str:
     """Create the toy dataset with :func:`make_toy_vid` unless ``root`` already holds one made with
     the same arguments (recorded in ``toy_vid.json``); returns ``root``."""
     root = os.path.abspath(root or default_toy_root())
-    stamp = os.path.join(root, STAMP_FILE)
-    if os.path.isfile(stamp):
-        defaults = {
-            k: p.default
-            for k, p in inspect.signature(make_toy_vid).parameters.items()
-            if p.kind == p.KEYWORD_ONLY
-        }
-        with open(stamp) as f:
-            try:
-                if json.load(f) == _params(**dict(defaults, **kwargs)):
-                    return root
-            except json.JSONDecodeError:
-                pass  # a damaged stamp: regenerate
-    return make_toy_vid(root, **kwargs)
+    return _ensure(root, make_toy_vid, STAMP_FILE, _GENERATOR_VERSION, kwargs)
 
 
 def _degradation(xml_root) -> dict:

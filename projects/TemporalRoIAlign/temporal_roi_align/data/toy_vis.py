@@ -15,12 +15,9 @@ Layout under ``$DETECTRON2_DATASETS/toy_vis`` (YouTube-VIS's)::
     train.json, valid.json, {train,valid}/JPEGImages/toy_<split>_<i>/<%05d>.jpg, toy_vis.json (parameters)
 """
 
-import inspect
 import json
 import logging
 import os
-import shutil
-import time
 from functools import partial
 from typing import List, Optional, Tuple
 
@@ -31,7 +28,18 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from .datasets.common import datasets_root
 from .datasets.ytvis import load_ytvis_json, ytvis_metadata
-from .toy import DEGRADATIONS, TOY_CATEGORIES, _sprites, _textures, _Video, is_degraded
+from .toy import (
+    DEGRADATIONS,
+    TOY_CATEGORIES,
+    _ensure,
+    _generate,
+    _generation_params,
+    _read_stamp,
+    _sprites,
+    _textures,
+    _Video,
+    is_degraded,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +63,6 @@ _GENERATOR_VERSION = 1
 def default_toy_vis_root() -> str:
     """Where ``toy_vis_train``/``toy_vis_val`` look: ``$DETECTRON2_DATASETS/toy_vis``."""
     return os.path.join(datasets_root(), "toy_vis")
-
-
-def _params(**kwargs) -> dict:
-    return json.loads(json.dumps(dict(kwargs, version=_GENERATOR_VERSION)))  # tuples -> lists
 
 
 def _visible(masks: List[np.ndarray]) -> List[np.ndarray]:
@@ -143,14 +147,6 @@ def _write_dataset(out: str, p: dict):
         json.dump(p, f, indent=1, sort_keys=True)
 
 
-def _read_stamp(root: str) -> Optional[dict]:
-    try:
-        with open(os.path.join(root, STAMP_FILE)) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def make_toy_vis(
     root: Optional[str] = None,
     *,
@@ -173,54 +169,21 @@ def make_toy_vis(
     Safe when several processes make the same dataset at once: each writes its own copy and the
     first complete one stays.
     """
-    root = os.path.abspath(root or default_toy_vis_root())
-    if not 1 <= num_classes <= len(TOY_CATEGORIES):
-        raise ValueError(f"num_classes must be in 1..{len(TOY_CATEGORIES)}, got {num_classes}")
-    if min(num_train_videos, num_val_videos) < 0 or min(frames_per_video, val_frames_per_video) < 1:
-        raise ValueError("need video counts >= 0 and at least 1 frame per video")
-    if not 0 <= degradation_prob <= 1 or max_objects < 1 or min(image_size) < 32:
-        raise ValueError("need 0 <= degradation_prob <= 1, max_objects >= 1 and frames of at least 32x32 px")
-    if os.path.isdir(root) and os.listdir(root) and not os.path.isfile(os.path.join(root, STAMP_FILE)):
-        raise FileExistsError(f"{root} exists and is not a toy VIS dataset (no {STAMP_FILE}); not overwriting it")
-    params = _params(
-        num_train_videos=num_train_videos, num_val_videos=num_val_videos, frames_per_video=frames_per_video,
-        val_frames_per_video=val_frames_per_video, image_size=list(image_size), num_classes=num_classes,
-        max_objects=max_objects, degradation_prob=degradation_prob, difficulty=difficulty, seed=seed,
+    params = _generation_params(
+        _GENERATOR_VERSION, num_train_videos=num_train_videos, num_val_videos=num_val_videos,
+        frames_per_video=frames_per_video, val_frames_per_video=val_frames_per_video, image_size=image_size,
+        num_classes=num_classes, max_objects=max_objects, degradation_prob=degradation_prob,
+        difficulty=difficulty, seed=seed,
     )  # fmt: skip
-    start = time.perf_counter()
-    tmp = f"{root}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        _write_dataset(tmp, params)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    os.makedirs(os.path.dirname(root), exist_ok=True)
-    if os.path.isdir(root):
-        old = f"{root}.old-{os.getpid()}"
-        os.rename(root, old)
-        shutil.rmtree(old)
-    try:
-        os.rename(tmp, root)
-    except OSError:
-        # Another process put a dataset there meanwhile: keep it if it is this one.
-        shutil.rmtree(tmp, ignore_errors=True)
-        if _read_stamp(root) != params:
-            raise
-    logger.info(f"Wrote the toy VIS dataset to {root} in {time.perf_counter() - start:.1f}s")
-    return root
+    root = os.path.abspath(root or default_toy_vis_root())
+    return _generate(root, params, _write_dataset, STAMP_FILE, "toy VIS dataset")
 
 
 def ensure_toy_vis(root: Optional[str] = None, **kwargs) -> str:
     """Create the toy VIS dataset with :func:`make_toy_vis` unless ``root`` already holds one made
     with the same arguments (recorded in ``toy_vis.json``); returns ``root``."""
     root = os.path.abspath(root or default_toy_vis_root())
-    defaults = {
-        k: p.default for k, p in inspect.signature(make_toy_vis).parameters.items() if p.kind == p.KEYWORD_ONLY
-    }
-    if _read_stamp(root) == _params(**dict(defaults, **kwargs)):
-        return root
-    return make_toy_vis(root, **kwargs)
+    return _ensure(root, make_toy_vis, STAMP_FILE, _GENERATOR_VERSION, kwargs)
 
 
 def _degradation(video: dict, frame_id: int) -> dict:
@@ -245,7 +208,7 @@ def load_toy_vis(root: Optional[str] = None, split: str = "val", dataset_name: O
 
 def _load_registered(name: str, split: str) -> List[dict]:
     root = default_toy_vis_root()
-    if _read_stamp(root) is None:
+    if _read_stamp(root, STAMP_FILE) is None:
         logger.info(f"Dataset '{name}': no toy VIS dataset at {root} yet; generating it (seconds)")
         make_toy_vis(root)
     return load_toy_vis(root, split, dataset_name=name)
