@@ -10,13 +10,13 @@ import zipfile
 import cv2
 import pytest
 import torch
-import torch.distributed as dist
 
 from temporal_roi_align.data.datasets import YTVIS_2019_CATEGORIES
 from temporal_roi_align.engine import VideoTrainer, launch, setup_cfg
 from temporal_roi_align.evaluation import YTVIS_METRICS, YTVISEvaluator
 from temporal_roi_align.model_zoo import get_config_file
 from temporal_roi_align.predictor import VideoPredictor
+from test_end_to_end import _train_two_ranks  # the same 2-process training, parameters gathered
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["SOLVER.IMS_PER_BATCH", 2, "INPUT.MIN_SIZE_TRAIN", (64,), "INPUT.MIN_SIZE_TEST", 64,
@@ -39,19 +39,6 @@ def test_two_iterations_then_the_youtube_vis_evaluation(variant, vis_toy_dataset
     assert predictions and {p["video_id"] for p in predictions} == {1, 2}
     assert all(len(p["segmentations"]) == 5 and 1 <= p["category_id"] <= 3 for p in predictions)
     assert os.path.isfile(tmp_path / "model_final.pth")
-
-
-def _train_two_ranks(config_file, opts, result_path):
-    cfg = setup_cfg(config_file, opts)
-    trainer = VideoTrainer(cfg)
-    trainer.resume_or_load(resume=False)
-    trainer.train()
-    model = trainer.model.module
-    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
-    gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, flat)
-    if dist.get_rank() == 0:
-        torch.save({"world_size": dist.get_world_size(), "params": gathered}, result_path)
 
 
 def test_two_cpu_processes_train_masktrack_troi_in_sync(vis_toy_datasets_env, tmp_path):
