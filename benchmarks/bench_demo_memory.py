@@ -12,6 +12,7 @@ config and random weights (T=6 uniform supports, or past frames with --online), 
 annotated .mp4 and JSON lines. Prints each run's peak resident memory (ru_maxrss) and the ratio
 of the longest to the shortest.
 """
+
 import argparse
 import os
 import resource
@@ -48,8 +49,17 @@ def measure(clip, online):
     import demo_video
 
     out = tempfile.mkdtemp()
-    args = ["--config-file", os.path.join(REPO, "configs", "toy", "troi.yaml"), "--input", clip,
-            "--output", os.path.join(out, "out.mp4"), "--json", os.path.join(out, "out.jsonl"), "--allow-partial-weights"]
+    args = [
+        "--config-file",
+        os.path.join(REPO, "configs", "toy", "troi.yaml"),
+        "--input",
+        clip,
+        "--output",
+        os.path.join(out, "out.mp4"),
+        "--json",
+        os.path.join(out, "out.jsonl"),
+        "--allow-partial-weights",
+    ]
     if online:
         args.append("--online")
     demo_video.main(args + ["--opts", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.5"])
@@ -70,8 +80,12 @@ def main():
             clip = os.path.join(folder, f"clip{count}.mp4")
             write_clip(clip, count)
             start = time.perf_counter()
-            proc = subprocess.run([sys.executable, __file__, "--measure", clip] + (["--online"] if args.online else []),
-                                  capture_output=True, text=True, cwd=REPO)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--measure", clip] + (["--online"] if args.online else []),
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+            )
             if proc.returncode != 0:
                 raise SystemExit(proc.stderr[-3000:])
             peaks[count] = float(proc.stdout.rsplit("PEAK_MIB", 1)[1].split()[0])

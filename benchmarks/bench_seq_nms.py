@@ -143,7 +143,7 @@ def main():
 
     for num_classes in (30, 1):
         video = synthetic_video(args.frames, args.boxes, num_classes=num_classes)
-        seconds, (keep, _) = fastest(lambda: seq_nms_arrays(*video), args.repeats)
+        seconds, (keep, _) = fastest(lambda video=video: seq_nms_arrays(*video), args.repeats)
         num_kept = sum(len(k) for k in keep)
         classes = "1 class" if num_classes == 1 else f"{num_classes} classes"
         print(

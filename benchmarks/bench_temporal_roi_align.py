@@ -104,7 +104,9 @@ def rpn_like_boxes(num_boxes, image_h, image_w, generator, num_objects=6, foregr
     heights = torch.cat([heights, background_sizes / background_aspects.sqrt()])
     centre_x = torch.cat([centre_x, uniform(num_background, 0, image_w)])
     centre_y = torch.cat([centre_y, uniform(num_background, 0, image_h)])
-    boxes = torch.stack([centre_x - widths / 2, centre_y - heights / 2, centre_x + widths / 2, centre_y + heights / 2], 1)
+    boxes = torch.stack(
+        [centre_x - widths / 2, centre_y - heights / 2, centre_x + widths / 2, centre_y + heights / 2], 1
+    )
     return torch.minimum(boxes.clamp_min(0), torch.tensor([image_w, image_h, image_w, image_h], dtype=boxes.dtype))
 
 
@@ -323,7 +325,11 @@ def main():
     widths = (boxes[:, 2] - boxes[:, 0]).cpu()
     target = _TargetMap(roi_feats, target_map, boxes, **pooling, method="auto")
     padded = -(-args.height * args.width // _SEGMENT) * _SEGMENT
-    auto_method = "gram" if _gram_inputs(roi_feats.permute(0, 2, 3, 1).flatten(0, 2), (size, size), target, torch.float32, padded) else "direct"
+    auto_method = (
+        "gram"
+        if _gram_inputs(roi_feats.permute(0, 2, 3, 1).flatten(0, 2), (size, size), target, torch.float32, padded)
+        else "direct"
+    )
     baseline = lambda: straightforward_most_similar_roi_align(roi_feats, support_feats, k)  # noqa: E731
     direct = lambda: most_similar_roi_align(roi_feats, support_feats, k, args.chunk_size)  # noqa: E731
     auto = lambda: most_similar_roi_align_from_map(  # noqa: E731
@@ -334,8 +340,14 @@ def main():
         times, outputs = alternating_times([baseline, direct, auto], device, args.repeats)
         expected_locations = straightforward_most_similar_roi_align(roi_feats, support_feats, k, return_locations=True)
         agreements = [
-            agreement(out, outputs[0], chosen_locations(roi_feats, support_feats, k, chosen), expected_locations,
-                      roi_feats, support_feats)
+            agreement(
+                out,
+                outputs[0],
+                chosen_locations(roi_feats, support_feats, k, chosen),
+                expected_locations,
+                roi_feats,
+                support_feats,
+            )
             for out, chosen in zip(outputs[1:], (None, target))
         ]
         del outputs, expected_locations
@@ -381,12 +393,18 @@ def main():
         f"selection alone (similarities and top-K, all supports): direct {direct_select:.3f} s "
         f"({gflop:.0f} GFLOP matmul), Gram {gram_select:.3f} s"
     )
-    del roi_feats, support_feats, target
+    roi_feats = support_feats = target = None  # freed before part 2
 
     # 2. The pooler at inference: memory grows with T only by one chunk's most similar features.
     poolers = {
         method: TemporalROIPooler(
-            size, (1.0 / STRIDE,), 0, "ROIAlignV2", channels=channels, topk=k, chunk_size=args.chunk_size,
+            size,
+            (1.0 / STRIDE,),
+            0,
+            "ROIAlignV2",
+            channels=channels,
+            topk=k,
+            chunk_size=args.chunk_size,
             similarity=method,
         ).to(device)
         for method in ("direct", "auto")
@@ -406,21 +424,28 @@ def main():
         f"(embedding it would cost {embed_gflop:.1f}); once: target embedding and its projections "
         f"{2 * embed_gflop:.1f} GFLOP"
     )
-    print(f"{'supports T':>10s}{'similarity':>12s}{'time (s)':>10s}{'peak extra memory (MiB)':>26s}"
-          f"{'support maps (MiB, input)':>28s}{'max |diff| to direct':>22s}")
+    print(
+        f"{'supports T':>10s}{'similarity':>12s}{'time (s)':>10s}{'peak extra memory (MiB)':>26s}"
+        f"{'support maps (MiB, input)':>28s}{'max |diff| to direct':>22s}"
+    )
     for count in (num_supports, args.long_supports):
         supports = [[randn(count, channels, args.height, args.width)]]  # [level][image] -> [T, C, H, W]
         outputs = {}
         for method, each in poolers.items():
             with torch.no_grad():
                 pooler_time, pooler_memory = time_and_peak_extra_memory(
-                    lambda: outputs.__setitem__(method, each([feature_map], pooler_boxes, supports)), device
+                    lambda method=method, each=each, outputs=outputs, supports=supports: outputs.__setitem__(
+                        method, each([feature_map], pooler_boxes, supports)
+                    ),
+                    device,
                 )
             input_mib = supports[0][0].numel() * supports[0][0].element_size() / MIB
             difference = (outputs[method] - outputs["direct"]).abs().max().item()
-            print(f"{count:10d}{method:>12s}{pooler_time:10.3f}{pooler_memory / MIB:26.1f}{input_mib:28.1f}"
-                  f"{difference:22.2e}")
-        del supports, outputs
+            print(
+                f"{count:10d}{method:>12s}{pooler_time:10.3f}{pooler_memory / MIB:26.1f}{input_mib:28.1f}"
+                f"{difference:22.2e}"
+            )
+        supports = outputs = None  # freed before the next count
     # The target embedding of TAFA: 3x3 conv of the pooled RoIs vs tap products of the map.
     aggregation = pooler.aggregation
     pooled = roi_align(feature_map, [boxes], size, 1 / STRIDE, 0, True)
@@ -433,7 +458,8 @@ def main():
         )
     print(
         f"TAFA's target embedding of the {args.num_rois} RoIs: 3x3 conv of the pooled RoIs {min(conv_times):.3f} s "
-        f"({embed_gflop:.1f} GFLOP); embed_pooled (tap products of the map, {embed_gflop * num_locations_ratio(args):.1f} "
+        f"({embed_gflop:.1f} GFLOP); embed_pooled (tap products of the map, "
+        f"{embed_gflop * num_locations_ratio(args):.1f} "
         f"GFLOP, and a sparse product) {min(map_times):.3f} s; max |diff| {(by_conv - by_map).abs().max().item():.2e}"
     )
     if args.sweep:

@@ -20,6 +20,7 @@ on the same number of boxes.
         [--fgfa-config configs/ImageNetVID/fgfa_R_50_DC5.yaml] [--dff-config configs/ImageNetVID/dff_R_50_DC5.yaml]
         [--selsa-troi-config configs/ImageNetVID/selsa_troi_R_50_DC5.yaml] [--device cuda] [--skip recompute ...]
 """
+
 import argparse
 import os
 import time
@@ -106,8 +107,13 @@ def main():
     parser.add_argument("--fgfa-config", default="configs/ImageNetVID/fgfa_R_50_DC5.yaml")
     parser.add_argument("--dff-config", default="configs/ImageNetVID/dff_R_50_DC5.yaml")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["recompute", "selsa_troi", "fgfa", "dff"],
-                        help="variants to leave out")
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["recompute", "selsa_troi", "fgfa", "dff"],
+        help="variants to leave out",
+    )
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA device here")
@@ -119,11 +125,15 @@ def main():
     selsa_troi = setup_cfg(args.selsa_troi_config, common + ["INPUT.SUPPORT.NUM_TEST", args.supports])
     # FGFA and DFF with their own test rules (30 neighbours; key frames every 10 frames).
     fgfa, dff = setup_cfg(args.fgfa_config, common), setup_cfg(args.dff_config, common)
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
-    print(f"clip {args.clip}: {len(frames)} frames of {frames[0].shape[1]}x{frames[0].shape[0]}, "
-          f"short side {args.size}, T={args.supports}, {device}, {args.config}; "
-          f"FGFA T={fgfa.INPUT.SUPPORT.NUM_TEST} ({fgfa.INPUT.SUPPORT.TEST_MODE}), "
-          f"DFF key frame every {dff.VIDEO.KEY_FRAME_INTERVAL}")
+    device = (
+        torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"clip {args.clip}: {len(frames)} frames of {frames[0].shape[1]}x{frames[0].shape[0]}, "
+        f"short side {args.size}, T={args.supports}, {device}, {args.config}; "
+        f"FGFA T={fgfa.INPUT.SUPPORT.NUM_TEST} ({fgfa.INPUT.SUPPORT.TEST_MODE}), "
+        f"DFF key frame every {dff.VIDEO.KEY_FRAME_INTERVAL}"
+    )
     variants = [
         ("single-frame", single, 0, ""),
         ("TRoI, cached features", troi, args.supports + 2, ""),
@@ -132,17 +142,23 @@ def main():
         ("FGFA, cached features", fgfa, fgfa.INPUT.SUPPORT.NUM_TEST + 2, "fgfa"),
         ("DFF", dff, 2, "dff"),
     ]
-    rows = [(name, *seconds_per_frame(cfg, frames, cache)) for name, cfg, cache, key in variants if key not in args.skip]
+    rows = [
+        (name, *seconds_per_frame(cfg, frames, cache)) for name, cfg, cache, key in variants if key not in args.skip
+    ]
     base = rows[0][1]
-    print(f"{'variant':<28}{'s/frame':>10}{'frames/s':>10}{'x single':>10}{'backbone images/frame':>24}"
-          f"{'RoI heads share':>17}{'flow net share':>16}")
+    print(
+        f"{'variant':<28}{'s/frame':>10}{'frames/s':>10}{'x single':>10}{'backbone images/frame':>24}"
+        f"{'RoI heads share':>17}{'flow net share':>16}"
+    )
     for name, sec, passes, head_share, flow_share in rows:
         flow = "" if flow_share is None else f"{flow_share:.0%}"
         print(f"{name:<28}{sec:>10.3f}{1 / sec:>10.2f}{sec / base:>10.2f}{passes:>24.2f}{head_share:>17.0%}{flow:>16}")
     times = {name: sec for name, sec, *_ in rows}
     if "TRoI, recompute supports" in times:
-        print(f"cached TRoI is {times['TRoI, recompute supports'] / times['TRoI, cached features']:.1f}x faster "
-              "than recomputing supports")
+        print(
+            f"cached TRoI is {times['TRoI, recompute supports'] / times['TRoI, cached features']:.1f}x faster "
+            "than recomputing supports"
+        )
 
 
 if __name__ == "__main__":

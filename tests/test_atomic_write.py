@@ -1,4 +1,5 @@
 """atomic_write: a file is replaced whole or not at all."""
+
 import os
 import stat
 

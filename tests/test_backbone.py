@@ -2,8 +2,8 @@ import torch
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 
-from temporal_roi_align.model_zoo import get_config_file
 from temporal_roi_align.engine import setup_cfg
+from temporal_roi_align.model_zoo import get_config_file
 
 
 def test_dc5_backbone_has_stride_16_conv5_reduced_to_512_channels():

@@ -1,4 +1,5 @@
 """AP50 under frame weights and the video bootstrap, against COCOeval and hand-computed cases."""
+
 import numpy as np
 import pytest
 import torch
@@ -18,16 +19,35 @@ def random_dataset(seed, videos=5, frames=8):
             for k in range(rng.integers(0, 3)):
                 x, y = rng.uniform(0, 80, 2)
                 w, h = rng.uniform(5, 40, 2)
-                anns.append({"bbox": [x, y, x + w, y + h], "bbox_mode": BoxMode.XYXY_ABS,
-                             "category_id": int(rng.integers(3)), "track_id": k})
-            d = {"image_id": f"{v}/{f}", "video_id": v, "frame_id": f, "height": 128, "width": 128,
-                 "annotations": anns, "odd": f % 2 == 1}
+                anns.append(
+                    {
+                        "bbox": [x, y, x + w, y + h],
+                        "bbox_mode": BoxMode.XYXY_ABS,
+                        "category_id": int(rng.integers(3)),
+                        "track_id": k,
+                    }
+                )
+            d = {
+                "image_id": f"{v}/{f}",
+                "video_id": v,
+                "frame_id": f,
+                "height": 128,
+                "width": 128,
+                "annotations": anns,
+                "odd": f % 2 == 1,
+            }
             dicts.append(d)
             boxes = [(np.array(a["bbox"]) + rng.normal(0, 3, 4), a["category_id"]) for a in anns if rng.random() < 0.7]
             boxes += [(np.r_[xy, xy + 20], int(rng.integers(3))) for xy in rng.uniform(0, 80, (rng.integers(0, 5), 2))]
             for (b, c), s in zip(boxes, rng.random(len(boxes))):
-                detections.append({"image_id": d["image_id"], "category_id": c,
-                                   "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": float(s)})
+                detections.append(
+                    {
+                        "image_id": d["image_id"],
+                        "category_id": c,
+                        "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                        "score": float(s),
+                    }
+                )
     return dicts, detections
 
 
@@ -67,7 +87,9 @@ def test_weights_equal_duplicated_frames():
     for d, w in zip(dicts, weights):
         for c in range(int(w)):
             copies.append(dict(d, image_id=f"{d['image_id']}#{c}"))
-            copied_detections += [dict(x, image_id=f"{d['image_id']}#{c}") for x in detections if x["image_id"] == d["image_id"]]
+            copied_detections += [
+                dict(x, image_id=f"{d['image_id']}#{c}") for x in detections if x["image_id"] == d["image_id"]
+            ]
     assert table.ap50(weights) == pytest.approx(AP50Table(copies, copied_detections, ["a", "b", "c"]).ap50(), abs=1e-9)
 
 
@@ -75,7 +97,9 @@ def test_bootstrap_of_two_videos_has_three_outcomes():
     """Video A: one object, found; video B: one object, missed. All frames: recall 0.5 at
     precision 1, AP = 51/101 recall points; redraws AA give 100, BB give 0."""
     box = {"bbox": [10.0, 10.0, 50.0, 50.0], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0}
-    dicts = [{"image_id": v, "video_id": v, "frame_id": 0, "height": 64, "width": 64, "annotations": [box]} for v in "AB"]
+    dicts = [
+        {"image_id": v, "video_id": v, "frame_id": 0, "height": 64, "width": 64, "annotations": [box]} for v in "AB"
+    ]
     detections = [{"image_id": "A", "category_id": 0, "bbox": [10.0, 10.0, 40.0, 40.0], "score": 0.9}]
     table = AP50Table(dicts, detections, ["a"])
     assert table.ap50() == pytest.approx(100 * 51 / 101)

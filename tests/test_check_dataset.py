@@ -7,10 +7,9 @@ import shutil
 import uuid
 
 import pytest
-from PIL import Image
-
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
+from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 spec = importlib.util.spec_from_file_location("check_dataset", os.path.join(REPO, "tools", "check_dataset.py"))
@@ -42,9 +41,15 @@ def test_broken_frames_are_counted_with_examples(toy_copy, capsys):
     assert check_dataset.main(["toy_vid_val", "--examples", "1"]) == 1
     out = capsys.readouterr().out
     assert "toy_vid_val: 16 dataset dicts, 2 videos, 16 frame files, " in out and "3 problems" in out
-    assert f"truncated image (no end marker): 1\n      {first / '000001.JPEG'} (frame 1 of video VID/val/{videos[0]})" in out
+    assert (
+        f"truncated image (no end marker): 1\n      {first / '000001.JPEG'} (frame 1 of video VID/val/{videos[0]})"
+        in out
+    )
     assert f"unreadable image: 1\n      {first / '000002.JPEG'}: cannot read image" in out
-    assert f"image size differs from its dataset dict: 1\n      {second / '000003.JPEG'}: 20x10, the dict says 80x64" in out
+    assert (
+        f"image size differs from its dataset dict: 1\n      {second / '000003.JPEG'}: 20x10, the dict says 80x64"
+        in out
+    )
     # --full decodes: the file cut short is unreadable too.
     assert check_dataset.main(["toy_vid_val", "--full"]) == 1
     assert "unreadable image: 2" in capsys.readouterr().out
@@ -64,14 +69,25 @@ def test_boxes_classes_and_video_length_of_a_custom_dataset(tmp_path, capsys):
     pattern = str(tmp_path / "{:03d}.jpg")
 
     def frame(i, annotations):
-        return {"file_name": pattern.format(i), "image_id": i, "height": 30, "width": 40, "video_id": "v",
-                "frame_id": i, "video_length": 2, "video_frames": pattern, "annotations": annotations}  # fmt: skip
+        return {
+            "file_name": pattern.format(i),
+            "image_id": i,
+            "height": 30,
+            "width": 40,
+            "video_id": "v",
+            "frame_id": i,
+            "video_length": 2,
+            "video_frames": pattern,
+            "annotations": annotations,
+        }
 
     def box(b, c=0, mode=BoxMode.XYXY_ABS):
         return {"bbox": b, "bbox_mode": mode, "category_id": c}
 
-    dicts = [frame(0, [box([1, 1, 5, 5]), box([float("nan"), 1, 5, 5]), box([50, 1, 60, 5])]),
-             frame(1, [box([0, 0, 10, 10], c=2), box([0, 0, 10, 10], c=-1), box([1, 1, 4, 4], mode=BoxMode.XYWH_ABS)])]  # fmt: skip
+    dicts = [
+        frame(0, [box([1, 1, 5, 5]), box([float("nan"), 1, 5, 5]), box([50, 1, 60, 5])]),
+        frame(1, [box([0, 0, 10, 10], c=2), box([0, 0, 10, 10], c=-1), box([1, 1, 4, 4], mode=BoxMode.XYWH_ABS)]),
+    ]
     # A video listed by file names (COCO-style JSON), one of them missing: a support-only frame.
     listed = (pattern.format(0), str(tmp_path / "gone.jpg"))
     dicts.append(dict(frame(0, []), image_id=9, video_id="w", video_frames=listed))
@@ -88,7 +104,10 @@ def test_boxes_classes_and_video_length_of_a_custom_dataset(tmp_path, capsys):
     assert f"missing image: 1\n      {tmp_path / 'gone.jpg'} (frame 1 of video w)" in out
     assert "box not finite: 1" in out and "box without area inside the image: 1" in out
     assert "class id out of range: 2" in out and "category_id 2, 2 thing_classes" in out
-    assert f"more frames on disk than video_length: 1\n      video v: video_length 2, but {tmp_path / '002.jpg'} exists" in out
+    assert (
+        f"more frames on disk than video_length: 1\n      video v: video_length 2, but {tmp_path / '002.jpg'} exists"
+        in out
+    )
 
 
 def test_unknown_name():

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 import torch
-
 from detectron2.modeling import build_backbone
+
 from temporal_roi_align.config_checks import ConfigError, smallest_feature_map
 from temporal_roi_align.engine import setup_cfg
 from temporal_roi_align.model_zoo import get_config_file
@@ -30,15 +30,21 @@ TOY = get_config_file("toy/troi.yaml")
         (["SOLVER.STEPS", (200, 100)], r"SOLVER\.STEPS \(200, 100\): must be increasing"),
         (["SOLVER.BASE_LR", float("nan")], r"SOLVER\.BASE_LR nan: must be a finite number"),
         (["TEST.EVAL_PERIOD", -5], r"TEST\.EVAL_PERIOD -5: must be >= 0"),
-        (["MODEL.ROI_HEADS.NUM_CLASSES", 5], r"NUM_CLASSES 5: must be the number of classes of dataset 'toy_vid_train', 3"),
+        (
+            ["MODEL.ROI_HEADS.NUM_CLASSES", 5],
+            r"NUM_CLASSES 5: must be the number of classes of dataset 'toy_vid_train', 3",
+        ),
         (["INPUT.SUPPORT.TRAIN_FRAME_RANGE", 0], r"TRAIN_FRAME_RANGE 0: must be -1 \(anywhere in the video\) or >= 1"),
         (["INPUT.SUPPORT.TEST_MODE", "random"], r"TEST_MODE 'random': must be one of \('uniform'"),
         (["INPUT.SUPPORT.NUM_TEST", -1], r"NUM_TEST -1: must be >= 0"),
         (["INPUT.RESIZE_STYLE", "mmcv"], r"RESIZE_STYLE 'mmcv': must be one of"),
         (["MODEL.TEMPORAL_ROI_ALIGN.CHUNK_SIZE", 0], r"CHUNK_SIZE 0: must be >= 1"),
         # 160 px at stride 16: 10x10 = 100 locations (see the next test).
-        (["MODEL.TEMPORAL_ROI_ALIGN.TOPK", 101], r"TOPK 101: must be at most the 100 locations \(10x10\) of the "
-         r"smallest support map: 'res4_reduced' \(stride 16\) of a square image resized to 160 px"),
+        (
+            ["MODEL.TEMPORAL_ROI_ALIGN.TOPK", 101],
+            r"TOPK 101: must be at most the 100 locations \(10x10\) of the "
+            r"smallest support map: 'res4_reduced' \(stride 16\) of a square image resized to 160 px",
+        ),
     ],
 )
 def test_invalid_values_are_refused_with_key_value_and_rule(opts, message):
@@ -81,8 +87,16 @@ def test_shipped_configs_pass():
 
 
 def test_train_net_prints_the_errors_without_a_traceback(tmp_path):
-    command = [sys.executable, "tools/train_net.py", "--config-file", TOY, "SOLVER.CHECKPOINT_PERIOD", "0",
-               "OUTPUT_DIR", str(tmp_path)]  # fmt: skip
+    command = [
+        sys.executable,
+        "tools/train_net.py",
+        "--config-file",
+        TOY,
+        "SOLVER.CHECKPOINT_PERIOD",
+        "0",
+        "OUTPUT_DIR",
+        str(tmp_path),
+    ]
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert "ConfigError: invalid config:\n  - SOLVER.CHECKPOINT_PERIOD 0: must be >= 1" in proc.stderr

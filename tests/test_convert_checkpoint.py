@@ -4,6 +4,7 @@ Source checkpoints are built here with the toolbox's parameter names and shapes,
 definitions (mmtracking 0.14 / mmdetection 2.x) produce them, and random values. Each converted
 part is checked against a direct computation from the source tensors that follows the toolbox's
 definition of that part (``toolbox_*`` functions below)."""
+
 import copy
 import importlib.util
 import math
@@ -33,8 +34,8 @@ from temporal_roi_align.checkpoint import (
     convert_torchvision_checkpoint,
     load_checkpoint,
 )
-from temporal_roi_align.data.transforms import MMTrackResizeShortestEdge
 from temporal_roi_align.checkpoint.common import build_meta_model
+from temporal_roi_align.data.transforms import MMTrackResizeShortestEdge
 from temporal_roi_align.engine import setup_cfg
 from temporal_roi_align.model_zoo import get_config_file
 
@@ -63,8 +64,20 @@ BN_STATS = ("weight", "bias", "running_mean", "running_var")
 # ---- the toolbox's checkpoints and computations, from its model definitions -----------------
 
 
-def toolbox_state_dict(depth=50, groups=1, base_width=4, base_channels=64, neck=512, fc=1024, num_fcs=3,
-                       selsa=True, troi=True, num_classes=30, device="cpu", seed=0):
+def toolbox_state_dict(
+    depth=50,
+    groups=1,
+    base_width=4,
+    base_channels=64,
+    neck=512,
+    fc=1024,
+    num_fcs=3,
+    selsa=True,
+    troi=True,
+    num_classes=30,
+    device="cpu",
+    seed=0,
+):
     """The state dict of the toolbox's ``faster_rcnn_r50_dc5`` detector (ResNet / ResNeXt,
     ChannelMapper neck, RPNHead with 12 sigmoid anchors, ``shared_fcs`` box head), wrapped as in
     its SELSA model (``detector.`` prefix; SelsaBBoxHead ``aggregator`` after every FC; TRoI
@@ -138,8 +151,16 @@ def toolbox_backbone(sd, x, depth=50, prefix="detector.backbone."):
     (1, 1, 1, 2), BatchNorm in eval mode; returns the last stage."""
 
     def bn(t, name):
-        return F.batch_norm(t, sd[f"{name}.running_mean"], sd[f"{name}.running_var"], sd[f"{name}.weight"],
-                            sd[f"{name}.bias"], False, 0.0, 1e-5)
+        return F.batch_norm(
+            t,
+            sd[f"{name}.running_mean"],
+            sd[f"{name}.running_var"],
+            sd[f"{name}.weight"],
+            sd[f"{name}.bias"],
+            False,
+            0.0,
+            1e-5,
+        )
 
     x = F.relu(bn(F.conv2d(x, sd[prefix + "conv1.weight"], stride=2, padding=3), prefix + "bn1"))
     x = F.max_pool2d(x, 3, 2, 1)
@@ -150,8 +171,14 @@ def toolbox_backbone(sd, x, depth=50, prefix="detector.backbone."):
             s = stride if j == 0 else 1
             out = F.relu(bn(F.conv2d(x, sd[p + "conv1.weight"]), p + "bn1"))
             w2 = sd[p + "conv2.weight"]
-            out = F.relu(bn(F.conv2d(out, w2, stride=s, padding=dilation, dilation=dilation,
-                                     groups=out.shape[1] // w2.shape[1]), p + "bn2"))
+            out = F.relu(
+                bn(
+                    F.conv2d(
+                        out, w2, stride=s, padding=dilation, dilation=dilation, groups=out.shape[1] // w2.shape[1]
+                    ),
+                    p + "bn2",
+                )
+            )
             out = bn(F.conv2d(out, sd[p + "conv3.weight"]), p + "bn3")
             if j == 0:
                 x = bn(F.conv2d(x, sd[p + "downsample.0.weight"], stride=s), p + "downsample.1")
@@ -391,8 +418,9 @@ def test_video_model_gives_the_toolbox_detections(toy):
         found = model([{**target, "supports": supports}])[0]["instances"]
 
         mean, std = model.pixel_mean, model.pixel_std
-        maps = [toolbox_neck(source, toolbox_backbone(source, F.pad((f - mean) / std, (0, 4, 0, 12))[None]))
-                for f in frames]
+        maps = [
+            toolbox_neck(source, toolbox_backbone(source, F.pad((f - mean) / std, (0, 4, 0, 12))[None])) for f in frames
+        ]
         refs = maps[1:] + maps[:1]  # the supports, then the target itself
         proposals = [toolbox_rpn(source, m, (height, width))[0] for m in [maps[0]] + refs]
         rois, ref_rois = proposals[0], proposals[1:]

@@ -7,6 +7,7 @@ random values; the numeric tests use a toy-sized detector (test_convert_checkpoi
 full FlowNetS. The converted models are compared with mmtrack's test-time computation composed
 from the source tensors (the ``toolbox_*`` functions of test_convert_checkpoint.py,
 test_flow_rules.py and test_flow_warp.py, written from mmtrack's definitions)."""
+
 import importlib.util
 import os
 from collections import OrderedDict
@@ -76,10 +77,16 @@ def frames(count, seed):
     """``count`` frame dicts of one video (0-255 RGB float images), ids 0 .. count-1."""
     generator = torch.Generator().manual_seed(seed)
     return [
-        {"image": torch.rand(3, HEIGHT, WIDTH, generator=generator) * 255, "height": HEIGHT, "width": WIDTH,
-         "video_id": "v", "frame_id": i, "file_name": f"v/{i}"}
+        {
+            "image": torch.rand(3, HEIGHT, WIDTH, generator=generator) * 255,
+            "height": HEIGHT,
+            "width": WIDTH,
+            "video_id": "v",
+            "frame_id": i,
+            "file_name": f"v/{i}",
+        }
         for i in range(count)
-    ]  # fmt: skip
+    ]
 
 
 def toolbox_images(model, frame_dicts):
@@ -211,8 +218,11 @@ def test_config_must_be_mmtracks_test_time_model():
     fgfa = toolbox_checkpoint(True, device="meta")
     # Our own training config: the exact warp grid, Detectron2's deltas and resize.
     cfg = setup_cfg(get_config_file("ImageNetVID/fgfa_R_50_DC5.yaml"))
-    with pytest.raises(ConversionError, match=r"fgfa\.pth: the config differs from mmtrack's FGFA: .*WARP_CONVENTION "
-                       r"is 'exact', mmtrack uses 'toolbox'"):
+    with pytest.raises(
+        ConversionError,
+        match=r"fgfa\.pth: the config differs from mmtrack's FGFA: .*WARP_CONVENTION "
+        r"is 'exact', mmtrack uses 'toolbox'",
+    ):
         convert_mmtrack_checkpoint({"state_dict": fgfa}, cfg, source="fgfa.pth")
     # A SELSA config for an FGFA checkpoint, a DFF config for an FGFA one.
     for other, meta_arch in (("selsa_R_50_DC5.yaml", "VideoRCNN"), ("dff_R_50_DC5.yaml", "DffRCNN")):

@@ -9,6 +9,7 @@ device (names and shapes). Numeric checks use a narrow R-50 (same depth and name
 channels: the conversion maps names and checks shapes, whatever the widths) and compare each
 converted part, and the whole detector, with a direct computation from the source tensors that
 follows the toolbox's definitions (``toolbox_*`` functions below)."""
+
 import importlib.util
 import math
 import os
@@ -129,8 +130,18 @@ NARROW_OPTS = [
 # ---- the toolbox's checkpoints and computations, from its model definitions -----------------------
 
 
-def toolbox_state_dict(depth=50, groups=1, base_width=4, base_channels=64, neck=256, fc=1024, mask_dim=256,
-                       num_classes=40, device="cpu", seed=0):
+def toolbox_state_dict(
+    depth=50,
+    groups=1,
+    base_width=4,
+    base_channels=64,
+    neck=256,
+    fc=1024,
+    mask_dim=256,
+    num_classes=40,
+    device="cpu",
+    seed=0,
+):
     """The state dict of the toolbox's MaskTrackRCNN: ``detector.`` = MaskRCNN (ResNet / ResNeXt
     ``backbone``, FPN ``neck``, RPNHead, Shared2FCBBoxHead, FCNMaskHead), ``track_head.`` =
     RoITrackHead's RoIEmbedHead. Random values; BatchNorm variances positive."""
@@ -210,8 +221,16 @@ def toolbox_resnet(sd, x, depth=50, prefix="detector.backbone."):
     BatchNorm in eval mode: the outputs of the 4 stages (C2..C5)."""
 
     def bn(t, name):
-        return F.batch_norm(t, sd[f"{name}.running_mean"], sd[f"{name}.running_var"], sd[f"{name}.weight"],
-                            sd[f"{name}.bias"], False, 0.0, 1e-5)
+        return F.batch_norm(
+            t,
+            sd[f"{name}.running_mean"],
+            sd[f"{name}.running_var"],
+            sd[f"{name}.weight"],
+            sd[f"{name}.bias"],
+            False,
+            0.0,
+            1e-5,
+        )
 
     x = F.relu(bn(F.conv2d(x, sd[prefix + "conv1.weight"], stride=2, padding=3), prefix + "bn1"))
     x = F.max_pool2d(x, 3, 2, 1)
@@ -235,12 +254,16 @@ def toolbox_fpn(sd, stages):
     """FPN(num_outs=5, add_extra_convs=False): 1x1 laterals, top-down nearest upsampling to the
     lower level's size, 3x3 output convs, P6 = max_pool2d(P5, 1, stride=2): [P2..P6]."""
     p = "detector.neck."
-    laterals = [F.conv2d(c, sd[f"{p}lateral_convs.{i}.conv.weight"], sd[f"{p}lateral_convs.{i}.conv.bias"])
-                for i, c in enumerate(stages)]  # fmt: skip
+    laterals = [
+        F.conv2d(c, sd[f"{p}lateral_convs.{i}.conv.weight"], sd[f"{p}lateral_convs.{i}.conv.bias"])
+        for i, c in enumerate(stages)
+    ]
     for i in range(3, 0, -1):
         laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[2:], mode="nearest")
-    outs = [F.conv2d(x, sd[f"{p}fpn_convs.{i}.conv.weight"], sd[f"{p}fpn_convs.{i}.conv.bias"], padding=1)
-            for i, x in enumerate(laterals)]  # fmt: skip
+    outs = [
+        F.conv2d(x, sd[f"{p}fpn_convs.{i}.conv.weight"], sd[f"{p}fpn_convs.{i}.conv.bias"], padding=1)
+        for i, x in enumerate(laterals)
+    ]
     return outs + [F.max_pool2d(outs[-1], 1, stride=2)]
 
 
@@ -382,7 +405,7 @@ def masktrack_cfg(name="YouTubeVIS/converted/masktrack_R_50_FPN_ytvis2019.yaml",
 
 def split(state_dict):
     """The converted dict -> (detector part, track head part without the prefix)."""
-    head = {k[len(TRACK_HEAD_PREFIX):]: v for k, v in state_dict.items() if k.startswith(TRACK_HEAD_PREFIX)}
+    head = {k[len(TRACK_HEAD_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(TRACK_HEAD_PREFIX)}
     return {k: v for k, v in state_dict.items() if not k.startswith(TRACK_HEAD_PREFIX)}, head
 
 
@@ -400,8 +423,9 @@ def narrow():
     model.load_state_dict(converted, strict=True)
     head = model.roi_heads.track_head
     source64 = {k: v.double() if v.is_floating_point() else v for k, v in source.items()}
-    return SimpleNamespace(cfg=cfg, source=source, source64=source64, report=report, converted=converted, model=model,
-                           head=head)  # fmt: skip
+    return SimpleNamespace(
+        cfg=cfg, source=source, source64=source64, report=report, converted=converted, model=model, head=head
+    )
 
 
 def random_boxes(n, height, width, generator, min_size=8, max_size=100):
@@ -498,8 +522,9 @@ def test_rpn_proposals_match_the_toolbox(narrow):
     pyramid.append(F.max_pool2d(pyramid[-1], 1, stride=2))
     image_shape = (121, 150)  # padded to 128 x 160
     with torch.no_grad():
-        proposals, _ = rpn(ImageList(torch.zeros(1, 3, 128, 160), [image_shape]),
-                           {f"p{i + 2}": f for i, f in enumerate(pyramid)})  # fmt: skip
+        proposals, _ = rpn(
+            ImageList(torch.zeros(1, 3, 128, 160), [image_shape]), {f"p{i + 2}": f for i, f in enumerate(pyramid)}
+        )
     expected = toolbox_rpn(narrow.source, pyramid, image_shape)
     assert len(expected) == 200  # 3840 anchors on P2: the per-level top 200 matters
     torch.testing.assert_close(proposals[0].proposal_boxes.tensor, expected)
@@ -582,8 +607,15 @@ def test_whole_model_gives_the_toolbox_detections_masks_embeddings_and_tracks(na
     match = logits.log_softmax(dim=1) + scores.log()[:, None]
     match[:, 1:] += 2 * box_iou(boxes, boxes) + 10 * (labels[:, None] == labels[None, :])
     match[:, 0] += 10
-    pairs = sorted(((match[i, j + 1].item(), i, j) for i in range(len(boxes)) for j in range(len(boxes))
-                    if match[i, j + 1] > match[i, 0]), key=lambda p: -p[0])  # fmt: skip
+    pairs = sorted(
+        (
+            (match[i, j + 1].item(), i, j)
+            for i in range(len(boxes))
+            for j in range(len(boxes))
+            if match[i, j + 1] > match[i, 0]
+        ),
+        key=lambda p: -p[0],
+    )
     expected, taken = [None] * len(boxes), set()
     for _, i, j in pairs:
         if expected[i] is None and j not in taken:
@@ -597,7 +629,9 @@ def test_whole_model_gives_the_toolbox_detections_masks_embeddings_and_tracks(na
 def test_the_tool_recognises_masktrack_checkpoints_and_the_output_loads(narrow, tmp_path, capsys):
     """tools/convert_checkpoint.py mmtrack dispatches checkpoints with track_head.* tensors to
     convert_masktrack_checkpoint; the written file loads into MaskTrackRCNN with every key."""
-    spec = importlib.util.spec_from_file_location("convert_checkpoint", os.path.join(ROOT, "tools", "convert_checkpoint.py"))
+    spec = importlib.util.spec_from_file_location(
+        "convert_checkpoint", os.path.join(ROOT, "tools", "convert_checkpoint.py")
+    )
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     config = tmp_path / "narrow.yaml"
@@ -647,7 +681,9 @@ def test_class_order_follows_the_test_dataset(narrow):
     torch.testing.assert_close(c["roi_heads.box_predictor.bbox_pred.weight"], regression)
     torch.testing.assert_close(c["roi_heads.mask_head.predictor.weight"], s[m + "conv_logits.weight"][index])
     torch.testing.assert_close(c["roi_heads.mask_head.predictor.bias"], s[m + "conv_logits.bias"][index])
-    reordered = "class order: the checkpoint's reordered to 'masktrack_test_reversed_classes''s; background last in both"
+    reordered = (
+        "class order: the checkpoint's reordered to 'masktrack_test_reversed_classes''s; background last in both"
+    )
     assert reordered in report.notes
     # The registered YouTube-VIS 2019 names carry the official classes, in the checkpoint's order.
     assert "class order: the same as 'ytvis_2019_val'; background last in both" in narrow.report.notes

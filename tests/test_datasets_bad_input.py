@@ -5,6 +5,10 @@ import json
 import os
 
 import pytest
+from test_datasets_coco_video import coco_video_json
+from test_datasets_epic_kitchens import epic_tree
+from test_datasets_imagenet_vid import CAT, vid_xml, write_split, write_video
+from test_datasets_ytvis import ytvis_tree
 
 from temporal_roi_align.data.datasets import (
     load_coco_video_json,
@@ -13,10 +17,6 @@ from temporal_roi_align.data.datasets import (
     load_ytvis_json,
 )
 from temporal_roi_align.data.datasets.epic_kitchens import parse_bounding_boxes
-from test_datasets_coco_video import coco_video_json
-from test_datasets_epic_kitchens import epic_tree
-from test_datasets_imagenet_vid import CAT, vid_xml, write_split, write_video
-from test_datasets_ytvis import ytvis_tree
 
 VIDEO = "val/ILSVRC2015_val_00000000"
 
@@ -28,7 +28,9 @@ VIDEO = "val/ILSVRC2015_val_00000000"
 def test_coco_annotation_of_no_image(tmp_path, image_id):
     ann = {"id": 9, "image_id": image_id, "category_id": 1, "instance_id": 1, "bbox": [0, 0, 5, 5]}
     json_file = coco_video_json(tmp_path, annotations=[ann])
-    with pytest.raises(ValueError, match=rf"vid\.json: annotation 9 has image_id {image_id!r}, which no image has") as e:
+    with pytest.raises(
+        ValueError, match=rf"vid\.json: annotation 9 has image_id {image_id!r}, which no image has"
+    ) as e:
         load_coco_video_json(json_file, "/img")
     assert ("image 11 exists: the ids differ in type, str and int" in str(e.value)) == (image_id == "11")
 
@@ -36,7 +38,9 @@ def test_coco_annotation_of_no_image(tmp_path, image_id):
 def test_coco_duplicate_image_id(tmp_path):
     images = json.loads(open(coco_video_json(tmp_path)).read())["images"]
     images[2]["id"] = 11  # two images with id 11: their boxes would land on one frame
-    with pytest.raises(ValueError, match=r"vid\.json: image id 11 appears twice \(val/a/000001\.JPEG, val/a/000002\.JPEG\)"):
+    with pytest.raises(
+        ValueError, match=r"vid\.json: image id 11 appears twice \(val/a/000001\.JPEG, val/a/000002\.JPEG\)"
+    ):
         load_coco_video_json(coco_video_json(tmp_path, images=images), "/img")
 
 
@@ -46,7 +50,9 @@ def test_coco_malformed_structure(tmp_path):
     with pytest.raises(ValueError, match=r"list\.json: expected a JSON object .*got a list"):
         load_coco_video_json(str(listed), "/img")
     with pytest.raises(ValueError, match=r"vid\.json: images\[1\] must be an object, got null"):
-        load_coco_video_json(coco_video_json(tmp_path, images=[{"id": 1, "file_name": "a.jpg", "height": 2, "width": 2}, None]), "/img")
+        load_coco_video_json(
+            coco_video_json(tmp_path, images=[{"id": 1, "file_name": "a.jpg", "height": 2, "width": 2}, None]), "/img"
+        )
     image = {"id": 1, "file_name": "a.jpg", "height": "20", "width": 30}
     with pytest.raises(ValueError, match=r"vid\.json: image 1: height must be a positive integer, got '20'"):
         load_coco_video_json(coco_video_json(tmp_path, images=[image]), "/img")
@@ -125,7 +131,9 @@ def test_vid_xml_non_finite_coordinate(val_root, value):
 def test_vid_split_length_differs_from_disk(val_root, length, all_frames):
     # Shorter: frames left out of the evaluation; longer: a support read fails mid-training.
     split = write_split(val_root, "VID_val_videos.txt", [f"{VIDEO} 1 0 {length}"])
-    with pytest.raises(ValueError, match=rf"VID_val_videos\.txt:1: video length {length}, but .*{VIDEO} holds 4 frames"):
+    with pytest.raises(
+        ValueError, match=rf"VID_val_videos\.txt:1: video length {length}, but .*{VIDEO} holds 4 frames"
+    ):
         load_imagenet_vid(val_root, split, all_frames=all_frames)
 
 

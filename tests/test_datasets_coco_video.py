@@ -4,9 +4,9 @@ import json
 import logging
 
 import pytest
-
 from detectron2.data import MetadataCatalog
 from detectron2.structures import BoxMode
+
 from temporal_roi_align.data import frame_file_name
 from temporal_roi_align.data.datasets import compact_frame_list, load_coco_video_json
 
@@ -18,25 +18,70 @@ def coco_video_json(tmp_path, **overrides):
         "categories": [{"id": 2, "name": "dog"}, {"id": 1, "name": "airplane"}],
         "videos": [{"id": 7, "name": "val/a"}, {"id": 8, "name": "val/b"}],
         "images": [
-            {"id": 11, "video_id": 7, "frame_id": 1, "file_name": "val/a/000001.JPEG", "height": 20, "width": 30,
-             "is_vid_train_frame": True},
-            {"id": 10, "video_id": 7, "frame_id": 0, "file_name": "val/a/000000.JPEG", "height": 20, "width": 30,
-             "is_vid_train_frame": False},
+            {
+                "id": 11,
+                "video_id": 7,
+                "frame_id": 1,
+                "file_name": "val/a/000001.JPEG",
+                "height": 20,
+                "width": 30,
+                "is_vid_train_frame": True,
+            },
+            {
+                "id": 10,
+                "video_id": 7,
+                "frame_id": 0,
+                "file_name": "val/a/000000.JPEG",
+                "height": 20,
+                "width": 30,
+                "is_vid_train_frame": False,
+            },
             {"id": 12, "video_id": 7, "frame_id": 2, "file_name": "val/a/000002.JPEG", "height": 20, "width": 30},
             {"id": 20, "video_id": 8, "frame_id": 0, "file_name": "val/b/img_a.jpg", "height": 20, "width": 30},
             {"id": 30, "file_name": "det/x.JPEG", "height": 10, "width": 10},
         ],
         "annotations": [
-            {"id": 1, "image_id": 11, "video_id": 7, "category_id": 2, "instance_id": 5, "bbox": [1, 2, 10, 5],
-             "area": 50, "iscrowd": 0},
-            {"id": 2, "image_id": 11, "video_id": 7, "category_id": 1, "instance_id": 6, "bbox": [25, 15, 10, 10],
-             "area": 100, "iscrowd": 0},
-            {"id": 3, "image_id": 11, "video_id": 7, "category_id": 1, "instance_id": 7, "bbox": [40, 0, 5, 5],
-             "area": 25, "iscrowd": 0},
-            {"id": 4, "image_id": 30, "category_id": 1, "bbox": [0, 0, 4, 4], "area": 16, "iscrowd": 0,
-             "segmentation": [[0, 0, 4, 0, 4, 4], [1, 1]]},
+            {
+                "id": 1,
+                "image_id": 11,
+                "video_id": 7,
+                "category_id": 2,
+                "instance_id": 5,
+                "bbox": [1, 2, 10, 5],
+                "area": 50,
+                "iscrowd": 0,
+            },
+            {
+                "id": 2,
+                "image_id": 11,
+                "video_id": 7,
+                "category_id": 1,
+                "instance_id": 6,
+                "bbox": [25, 15, 10, 10],
+                "area": 100,
+                "iscrowd": 0,
+            },
+            {
+                "id": 3,
+                "image_id": 11,
+                "video_id": 7,
+                "category_id": 1,
+                "instance_id": 7,
+                "bbox": [40, 0, 5, 5],
+                "area": 25,
+                "iscrowd": 0,
+            },
+            {
+                "id": 4,
+                "image_id": 30,
+                "category_id": 1,
+                "bbox": [0, 0, 4, 4],
+                "area": 16,
+                "iscrowd": 0,
+                "segmentation": [[0, 0, 4, 0, 4, 4], [1, 1]],
+            },
         ],
-    }  # fmt: skip
+    }
     data.update(overrides)
     path = tmp_path / "vid.json"
     path.write_text(json.dumps(data))
@@ -57,9 +102,7 @@ def test_load_coco_video_json(tmp_path, caplog):
         "/img/val/a/000001.JPEG",
     )
     assert d["video_frames"] == "/img/val/a/{:06d}.JPEG"  # consecutive frames: a pattern
-    assert [frame_file_name(d, i) for i in range(3)] == [
-        f"/img/val/a/00000{i}.JPEG" for i in range(3)
-    ]
+    assert [frame_file_name(d, i) for i in range(3)] == [f"/img/val/a/00000{i}.JPEG" for i in range(3)]
     dog, plane = d["annotations"]
     assert dog == {
         "bbox": [1.0, 2.0, 11.0, 7.0],
@@ -78,9 +121,7 @@ def test_load_coco_video_json(tmp_path, caplog):
 
 
 def test_key_frames_only_but_all_frames_known(tmp_path):
-    dicts = load_coco_video_json(
-        coco_video_json(tmp_path), "/img", key_frame_field="is_vid_train_frame"
-    )
+    dicts = load_coco_video_json(coco_video_json(tmp_path), "/img", key_frame_field="is_vid_train_frame")
     assert [(d["image_id"], d["video_length"]) for d in dicts] == [(11, 3)]
 
 
@@ -98,18 +139,14 @@ def test_bad_json_files(tmp_path):
 def test_unknown_category_is_an_error(tmp_path):
     bad = {"id": 9, "image_id": 10, "category_id": 3, "instance_id": 1, "bbox": [0, 0, 1, 1]}
     json_file = coco_video_json(tmp_path, annotations=[bad])
-    with pytest.raises(
-        ValueError, match=r"vid\.json: annotation 9 has category_id 3, not one of \[1, 2\]"
-    ):
+    with pytest.raises(ValueError, match=r"vid\.json: annotation 9 has category_id 3, not one of \[1, 2\]"):
         load_coco_video_json(json_file, "/img")
 
 
 def test_classes_conflicting_with_registered_metadata(tmp_path):
     MetadataCatalog.get("test_coco_video_conflict").thing_classes = ["cat"]
     with pytest.raises(ValueError, match="differ from the classes registered"):
-        load_coco_video_json(
-            coco_video_json(tmp_path), "/img", dataset_name="test_coco_video_conflict"
-        )
+        load_coco_video_json(coco_video_json(tmp_path), "/img", dataset_name="test_coco_video_conflict")
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,11 @@ import random
 import shutil
 
 import pytest
-from PIL import Image
-
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
+from PIL import Image
+
 from temporal_roi_align.config import add_video_config
 from temporal_roi_align.data import VideoDatasetMapper, frame_file_name
 from temporal_roi_align.data.datasets import (
@@ -87,9 +87,7 @@ def epic_tree(root, labels_rows=LABELS_ROWS, labels_header=LABELS_HEADER, classe
 
 
 def image_path(root, split, participant, video, frame):
-    return os.path.join(
-        root, "object_detection_images", split, participant, video, f"{frame:010d}.jpg"
-    )
+    return os.path.join(root, "object_detection_images", split, participant, video, f"{frame:010d}.jpg")
 
 
 @pytest.fixture
@@ -157,10 +155,7 @@ def test_video_with_two_image_sizes_is_split(epic_root, caplog):
     with caplog.at_level(logging.WARNING):
         dicts = load_epic_kitchens_55(epic_root, "train")
     p26 = {d["image_id"]: d for d in dicts if d["image_id"].startswith("P26_01/")}
-    got = {
-        i: (d["video_id"], d["frame_id"], d["video_length"], d["height"], d["width"])
-        for i, d in p26.items()
-    }
+    got = {i: (d["video_id"], d["frame_id"], d["video_length"], d["height"], d["width"]) for i, d in p26.items()}
     assert got == {
         "P26_01/0000000001": ("P26_01@64x48", 0, 2, 48, 64),
         "P26_01/0000000031": ("P26_01@32x24", 0, 1, 24, 32),
@@ -269,9 +264,7 @@ def test_missing_or_broken_images(epic_root):
         f.write(b"not a jpeg")
     with pytest.raises(OSError, match=r"0000000031\.jpg: cannot read image"):
         load_epic_kitchens_55(epic_root, "train")
-    with open(
-        os.path.join(epic_root, "annotations", "EPIC_test_s2_object_video_list.csv"), "a"
-    ) as f:
+    with open(os.path.join(epic_root, "annotations", "EPIC_test_s2_object_video_list.csv"), "a") as f:
         f.write("P09_02,P09\n")
     with pytest.raises(FileNotFoundError, match=r"list\.csv:3: image folder .*P09_02 does not"):
         load_epic_kitchens_55(epic_root, "test_s2")
@@ -318,9 +311,7 @@ def test_registered_names_read_datasets_root(epic_root, monkeypatch):
     assert MetadataCatalog.get("epic_kitchens_55_val").evaluator_type == "vid"
     val = DatasetCatalog.get("epic_kitchens_55_val")
     assert {d["image_id"][:3] for d in val} == {"P26"}
-    assert {d["image_id"][:3] for d in DatasetCatalog.get("epic_kitchens_55_train_p01_p25")} == {
-        "P01"
-    }
+    assert {d["image_id"][:3] for d in DatasetCatalog.get("epic_kitchens_55_train_p01_p25")} == {"P01"}
     assert len(DatasetCatalog.get("epic_kitchens_55_test_s1")) == 3
     assert len(DatasetCatalog.get("epic_kitchens_55_test_s2")) == 2
 
@@ -338,9 +329,7 @@ def test_registered_name_without_data_says_what_and_how(name, tmp_path, monkeypa
         DatasetCatalog.get(name)
     epic_tree(str(tmp_path / "epic_kitchens"))
     shutil.rmtree(tmp_path / "epic_kitchens" / "object_detection_images")
-    with pytest.raises(
-        FileNotFoundError, match=r"image folder .*object_detection_images/(train|test) does"
-    ):
+    with pytest.raises(FileNotFoundError, match=r"image folder .*object_detection_images/(train|test) does"):
         DatasetCatalog.get(name)
 
 

@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
-
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
+from PIL import Image
+
 from temporal_roi_align.data import frame_file_name
 from temporal_roi_align.data.datasets import VID_CATEGORIES, load_imagenet_vid
 
@@ -21,7 +21,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load_prepare_script():
-    spec = importlib.util.spec_from_file_location("prepare_imagenet_vid", os.path.join(REPO, "datasets", "prepare_imagenet_vid.py"))
+    spec = importlib.util.spec_from_file_location(
+        "prepare_imagenet_vid", os.path.join(REPO, "datasets", "prepare_imagenet_vid.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -45,15 +47,11 @@ def vid_xml(width, height, objects, track=True):
     )
 
 
-def write_video(
-    root, video, num_frames, objects=lambda t: [(0, CAT, (2, 3, 20, 30))], size=(40, 32)
-):
-    for kind, ext in (("Data", ".JPEG"), ("Annotations", ".xml")):
+def write_video(root, video, num_frames, objects=lambda t: [(0, CAT, (2, 3, 20, 30))], size=(40, 32)):
+    for kind in ("Data", "Annotations"):
         os.makedirs(os.path.join(root, kind, "VID", video), exist_ok=True)
     for t in range(num_frames):
-        Image.new("RGB", size, (t, 0, 0)).save(
-            os.path.join(root, "Data", "VID", video, f"{t:06d}.JPEG"), "JPEG"
-        )
+        Image.new("RGB", size, (t, 0, 0)).save(os.path.join(root, "Data", "VID", video, f"{t:06d}.JPEG"), "JPEG")
         with open(os.path.join(root, "Annotations", "VID", video, f"{t:06d}.xml"), "w") as f:
             f.write(vid_xml(*size, objects(t)))
 
@@ -76,8 +74,12 @@ def write_split(root, name, lines):
 @pytest.fixture
 def vid_root(tmp_path):
     root = str(tmp_path / "ILSVRC2015")
-    write_video(root, "train/ILSVRC2015_VID_train_0000/ILSVRC2015_train_00000000", 5,
-                lambda t: [(0, CAT, (2, 3, 20, 30)), (1, HORSE, (10, 10, 39, 31))])  # fmt: skip
+    write_video(
+        root,
+        "train/ILSVRC2015_VID_train_0000/ILSVRC2015_train_00000000",
+        5,
+        lambda t: [(0, CAT, (2, 3, 20, 30)), (1, HORSE, (10, 10, 39, 31))],
+    )
     write_video(root, "train/ILSVRC2015_VID_train_0000/ILSVRC2015_train_00000001", 1)
     write_video(
         root,
@@ -89,11 +91,15 @@ def vid_root(tmp_path):
 
 
 def test_load_vid_train_listed_frames(vid_root):
-    split = write_split(vid_root, "VID_train_15frames.txt", [
-        "train/ILSVRC2015_VID_train_0000/ILSVRC2015_train_00000000 1 1 5",
-        "train/ILSVRC2015_VID_train_0000/ILSVRC2015_train_00000000 1 3 5",
-        "train/ILSVRC2015_VID_train_0000/ILSVRC2015_train_00000001 1 0 1",
-    ])  # fmt: skip
+    split = write_split(
+        vid_root,
+        "VID_train_15frames.txt",
+        [
+            "train/ILSVRC2015_VID_train_0000/ILSVRC2015_train_00000000 1 1 5",
+            "train/ILSVRC2015_VID_train_0000/ILSVRC2015_train_00000000 1 3 5",
+            "train/ILSVRC2015_VID_train_0000/ILSVRC2015_train_00000001 1 0 1",
+        ],
+    )
     dicts = load_imagenet_vid(vid_root, split)
     assert [(d["frame_id"], d["video_length"]) for d in dicts] == [(1, 5), (3, 5), (0, 1)]
     d = dicts[0]
@@ -138,9 +144,11 @@ def test_load_det_images_are_one_frame_videos(tmp_path, caplog):
         [(PERSON, (0, 0, 5, 5)), (DOG, (1, 2, 30, 20)), (DOG, (5, 5, 9, 9))],
     )
     write_det(root, "train/ILSVRC2013_train/n02084071/n02084071_1", [(DOG, (3, 3, 8, 8))])
-    split = write_split(root, "DET_train_30classes.txt", [
-        "train/ILSVRC2014_train_0000/ILSVRC2014_train_00000001 1", "train/ILSVRC2013_train/n02084071/n02084071_1 2"
-    ])  # fmt: skip
+    split = write_split(
+        root,
+        "DET_train_30classes.txt",
+        ["train/ILSVRC2014_train_0000/ILSVRC2014_train_00000001 1", "train/ILSVRC2013_train/n02084071/n02084071_1 2"],
+    )
     dicts = load_imagenet_vid(root, split, subset="DET")
     d = dicts[0]
     assert (d["frame_id"], d["video_length"], d["height"], d["width"]) == (0, 1, 40, 50)
@@ -167,9 +175,7 @@ def test_box_outside_image_is_clipped_or_dropped(tmp_path, caplog):
 
 def test_unknown_class_in_vid_is_skipped_with_warning(tmp_path, caplog):
     root = str(tmp_path)
-    write_video(
-        root, "val/v", 1, lambda t: [(0, "n99999999", (0, 0, 5, 5)), (1, CAT, (0, 0, 5, 5))]
-    )
+    write_video(root, "val/v", 1, lambda t: [(0, "n99999999", (0, 0, 5, 5)), (1, CAT, (0, 0, 5, 5))])
     split = write_split(root, "val.txt", ["val/v 1 0 1"])
     with caplog.at_level(logging.WARNING):
         (d,) = load_imagenet_vid(root, split)
@@ -214,9 +220,7 @@ def test_split_file_errors(tmp_path):
     root = str(tmp_path)
     write_video(root, "val/v", 2)
     split = write_split(root, "val.txt", ["val/v 1 0 2", "val/missing 3 0 7"])
-    with pytest.raises(
-        FileNotFoundError, match=r"val\.txt:2: video directory .*val/missing does not exist"
-    ):
+    with pytest.raises(FileNotFoundError, match=r"val\.txt:2: video directory .*val/missing does not exist"):
         load_imagenet_vid(root, split)
     with pytest.raises(
         ValueError, match=r"bad\.txt:1: frame 2 is outside a video of 2 frames \(.*0-based file number 0\.\.1.*mmtrack"
@@ -235,9 +239,7 @@ def test_prepare_splits_from_raw_tree(tmp_path):
     write_video(root, "val/ILSVRC2015_val_00000000", 6)
     write_video(root, "val/ILSVRC2015_val_00000001", 2)
     write_det(root, "train/ILSVRC2014_train_0000/ILSVRC2014_train_00000001", [(DOG, (1, 1, 9, 9))])
-    write_det(
-        root, "train/ILSVRC2014_train_0000/ILSVRC2014_train_00000002", [(PERSON, (1, 1, 9, 9))]
-    )
+    write_det(root, "train/ILSVRC2014_train_0000/ILSVRC2014_train_00000002", [(PERSON, (1, 1, 9, 9))])
     write_det(
         root,
         "train/ILSVRC2013_train/n02084071/n02084071_7",

@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
-from PIL import Image
-
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
+from PIL import Image
+
 from temporal_roi_align.config import add_video_config
 from temporal_roi_align.data import VideoDatasetMapper
 from temporal_roi_align.data.datasets import load_ytvis_json
@@ -47,14 +47,28 @@ def ytvis_tree(tmp_path, with_annotations=True, **overrides):
             {"id": 2, "file_names": ["v2/00000.jpg"], "height": H, "width": W, "length": 1},
         ],
         "annotations": [
-            {"id": 100, "video_id": 1, "category_id": 2, "iscrowd": 0, "areas": [112, None, 112],
-             "bboxes": [[6, 4, 14, 8], None, [6, 4, 14, 8]],
-             "segmentations": [uncompressed_rle(mask), None, compressed]},
-            {"id": 101, "video_id": 1, "category_id": 1, "iscrowd": 0, "areas": [20, 20, 20],
-             "bboxes": [[0, 0, 5, 4], [0, 0, 5, 4], [50, 50, 5, 5]],
-             "segmentations": [[[0, 0, 5, 0, 5, 4, 0, 4]], [[0, 0, 5, 0, 5, 4, 0, 4]], [[50, 50, 55, 50, 55, 55]]]},
-        ] if with_annotations else None,
-    }  # fmt: skip
+            {
+                "id": 100,
+                "video_id": 1,
+                "category_id": 2,
+                "iscrowd": 0,
+                "areas": [112, None, 112],
+                "bboxes": [[6, 4, 14, 8], None, [6, 4, 14, 8]],
+                "segmentations": [uncompressed_rle(mask), None, compressed],
+            },
+            {
+                "id": 101,
+                "video_id": 1,
+                "category_id": 1,
+                "iscrowd": 0,
+                "areas": [20, 20, 20],
+                "bboxes": [[0, 0, 5, 4], [0, 0, 5, 4], [50, 50, 5, 5]],
+                "segmentations": [[[0, 0, 5, 0, 5, 4, 0, 4]], [[0, 0, 5, 0, 5, 4, 0, 4]], [[50, 50, 55, 50, 55, 55]]],
+            },
+        ]
+        if with_annotations
+        else None,
+    }
     data.update(overrides)
     json_file = tmp_path / "train.json"
     json_file.write_text(json.dumps(data))
@@ -73,9 +87,7 @@ def test_load_ytvis_per_frame(tmp_path):
     ]
     assert len({d["image_id"] for d in dicts}) == 4
     assert dicts[1]["file_name"] == os.path.join(image_root, "v1/00005.jpg")
-    assert dicts[0]["video_frames"] == tuple(
-        os.path.join(image_root, f"v1/{i:05d}.jpg") for i in (0, 5, 10)
-    )
+    assert dicts[0]["video_frames"] == tuple(os.path.join(image_root, f"v1/{i:05d}.jpg") for i in (0, 5, 10))
     f0, f1, f2 = (d["annotations"] for d in dicts[:3])
     assert [(a["track_id"], a["category_id"]) for a in f0] == [(100, 1), (101, 0)]
     assert f0[0]["bbox"] == [6.0, 4.0, 20.0, 12.0]
@@ -99,9 +111,7 @@ def test_mapper_gives_masks_and_track_ids(tmp_path):
     assert inst.gt_masks.tensor.shape == (2, H, W)
     assert inst.gt_masks.tensor[0].sum().item() == 8 * 14
     assert sorted(s["frame_id"] for s in out["supports"]) == [1, 2]
-    one_frame = VideoDatasetMapper(cfg, is_train=True)(
-        dicts[3]
-    )  # a 1-frame video: copies of itself
+    one_frame = VideoDatasetMapper(cfg, is_train=True)(dicts[3])  # a 1-frame video: copies of itself
     assert [s["file_name"] for s in one_frame["supports"]] == [dicts[3]["file_name"]] * 2
 
 

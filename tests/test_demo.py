@@ -1,5 +1,6 @@
 """tools/demo_video.py: inputs (file, folder, camera), outputs (video, folder, JSON lines), checks
 made before any work, and frames streamed rather than held."""
+
 import importlib.util
 import json
 import os
@@ -115,9 +116,23 @@ def test_video_frames_random_access_equals_sequential_decoding():
 
 def test_command_line(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "tools/demo_video.py", "--config-file", "configs/toy/troi.yaml", "--input", CLIP,
-         "--output", str(tmp_path / "o.avi"), "--max-frames", "2", *TINY],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "tools/demo_video.py",
+            "--config-file",
+            "configs/toy/troi.yaml",
+            "--input",
+            CLIP,
+            "--output",
+            str(tmp_path / "o.avi"),
+            "--max-frames",
+            "2",
+            *TINY,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Wrote 2 annotated frames to" in proc.stdout and os.path.getsize(tmp_path / "o.avi") > 1000
@@ -126,9 +141,26 @@ def test_command_line(tmp_path):
 def test_instance_segmentation_model_draws_tracks_and_writes_video_results(vis_toy_root, tmp_path, capsys):
     video = os.path.join(vis_toy_root, "valid", "JPEGImages", "toy_val_0000")
     js = tmp_path / "vis.jsonl"
-    demo.main(["--config-file", os.path.join(REPO, "configs", "toy", "masktrack.yaml"), "--input", video,
-               "--output", str(tmp_path / "vis.mp4"), "--json", str(js), "--max-frames", "4", "--allow-partial-weights",
-               "--opts", "INPUT.MIN_SIZE_TEST", "64", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])
+    demo.main(
+        [
+            "--config-file",
+            os.path.join(REPO, "configs", "toy", "masktrack.yaml"),
+            "--input",
+            video,
+            "--output",
+            str(tmp_path / "vis.mp4"),
+            "--json",
+            str(js),
+            "--max-frames",
+            "4",
+            "--allow-partial-weights",
+            "--opts",
+            "INPUT.MIN_SIZE_TEST",
+            "64",
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+            "0.0",
+        ]
+    )
     out = capsys.readouterr().out
     assert "per-video results" in out
     records = [json.loads(line) for line in js.read_text().splitlines()]

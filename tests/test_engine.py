@@ -1,4 +1,5 @@
 """VideoTrainer's choices made from the dataset's metadata."""
+
 import pytest
 from detectron2.data import MetadataCatalog
 

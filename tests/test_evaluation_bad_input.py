@@ -7,12 +7,12 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from detectron2.structures import Instances
-from temporal_roi_align.evaluation import VIDEvaluator, YTVISEvaluator, vid_evaluation, ytvis_evaluation
 from test_vid_evaluator import frame, instances, register, run  # noqa: F401  (register is a fixture)
 from test_ytvis_evaluator import A, H, W, frame_inputs, gt_json
 from test_ytvis_evaluator import register as ytvis_register  # noqa: F401
+
+from temporal_roi_align.evaluation import VIDEvaluator, YTVISEvaluator, vid_evaluation, ytvis_evaluation
 
 NAN, INF = float("nan"), float("inf")
 GOOD = ((10, 10, 50, 50), 0.9, 0)

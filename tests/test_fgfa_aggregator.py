@@ -1,4 +1,5 @@
 """FgfaAggregator (FGFA's adaptive weights, Eq. 2-3) against a location-by-location computation."""
+
 import math
 
 import pytest

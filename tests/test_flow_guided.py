@@ -4,6 +4,7 @@ the backbone passes, gradients, the trainer, the predictor, and bad inputs.
 
 The flow of a pair of frames is made exactly 0 by zeroing ``predict_flow2`` (no bias) where a test
 needs warping to be the identity (``exact`` warp convention, the toy configs')."""
+
 import numpy as np
 import pytest
 import torch
@@ -186,9 +187,7 @@ def test_dff_training_warps_the_support_to_the_target_and_keeps_still_images_unw
 # ---- both ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "variant, supports", [("fgfa", [1, 4]), ("fgfa_troi", [1, 4]), ("dff", [4])]
-)
+@pytest.mark.parametrize("variant, supports", [("fgfa", [1, 4]), ("fgfa_troi", [1, 4]), ("dff", [4])])
 def test_gradients_reach_the_flow_network(variant, supports):
     model = build(variant)
     losses = training_losses(model, [group("a", 2, supports, with_instances=True)])
@@ -205,10 +204,22 @@ def test_gradients_reach_the_flow_network(variant, supports):
 def test_toy_config_trains_two_iterations_and_evaluates(variant, vid_toy_datasets_env, tmp_path):
     cfg = setup_cfg(
         get_config_file(f"toy/{variant}.yaml"),
-        ["SOLVER.MAX_ITER", 2, "SOLVER.IMS_PER_BATCH", 2, "INPUT.MIN_SIZE_TRAIN", (64,),
-         "INPUT.MIN_SIZE_TEST", 64, "OUTPUT_DIR", str(tmp_path), "MODEL.DEVICE", "cpu"]
+        [
+            "SOLVER.MAX_ITER",
+            2,
+            "SOLVER.IMS_PER_BATCH",
+            2,
+            "INPUT.MIN_SIZE_TRAIN",
+            (64,),
+            "INPUT.MIN_SIZE_TEST",
+            64,
+            "OUTPUT_DIR",
+            str(tmp_path),
+            "MODEL.DEVICE",
+            "cpu",
+        ]
         + (["INPUT.SUPPORT.NUM_TEST", 2] if variant.startswith("fgfa") else []),
-    )  # fmt: skip
+    )
     trainer = VideoTrainer(cfg)
     trainer.resume_or_load(resume=False)
     before = {k: v.clone() for k, v in trainer.model.flow_net.state_dict().items()}
@@ -233,8 +244,10 @@ def clip(count=7, height=48, width=64):
 
 def predictor(variant, *opts):
     torch.manual_seed(0)
-    cfg = setup_cfg(get_config_file(f"toy/{variant}.yaml"),
-                    ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "INPUT.MIN_SIZE_TEST", 48, "MODEL.DEVICE", "cpu", *opts])
+    cfg = setup_cfg(
+        get_config_file(f"toy/{variant}.yaml"),
+        ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "INPUT.MIN_SIZE_TEST", 48, "MODEL.DEVICE", "cpu", *opts],
+    )
     return VideoPredictor(cfg)
 
 

@@ -1,4 +1,5 @@
 """The lazy FGFA and DFF models (configs/common/models/{fgfa,dff}_dc5.py) are the yaml ones."""
+
 import os
 
 import pytest

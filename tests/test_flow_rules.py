@@ -5,6 +5,7 @@ The source state dicts have the toolbox's names and shapes (mmtracking 0.14 Flow
 EmbedAggregator(num_convs=1, channels=512, kernel_size=3), every conv wrapped in mmcv's
 ConvModule as ``.conv``) and random values. The converted modules are compared with direct
 computations from the source tensors that follow the toolbox's definitions (``toolbox_*``)."""
+
 from collections import OrderedDict
 
 import pytest

@@ -1,5 +1,6 @@
 """The support rules of FGFA and DFF (data.support_frames): "bilateral" and "random_with_target"
 (training, mmtrack's "bilateral_uniform" and "uniform" samplers), "key_frame" (DFF's test rule)."""
+
 import numpy as np
 import pytest
 from detectron2.config import get_cfg

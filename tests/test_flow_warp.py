@@ -1,5 +1,6 @@
 """flow_warp and resize_flow against hand-computed values, a per-location bilinear reference,
 and a direct re-computation of the toolbox's flow_warp_feats (mmtracking 0.14)."""
+
 import pytest
 import torch
 import torch.nn.functional as F

@@ -1,5 +1,6 @@
 """FlowNetSimple: output sizes, preprocessing invariances, gradients through warping.
 Its equivalence with the toolbox's network is in test_flow_rules.py."""
+
 import math
 
 import pytest
@@ -126,6 +127,7 @@ def test_width_divisor_narrows_every_layer():
     shapes = {k: v.shape for k, v in net.state_dict().items()}
     narrow_shapes = {k: v.shape for k, v in narrow.state_dict().items()}
     assert shapes.keys() == narrow_shapes.keys()
+
     def narrowed(size):
         """Channels / 8, except conv1's 6 input and the 2 flow channels; a refinement level's
         input (encoder + deconvolution channels, multiples of 64, + 2 flow channels) accordingly."""

@@ -58,9 +58,7 @@ run_ablation = load_tool("run_ablation")
 def run_tool(args, datasets):
     # One thread: the CPU is shared, and oversubscribed OpenMP threads make these runs 5x slower.
     env = dict(os.environ, DETECTRON2_DATASETS=datasets, OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -70,8 +68,7 @@ def run_tool(args, datasets):
 
 def test_every_ablation_file_is_tested():
     files = {
-        os.path.splitext(os.path.basename(f))[0]
-        for f in glob.glob(os.path.join(ROOT, "configs", "ablations", "*.py"))
+        os.path.splitext(os.path.basename(f))[0] for f in glob.glob(os.path.join(ROOT, "configs", "ablations", "*.py"))
     }
     assert files == set(ABLATIONS) | {"troi_R_101_DC5", "troi_toy"}
 
@@ -127,9 +124,9 @@ def test_every_grid_point_builds_what_it_overrides(name):
             test_mapper=instantiate(cfg.dataloader.test.mapper),
         )
         assert built.model.roi_heads.box_pooler.channels == 128, "the toy model"
-        assert (
-            built.test_mapper.support_selector.mode == ablation_test_mapper.support_selector.mode
-        ), "the ablation's setting, on the toy"
+        assert built.test_mapper.support_selector.mode == ablation_test_mapper.support_selector.mode, (
+            "the ablation's setting, on the toy"
+        )
         for override in overrides:
             key, value = override.split("=")
             assert BUILT[key](built) == yaml.safe_load(value), f"{point}: {override}"
@@ -148,16 +145,12 @@ def test_toy_rebase_keeps_the_ablation_setting_and_rejects_what_it_cannot_move()
         "stride",
         26,
     )
-    assert (
-        cfg.dataloader.test.dataset.names == "toy_vid_val" and cfg.model.roi_heads.num_classes == 3
-    )
+    assert cfg.dataloader.test.dataset.names == "toy_vid_val" and cfg.model.roi_heads.num_classes == 3
     assert cfg.train.max_iter == 300
 
     ablation = LazyConfig.load(PAPER_BASE)
     del ablation.model.roi_heads.box_pooler.topk
-    with pytest.raises(
-        ValueError, match=r"removes keys of its base: \['model.roi_heads.box_pooler.topk'\]"
-    ):
+    with pytest.raises(ValueError, match=r"removes keys of its base: \['model.roi_heads.box_pooler.topk'\]"):
         run_ablation.rebase(ablation, LazyConfig.load(PAPER_BASE), LazyConfig.load(TOY_BASE))
     ablation = LazyConfig.load(PAPER_BASE)
     ablation.model.roi_heads.mask_head = {"conv_dims": [256]}
@@ -182,15 +175,8 @@ def _plain(value, levels=2):
         return {k: _plain(v, levels) for k, v in value.items()}
     if isinstance(value, Sequence):  # lists, tuples and ListConfigs alike
         return tuple(_plain(v, levels) for v in value)
-    if (
-        hasattr(value, "__dict__")
-        and not isinstance(value, type)
-        and not inspect.isroutine(value)
-        and levels > 0
-    ):
-        return type(value).__name__, {
-            k: _plain(v, levels - 1) for k, v in vars(value).items() if not k.startswith("_")
-        }
+    if hasattr(value, "__dict__") and not isinstance(value, type) and not inspect.isroutine(value) and levels > 0:
+        return type(value).__name__, {k: _plain(v, levels - 1) for k, v in vars(value).items() if not k.startswith("_")}
     return type(value).__name__
 
 
@@ -201,9 +187,7 @@ def model_description(model):
         settings = {k: _plain(v) for k, v in vars(module).items() if not k.startswith("_")}
         if isinstance(module, FastRCNNOutputLayers):
             # A float 1.0 (the default) and the yaml's {"loss_box_reg": 1.0} both weigh each loss 1.
-            settings["loss_weight"] = {
-                k: settings["loss_weight"].get(k, 1.0) for k in ("loss_cls", "loss_box_reg")
-            }
+            settings["loss_weight"] = {k: settings["loss_weight"].get(k, 1.0) for k in ("loss_cls", "loss_box_reg")}
         out[name] = type(module).__name__, settings
     for name, param in model.named_parameters():
         out[f"parameter {name}"] = tuple(param.shape), param.requires_grad
@@ -221,9 +205,7 @@ def assert_same_model(lazy_model, yaml_model):
         ours, theirs = lazy.get(name), from_yaml.get(name)
         if ours == theirs:
             continue
-        if (
-            ours and theirs and ours[0] == theirs[0] and isinstance(ours[1], dict)
-        ):  # same module type
+        if ours and theirs and ours[0] == theirs[0] and isinstance(ours[1], dict):  # same module type
             ours, theirs = ours[1], theirs[1]
             differences += [
                 f"{name}.{k}: {ours.get(k)} != {theirs.get(k)}"
@@ -262,9 +244,7 @@ def test_single_frame_point_is_the_single_frame_yaml_model(toy, yaml_file):
         (False, cfg.dataloader.test.mapper),
     ):
         assert (
-            instantiate(mapper).support_selector.num
-            == VideoDatasetMapper(yaml_cfg, is_train).support_selector.num
-            == 0
+            instantiate(mapper).support_selector.num == VideoDatasetMapper(yaml_cfg, is_train).support_selector.num == 0
         )
 
 
@@ -276,9 +256,7 @@ def test_lazy_data_and_solver_are_the_yaml_ones(lazy, yaml_file):
     cfg = LazyConfig.load(lazy)
     yaml_cfg = setup_cfg(os.path.join(ROOT, "configs", yaml_file))
     for is_train, loader in ((True, cfg.dataloader.train), (False, cfg.dataloader.test)):
-        assert _plain(instantiate(loader.mapper), levels=4) == _plain(
-            VideoDatasetMapper(yaml_cfg, is_train), levels=4
-        )
+        assert _plain(instantiate(loader.mapper), levels=4) == _plain(VideoDatasetMapper(yaml_cfg, is_train), levels=4)
         assert loader.num_workers == yaml_cfg.DATALOADER.NUM_WORKERS
     assert tuple(cfg.dataloader.train.dataset.names) == yaml_cfg.DATASETS.TRAIN
     assert (cfg.dataloader.test.dataset.names,) == yaml_cfg.DATASETS.TEST
@@ -291,10 +269,7 @@ def test_lazy_data_and_solver_are_the_yaml_ones(lazy, yaml_file):
     # Warmup then /10 once, as SOLVER.STEPS / WARMUP_ITERS (the yaml's MAX_ITER is rounded differently).
     multiplier, max_iter = instantiate(cfg.lr_multiplier), cfg.train.max_iter
     (step,) = yaml_cfg.SOLVER.STEPS
-    values = [
-        multiplier(i / max_iter)
-        for i in (0, yaml_cfg.SOLVER.WARMUP_ITERS, step - 1, step, max_iter - 1)
-    ]
+    values = [multiplier(i / max_iter) for i in (0, yaml_cfg.SOLVER.WARMUP_ITERS, step - 1, step, max_iter - 1)]
     assert values == pytest.approx([0.001, 1.0, 1.0, 0.1, 0.1])
 
 
@@ -314,9 +289,7 @@ def test_lazyconfig_train_net_trains_and_evaluates_on_the_cpu(vid_toy_datasets_e
     args = ["tools/lazyconfig_train_net.py", "--config-file", "configs/ablations/troi_toy.py"]
     log = run_tool([*args, f"train.output_dir={tmp_path}", *TINY], vid_toy_datasets_env)
     assert "CUDA is not available: running on the CPU" in log
-    assert "Starting training from iteration 0" in log and os.path.isfile(
-        tmp_path / "model_final.pth"
-    )
+    assert "Starting training from iteration 0" in log and os.path.isfile(tmp_path / "model_final.pth")
     assert "copypaste: AP50,AP,AP75" in log  # the evaluation after the last iteration
     assert os.path.isfile(tmp_path / "inference" / "toy_vid_val" / "vid_results.json")
 
@@ -339,26 +312,15 @@ def test_run_ablation_trains_once_for_test_only_points_and_reuses_results(
     run_ablation.main(args)
     log = capfd.readouterr().out
     assert "(1/2) S=1: training and evaluating" in log
-    assert (
-        f"(2/2) S=3: evaluating {tmp_path / 'S=1' / 'model_final.pth'}" in log
-    )  # through --eval-only
+    assert f"(2/2) S=3: evaluating {tmp_path / 'S=1' / 'model_final.pth'}" in log  # through --eval-only
     assert not os.path.exists(tmp_path / "S=3" / "model_final.pth")
     for point, stride in (("S=1", 1), ("S=3", 3)):
         saved = LazyConfig.load(str(tmp_path / point / "config.yaml"))
-        assert (
-            saved.dataloader.test.mapper.support_selector.mode == "stride"
-            and saved.model.roi_heads.num_classes == 3
-        )
+        assert saved.dataloader.test.mapper.support_selector.mode == "stride" and saved.model.roi_heads.num_classes == 3
         assert saved.dataloader.test.mapper.support_selector.stride == stride
         assert os.path.isfile(tmp_path / point / "inference" / "vid_results.json")
-    rows = {
-        line.split()[0]: line.split()[1:4]
-        for line in log.splitlines()
-        if line.startswith(("S=1 ", "S=3 "))
-    }
-    assert rows["S=1"][1:] == ["78.0", f"{float(rows['S=1'][0]) - 78.0:.1f}"] and rows["S=3"][
-        1:
-    ] == ["-", "-"]
+    rows = {line.split()[0]: line.split()[1:4] for line in log.splitlines() if line.startswith(("S=1 ", "S=3 "))}
+    assert rows["S=1"][1:] == ["78.0", f"{float(rows['S=1'][0]) - 78.0:.1f}"] and rows["S=3"][1:] == ["-", "-"]
 
     run_ablation.main(args)  # everything is there: nothing runs again
     log = capfd.readouterr().out
@@ -369,9 +331,7 @@ def test_run_ablation_reports_bad_input_before_running(capsys):
     main = run_ablation.main
     with pytest.raises(SystemExit, match=r"--only \['K=9'\]: not in the GRID"):
         main([ablation_file("topk_K"), "--only", "K=9"])
-    with pytest.raises(
-        SystemExit, match="point K=1: ValueError: override 'model.roi_heads.box_pooler.top_k=2'"
-    ):
+    with pytest.raises(SystemExit, match="point K=1: ValueError: override 'model.roi_heads.box_pooler.top_k=2'"):
         main([ablation_file("topk_K"), "model.roi_heads.box_pooler.top_k=2", "--dry-run"])
     with pytest.raises(SystemExit, match="defines no GRID"):
         main([TOY_BASE])

@@ -1,5 +1,6 @@
 """The lazy configs of MaskTrack R-CNN (+ TRoI): Table 8's grids (configs/YouTubeVIS/table8_*.py)
 against the yaml configs, and a tiny lazy training on the toy VIS dataset."""
+
 import os
 import subprocess
 import sys
@@ -9,19 +10,24 @@ import torch
 from detectron2.config import LazyConfig, instantiate
 from detectron2.modeling import build_model
 from omegaconf import OmegaConf
+from test_lazy_configs import _plain, assert_same_model, run_ablation
 
 from temporal_roi_align.data import VideoDatasetMapper, VISDatasetMapper
 from temporal_roi_align.engine import VideoTrainer, setup_cfg
-from test_lazy_configs import _plain, assert_same_model, run_ablation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TABLE8 = {name: os.path.join(ROOT, "configs", "YouTubeVIS", f"table8_{name}.py") for name in ("R_50_FPN", "X_101_FPN", "toy")}
+TABLE8 = {
+    name: os.path.join(ROOT, "configs", "YouTubeVIS", f"table8_{name}.py") for name in ("R_50_FPN", "X_101_FPN", "toy")
+}
 # table8 file -> (yaml of its MaskTrack R-CNN + TRoI model, yaml of the "masktrack" point)
 YAMLS = {
     "R_50_FPN": ("YouTubeVIS/masktrack_troi_R_50_FPN_ytvis2019.yaml", "YouTubeVIS/masktrack_R_50_FPN_ytvis2019.yaml"),
-    "X_101_FPN": ("YouTubeVIS/masktrack_troi_X_101_FPN_ytvis2019.yaml", "YouTubeVIS/masktrack_X_101_FPN_ytvis2019.yaml"),
+    "X_101_FPN": (
+        "YouTubeVIS/masktrack_troi_X_101_FPN_ytvis2019.yaml",
+        "YouTubeVIS/masktrack_X_101_FPN_ytvis2019.yaml",
+    ),
     "toy": ("toy/masktrack_troi.yaml", "toy/masktrack.yaml"),
-}  # fmt: skip
+}
 PAPER = {
     "R_50_FPN": {"masktrack": (30.3, 51.1, 32.6), "masktrack_troi": (33.5, 57.0, 36.6)},
     "X_101_FPN": {"masktrack": (34.9, 58.8, 36.5), "masktrack_troi": (38.0, 63.3, 40.3)},
@@ -59,7 +65,9 @@ def test_toy_data_and_solver_are_the_yaml_ones(vis_toy_datasets_env):
     cfg = LazyConfig.load(TABLE8["toy"])
     yaml = yaml_cfg("toy/masktrack_troi.yaml")
     assert _plain(instantiate(cfg.dataloader.train.mapper), levels=4) == _plain(VISDatasetMapper(yaml, True), levels=4)
-    assert _plain(instantiate(cfg.dataloader.test.mapper), levels=4) == _plain(VideoDatasetMapper(yaml, False), levels=4)
+    assert _plain(instantiate(cfg.dataloader.test.mapper), levels=4) == _plain(
+        VideoDatasetMapper(yaml, False), levels=4
+    )
     assert tuple(cfg.dataloader.train.dataset.names) == yaml.DATASETS.TRAIN
     assert (cfg.dataloader.test.dataset.names,) == yaml.DATASETS.TEST
     assert cfg.dataloader.train.total_batch_size == yaml.SOLVER.IMS_PER_BATCH
@@ -91,7 +99,9 @@ def test_paper_size_data_and_schedule_are_the_yaml_ones(vis_toy_datasets_env):
     yaml.defrost()
     yaml.DATASETS.TRAIN = ("toy_vis_train",)
     assert _plain(instantiate(cfg.dataloader.train.mapper), levels=4) == _plain(VISDatasetMapper(yaml, True), levels=4)
-    assert _plain(instantiate(cfg.dataloader.test.mapper), levels=4) == _plain(VideoDatasetMapper(yaml, False), levels=4)
+    assert _plain(instantiate(cfg.dataloader.test.mapper), levels=4) == _plain(
+        VideoDatasetMapper(yaml, False), levels=4
+    )
     assert (cfg.dataloader.test.dataset.names,) == yaml.DATASETS.TEST == ("ytvis_2019_val",)
     assert cfg.dataloader.train.total_batch_size == yaml.SOLVER.IMS_PER_BATCH == 8
     assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.00125, 0.9, 1e-4)
@@ -105,13 +115,23 @@ def test_paper_size_data_and_schedule_are_the_yaml_ones(vis_toy_datasets_env):
 
 def test_lazyconfig_train_net_trains_and_evaluates_the_toy_grid_point(vis_toy_datasets_env, tmp_path):
     grid = dict(run_ablation.load_grid(TABLE8["toy"])[0])
-    tiny = ["train.max_iter=2", "dataloader.train.total_batch_size=2",
-            "dataloader.train.mapper.augmentations.0.short_edge_length=[64]",
-            "dataloader.test.mapper.augmentations.0.short_edge_length=64",
-            "model.roi_heads.box_predictor.test_score_thresh=0.0"]  # fmt: skip
+    tiny = [
+        "train.max_iter=2",
+        "dataloader.train.total_batch_size=2",
+        "dataloader.train.mapper.augmentations.0.short_edge_length=[64]",
+        "dataloader.test.mapper.augmentations.0.short_edge_length=64",
+        "model.roi_heads.box_predictor.test_score_thresh=0.0",
+    ]
     env = dict(os.environ, DETECTRON2_DATASETS=vis_toy_datasets_env, OMP_NUM_THREADS="1")
-    args = [sys.executable, "tools/lazyconfig_train_net.py", "--config-file", TABLE8["toy"],
-            f"train.output_dir={tmp_path}", *tiny, *grid["masktrack"]]  # fmt: skip
+    args = [
+        sys.executable,
+        "tools/lazyconfig_train_net.py",
+        "--config-file",
+        TABLE8["toy"],
+        f"train.output_dir={tmp_path}",
+        *tiny,
+        *grid["masktrack"],
+    ]
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]

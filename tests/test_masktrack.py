@@ -1,6 +1,7 @@
 """MaskTrackRCNN / MaskTrackROIHeads (modeling/masktrack.py) on tiny synthetic frame groups:
 training with the reference frame, Temporal RoI Align on the FPN box and mask RoIs, inference
 with masks at the original resolution, track embeddings and the tracker's ids."""
+
 import pytest
 import torch
 from detectron2.modeling import build_model
@@ -33,8 +34,11 @@ def tiny_model(variant="masktrack", *opts, seed=0):
 
 def frame(video, index, height=H, width=W):
     g = torch.Generator().manual_seed(hash((video, index)) % 2**31)
-    return {"image": torch.randint(0, 255, (3, height, width), generator=g, dtype=torch.uint8),
-            "video_id": video, "frame_id": index}  # fmt: skip
+    return {
+        "image": torch.randint(0, 255, (3, height, width), generator=g, dtype=torch.uint8),
+        "video_id": video,
+        "frame_id": index,
+    }
 
 
 def instances(track_ids, shift=0.0):
@@ -101,7 +105,11 @@ def test_training_step_gives_every_loss_and_gradients(variant):
     assert set(losses) == LOSSES and all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
-    for name in ("roi_heads.track_head.fc1.weight", "roi_heads.mask_head.predictor.weight", "backbone.fpn_output2.weight"):
+    for name in (
+        "roi_heads.track_head.fc1.weight",
+        "roi_heads.mask_head.predictor.weight",
+        "backbone.fpn_output2.weight",
+    ):
         assert grads[name] is not None and grads[name].abs().sum() > 0, name
     if variant == "masktrack_troi":
         for pooler in ("box_pooler", "mask_pooler"):
@@ -223,8 +231,10 @@ def test_the_tracker_links_the_frames_of_a_video_and_restarts_on_the_next(varian
             reference.reset()
             previous = video
         assert out.pred_track_ids.tolist() == reference.update(out, out.track_embeddings).tolist()
-    assert any(len(set(out.pred_track_ids.tolist()) & set(prev.pred_track_ids.tolist()))
-               for (_, prev), (_, out) in zip(outputs[:3], outputs[1:4])), "tracks continue within video a"  # fmt: skip
+    assert any(
+        len(set(out.pred_track_ids.tolist()) & set(prev.pred_track_ids.tolist()))
+        for (_, prev), (_, out) in zip(outputs[:3], outputs[1:4])
+    ), "tracks continue within video a"
     assert outputs[4][1].pred_track_ids.tolist() == list(range(len(outputs[4][1])))
 
 

@@ -1,5 +1,6 @@
 """temporal_roi_align.modeling.MaskTrackTracker on scripted detections, against hand-computed
 scores and a reference of the toolbox's assignment (mmtracking 0.14 MaskTrackRCNNTracker)."""
+
 import math
 
 import pytest
@@ -88,8 +89,11 @@ def test_config_keys_set_the_toolbox_weights():
     add_video_config(cfg)
     tracker = MaskTrackTracker(cfg)
     assert (tracker.det_score_weight, tracker.iou_weight, tracker.class_weight, tracker.num_frames_retain) == (
-        1.0, 2.0, 10.0, 20,
-    )  # fmt: skip
+        1.0,
+        2.0,
+        10.0,
+        20,
+    )
     cfg.MODEL.MASKTRACK_TRACKER.NUM_FRAMES_RETAIN = 0
     with pytest.raises(ValueError, match="num_frames_retain must be >= 1"):
         MaskTrackTracker(cfg)

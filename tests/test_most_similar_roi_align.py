@@ -272,8 +272,9 @@ def test_gram_equals_direct_and_reference(
 
 def chosen_locations(method, roi_feats, target_map, boxes, support_feats, k, pooling):
     """The [T, R*h*w, k] locations the operator chooses, through its private selection step."""
-    target = _TargetMap(roi_feats, target_map, boxes, pooling["spatial_scale"], pooling["sampling_ratio"],
-                        pooling["aligned"], method)
+    target = _TargetMap(
+        roi_feats, target_map, boxes, pooling["spatial_scale"], pooling["sampling_ratio"], pooling["aligned"], method
+    )
     op = _Operator(roi_feats, support_feats, k, 2048, target)
     assert isinstance(op.similarity, GramSimilarity if method == "gram" else DirectSimilarity)
     return op.select()[0]
@@ -295,7 +296,9 @@ def test_gram_chooses_the_top_k_sets_up_to_rounding(ratio, aligned):
     queries = torch.nn.functional.normalize(roi_feats.double(), dim=1).permute(0, 2, 3, 1).flatten(0, 2)
     keys = torch.nn.functional.normalize(support_feats.double().flatten(2), dim=1)
     exact = torch.matmul(queries, keys)  # [T, cells, H*W]
-    selections = {m: chosen_locations(m, roi_feats, target_map, boxes, support_feats, 4, pooling) for m in ("gram", "direct")}
+    selections = {
+        m: chosen_locations(m, roi_feats, target_map, boxes, support_feats, 4, pooling) for m in ("gram", "direct")
+    }
     kth_best = exact.topk(4, dim=2).values[..., -1:]
     for locations in selections.values():
         assert (exact.gather(2, locations) >= kth_best - 1e-6).all()
@@ -435,7 +438,14 @@ def test_from_map_bad_inputs(change, message):
     target_map, support_feats = torch.randn(8, 6, 7, generator=generator), torch.randn(2, 8, 5, 5, generator=generator)
     boxes = varied_boxes(0, 48, 56, generator)  # 5 boxes
     roi_feats = pooled_rois(target_map, boxes, (2, 2), 1 / 8, 2, True)
-    arguments = {"target_map": target_map, "boxes": boxes, "spatial_scale": 1 / 8, "sampling_ratio": 2,
-                 "aligned": True, "method": "gram", **change}
+    arguments = {
+        "target_map": target_map,
+        "boxes": boxes,
+        "spatial_scale": 1 / 8,
+        "sampling_ratio": 2,
+        "aligned": True,
+        "method": "gram",
+        **change,
+    }
     with pytest.raises(ValueError, match=message):
         most_similar_roi_align_from_map(roi_feats, support_feats=support_feats, k=2, **arguments)

@@ -49,7 +49,8 @@ def pooled_through_sampling(sampling, feature_map, output_size):
 @pytest.mark.parametrize("aligned", [True, False])
 @pytest.mark.parametrize("sampling_ratio", [0, 1, 2, 3])
 @pytest.mark.parametrize(
-    "map_size, output_size", [((7, 11), (7, 7)), ((5, 4), (2, 3)), ((1, 1), (3, 3)), ((1, 9), (1, 1)), ((13, 2), (4, 1))]
+    "map_size, output_size",
+    [((7, 11), (7, 7)), ((5, 4), (2, 3)), ((1, 1), (3, 3)), ((1, 9), (1, 1)), ((13, 2), (4, 1))],
 )
 def test_equals_torchvision_roi_align(aligned, sampling_ratio, map_size, output_size):
     generator = torch.Generator().manual_seed(0)

@@ -39,7 +39,10 @@ def test_box_head_attends_within_each_image_only():
     torch.manual_seed(0)
     head = SelsaBoxHead(
         ShapeSpec(channels=4, height=3, width=3),
-        conv_dims=[], fc_dims=[16, 16], num_selsa_modules=2, num_attention_groups=4,
+        conv_dims=[],
+        fc_dims=[16, 16],
+        num_selsa_modules=2,
+        num_attention_groups=4,
     )
     x, support = torch.randn(5, 4, 3, 3), torch.randn(6, 4, 3, 3)
     out = head(x, support, [2, 3], [4, 2])
@@ -55,7 +58,10 @@ def test_box_head_attends_within_each_image_only():
 def make_head(mode, num_modules=2):
     return SelsaBoxHead(
         ShapeSpec(channels=2, height=2, width=2),
-        conv_dims=[], fc_dims=[8, 8, 8], num_selsa_modules=num_modules, num_attention_groups=2,
+        conv_dims=[],
+        fc_dims=[8, 8, 8],
+        num_selsa_modules=num_modules,
+        num_attention_groups=2,
         reference_mode=mode,
     )
 
@@ -113,5 +119,10 @@ def test_box_head_rejects_unknown_mode():
 
 def test_box_head_checks_module_count():
     with pytest.raises(ValueError, match="NUM_MODULES"):
-        SelsaBoxHead(ShapeSpec(channels=2, height=2, width=2), conv_dims=[], fc_dims=[8],
-                     num_selsa_modules=2, num_attention_groups=2)
+        SelsaBoxHead(
+            ShapeSpec(channels=2, height=2, width=2),
+            conv_dims=[],
+            fc_dims=[8],
+            num_selsa_modules=2,
+            num_attention_groups=2,
+        )

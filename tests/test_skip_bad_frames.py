@@ -3,16 +3,14 @@ is skipped, counted and logged, and the loader draws another one; without it (an
 evaluation) the error names the file."""
 
 import logging
-import os
 import shutil
 
 import pytest
-import torch
-
 from detectron2.data import DatasetCatalog
+from test_video_mapper import small_cfg
+
 from temporal_roi_align.data import VideoDatasetMapper, build_video_train_loader
 from temporal_roi_align.data.build import SkippingMapDataset
-from test_video_mapper import small_cfg
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
 """The package's layering: data/ knows nothing of models or checkpoints."""
+
 import ast
 import os
 
-PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "projects", "TemporalRoIAlign", "temporal_roi_align")
+PACKAGE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "projects", "TemporalRoIAlign", "temporal_roi_align"
+)
 
 
 def imported_modules(path):

@@ -151,14 +151,22 @@ def test_bad_inputs():
 
 
 @pytest.mark.parametrize("embed", ["shared", "grouped"])
-@pytest.mark.parametrize("roi_size, sampling_ratio, aligned", [((3, 4), 2, True), ((1, 1), 0, False), ((7, 7), 0, True)])
+@pytest.mark.parametrize(
+    "roi_size, sampling_ratio, aligned", [((3, 4), 2, True), ((1, 1), 0, False), ((7, 7), 0, True)]
+)
 def test_embed_pooled_equals_embedding_of_roi_align(embed, roi_size, sampling_ratio, aligned):
     generator = torch.Generator().manual_seed(6)
     module = TemporalAttentionalAggregation(8, 2, embed=embed)
     target_map = torch.randn(8, 5, 7, generator=generator)
     boxes = torch.tensor(
-        [[0.0, 0.0, 56.0, 40.0], [10.0, 5.0, 30.0, 33.0], [-20.0, -10.0, 15.0, 12.0], [50.0, 35.0, 90.0, 70.0],
-         [3.0, 4.0, 3.5, 4.2], [-90.0, 0.0, -60.0, 20.0]]
+        [
+            [0.0, 0.0, 56.0, 40.0],
+            [10.0, 5.0, 30.0, 33.0],
+            [-20.0, -10.0, 15.0, 12.0],
+            [50.0, 35.0, 90.0, 70.0],
+            [3.0, 4.0, 3.5, 4.2],
+            [-90.0, 0.0, -60.0, 20.0],
+        ]
     )
     sampling = roi_align_sampling(boxes, (5, 7), roi_size, 1 / 8, sampling_ratio, aligned)
     roi_feats = roi_align(target_map[None], [boxes], roi_size, 1 / 8, sampling_ratio, aligned)

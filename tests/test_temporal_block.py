@@ -1,18 +1,30 @@
 """MODEL.TAM: the TAM block on a frame group's maps, in the detector."""
+
 import pytest
 import torch
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
+from test_video_rcnn import group
 
 from temporal_roi_align.engine import setup_cfg
 from temporal_roi_align.model_zoo import get_config_file
 from temporal_roi_align.modeling import SupportFrames
 from temporal_roi_align.modeling.temporal_block import TemporalAdaptiveBlock
 
-from test_video_rcnn import group
-
-TAM = ["MODEL.TAM.ENABLED", True, "INPUT.SUPPORT.TRAIN_MODE", "stride", "INPUT.SUPPORT.TEST_MODE", "stride",
-       "INPUT.SUPPORT.NUM_TRAIN", 2, "INPUT.SUPPORT.NUM_TEST", 2, "MODEL.ROI_HEADS.NUM_CLASSES", 3]
+TAM = [
+    "MODEL.TAM.ENABLED",
+    True,
+    "INPUT.SUPPORT.TRAIN_MODE",
+    "stride",
+    "INPUT.SUPPORT.TEST_MODE",
+    "stride",
+    "INPUT.SUPPORT.NUM_TRAIN",
+    2,
+    "INPUT.SUPPORT.NUM_TEST",
+    2,
+    "MODEL.ROI_HEADS.NUM_CLASSES",
+    3,
+]
 
 
 def test_block_is_the_residual_tam_of_each_time_ordered_group():

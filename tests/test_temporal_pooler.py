@@ -184,7 +184,7 @@ def test_bad_support_features():
 
 
 def test_similarity_methods_agree_in_training_and_inference(monkeypatch):
-    """"gram" and "direct" give the same features on both paths; the inference path also takes
+    """ "gram" and "direct" give the same features on both paths; the inference path also takes
     TAFA's target embedding from the map's tap products (many RoI cells on a small map)."""
     x, box_lists, supports = make_inputs((1 / 8, 1 / 16), boxes_per_image=(60, 45), num_supports=3)
     direct = make_pooler((1 / 8, 1 / 16), similarity="direct")

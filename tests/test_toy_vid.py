@@ -10,8 +10,8 @@ import xml.etree.ElementTree as ET
 import cv2
 import numpy as np
 import pytest
-
 from detectron2.data import DatasetCatalog, MetadataCatalog
+
 from temporal_roi_align.data import TOY_CATEGORIES, ensure_toy_vid, make_toy_vid
 from temporal_roi_align.data.datasets import load_imagenet_vid
 from temporal_roi_align.data.toy import DEGRADATIONS, load_toy_vid
@@ -27,9 +27,7 @@ TINY = dict(
 
 
 def all_files(root):
-    return sorted(
-        os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
-    )
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
 
 
 def test_layout_in_imagenet_vid_format(vid_toy_root, vid_toy_kwargs):
@@ -38,13 +36,9 @@ def test_layout_in_imagenet_vid_format(vid_toy_root, vid_toy_kwargs):
     assert videos == [f"toy_train_{i:04d}" for i in range(k["num_train_videos"])]
     frames = sorted(os.listdir(os.path.join(vid_toy_root, "Data", "VID", "val", "toy_val_0001")))
     assert frames == [f"{t:06d}.JPEG" for t in range(k["val_frames_per_video"])]
-    image = cv2.imread(
-        os.path.join(vid_toy_root, "Data", "VID", "val", "toy_val_0001", "000000.JPEG")
-    )
+    image = cv2.imread(os.path.join(vid_toy_root, "Data", "VID", "val", "toy_val_0001", "000000.JPEG"))
     assert image.shape == (*k["image_size"], 3)
-    root = ET.parse(
-        os.path.join(vid_toy_root, "Annotations", "VID", "val", "toy_val_0001", "000002.xml")
-    ).getroot()
+    root = ET.parse(os.path.join(vid_toy_root, "Annotations", "VID", "val", "toy_val_0001", "000002.xml")).getroot()
     assert root.find("size/width").text == str(k["image_size"][1])
     for obj in root.findall("object"):
         assert obj.find("name").text in {w for _, w in TOY_CATEGORIES}
@@ -150,9 +144,7 @@ def test_cli_default_size_takes_seconds(tmp_path):
     assert out.returncode == 0, out.stderr
     seconds = float(out.stdout.strip().rsplit("(", 1)[1].rstrip("s)"))
     assert seconds < 10
-    dicts = load_imagenet_vid(
-        str(tmp_path / "toy_vid"), "ImageSets/VID_train_15frames.txt", categories=TOY_CATEGORIES
-    )
+    dicts = load_imagenet_vid(str(tmp_path / "toy_vid"), "ImageSets/VID_train_15frames.txt", categories=TOY_CATEGORIES)
     assert len(dicts) == 24 * 15
     assert {d["height"] for d in dicts} == {128} and {d["width"] for d in dicts} == {160}
     # The command's defaults are the library's: the registered names take this dataset as it is.

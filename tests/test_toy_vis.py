@@ -1,4 +1,5 @@
 """The generated toy VIS dataset (YouTube-VIS JSON format) and its registered names."""
+
 import filecmp
 import json
 import os
@@ -79,8 +80,10 @@ def test_the_loader_and_the_metric_read_it(vis_toy_root):
     plain = load_ytvis_json(os.path.join(vis_toy_root, "valid.json"), os.path.join(vis_toy_root, "valid", "JPEGImages"))
     assert [d["annotations"] for d in plain] == [d["annotations"] for d in dicts]
     # The ground truth as predictions scores 100 with the YouTube-VIS metric.
-    results = [{"video_id": a["video_id"], "category_id": a["category_id"], "score": 1.0,
-                "segmentations": a["segmentations"]} for a in data["annotations"]]  # fmt: skip
+    results = [
+        {"video_id": a["video_id"], "category_id": a["category_id"], "score": 1.0, "segmentations": a["segmentations"]}
+        for a in data["annotations"]
+    ]
     results_file = os.path.join(os.path.dirname(vis_toy_root), "toy_vis_gt_results.json")
     with open(results_file, "w") as f:
         json.dump(results, f)
@@ -173,10 +176,28 @@ def test_registered_names_generate_on_first_use(tmp_path, monkeypatch, vis_toy_r
 def test_cli(tmp_path):
     root = tmp_path / "cli_toy_vis"
     proc = subprocess.run(
-        [sys.executable, "tools/make_toy_vis.py", "--root", str(root), "--train-videos", "1", "--val-videos", "1",
-         "--frames", "2", "--val-frames", "2", "--size", "48", "64"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "tools/make_toy_vis.py",
+            "--root",
+            str(root),
+            "--train-videos",
+            "1",
+            "--val-videos",
+            "1",
+            "--frames",
+            "2",
+            "--val-frames",
+            "2",
+            "--size",
+            "48",
+            "64",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "toy_vis ready at" in proc.stdout
     assert read_json(str(root), "train")["videos"][0]["length"] == 2

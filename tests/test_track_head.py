@@ -1,6 +1,7 @@
 """temporal_roi_align.modeling.track_head: MaskTrack R-CNN's track head and its training targets,
 against computations written here from the toolbox's definitions (mmtracking 0.14 RoITrackHead,
 RoIEmbedHead; mmdetection 2.x MaxIoUAssigner, RandomSampler, SingleRoIExtractor)."""
+
 import math
 
 import pytest
@@ -47,8 +48,10 @@ def small_head(channels=4, fc_dim=6, dtype=torch.float32, seed=0):
 
 def features(n, channels, size=64, dtype=torch.float32, seed=1):
     generator = torch.Generator().manual_seed(seed)
-    return {f: torch.randn(n, channels, size // s, size // s, generator=generator, dtype=dtype)
-            for f, s in zip(FEATURES, STRIDES)}  # fmt: skip
+    return {
+        f: torch.randn(n, channels, size // s, size // s, generator=generator, dtype=dtype)
+        for f, s in zip(FEATURES, STRIDES)
+    }
 
 
 def toolbox_embed(head, feats, boxes):
@@ -86,8 +89,11 @@ def test_default_head_is_the_toolbox_embed_head():
     assert isinstance(head, MaskTrackHead) and ROI_TRACK_HEAD_REGISTRY.get("MaskTrackHead") is MaskTrackHead
     shapes = {k: tuple(v.shape) for k, v in head.state_dict().items()}
     assert shapes == {
-        "fc1.weight": (1024, 256 * 49), "fc1.bias": (1024,), "fc2.weight": (1024, 1024), "fc2.bias": (1024,)
-    }  # fmt: skip
+        "fc1.weight": (1024, 256 * 49),
+        "fc1.bias": (1024,),
+        "fc2.weight": (1024, 1024),
+        "fc2.bias": (1024,),
+    }
     assert head.embedding_dim == 1024 and head.in_features == list(FEATURES)
     assert head.pooler.output_size == (7, 7)
     assert [p.spatial_scale for p in head.pooler.level_poolers] == [1 / s for s in STRIDES]
@@ -278,9 +284,13 @@ def test_targets_match_the_toolbox_assignment_when_everything_is_kept():
     generator = torch.Generator().manual_seed(0)
     proposals = random_proposals(200, GT, generator)
     boxes, labels = sample_track_targets(
-        [Boxes(proposals)], [instances(GT, GT_IDS)], [instances(GT[:3], REF_IDS)],
-        batch_size_per_image=10_000, positive_fraction=1.0, iou_threshold=0.5,
-    )  # fmt: skip
+        [Boxes(proposals)],
+        [instances(GT, GT_IDS)],
+        [instances(GT[:3], REF_IDS)],
+        batch_size_per_image=10_000,
+        positive_fraction=1.0,
+        iou_threshold=0.5,
+    )
     their_boxes, their_labels = toolbox_targets(proposals, GT, torch.tensor(GT_IDS), torch.tensor(REF_IDS))
     assert len(boxes[0]) == len(their_boxes) == 204
     # Same RoIs (foreground first here) with the same labels.
@@ -302,9 +312,13 @@ def test_a_ground_truth_claims_its_best_proposal_as_the_toolbox_assigner_does():
     iou = box_iou(gt, proposals)
     assert iou[0, 0] > iou[1, 0] >= 0.5 and iou[1, 0] > iou[1, 1]
     _, labels = sample_track_targets(
-        [Boxes(proposals)], [instances(gt, [1, 2])], [instances(gt, [2, 1])],
-        batch_size_per_image=100, positive_fraction=1.0, iou_threshold=0.5,
-    )  # fmt: skip
+        [Boxes(proposals)],
+        [instances(gt, [1, 2])],
+        [instances(gt, [2, 1])],
+        batch_size_per_image=100,
+        positive_fraction=1.0,
+        iou_threshold=0.5,
+    )
     # RoIs: proposal 0 -> B (track 2 -> ref 0 -> label 1), proposal 1 -> A (label 2), then gts A, B.
     assert sorted(labels[0].tolist()) == sorted([1, 2, 2, 1])
     _, their_labels = toolbox_targets(proposals, gt, torch.tensor([1, 2]), torch.tensor([2, 1]))
@@ -324,9 +338,13 @@ def test_sampler_fractions(num_proposals, near_only):
     available_fg = int((their_labels >= 0).sum())
     available_bg = len(their_labels) - available_fg
     boxes, labels = sample_track_targets(
-        [Boxes(proposals)], [instances(GT, GT_IDS)], [instances(GT[:3], REF_IDS)],
-        batch_size_per_image=128, positive_fraction=0.25, iou_threshold=0.5,
-    )  # fmt: skip
+        [Boxes(proposals)],
+        [instances(GT, GT_IDS)],
+        [instances(GT[:3], REF_IDS)],
+        batch_size_per_image=128,
+        positive_fraction=0.25,
+        iou_threshold=0.5,
+    )
     fg = int((labels[0] >= 0).sum())
     assert fg == min(available_fg, 32) and len(boxes[0]) == len(labels[0])
     assert len(labels[0]) - fg == min(128 - fg, available_bg)

@@ -8,16 +8,28 @@ import os
 
 import pytest
 import torch
-
 from detectron2.modeling import build_model
+
 from temporal_roi_align import engine
 from temporal_roi_align.checkpoint import CheckpointError, VideoCheckpointer, checkpoint_problem
 from temporal_roi_align.engine import VideoTrainer, setup_cfg
 from temporal_roi_align.model_zoo import get_config_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["SOLVER.IMS_PER_BATCH", 2, "INPUT.MIN_SIZE_TRAIN", (64,), "INPUT.MIN_SIZE_TEST", 64,
-        "INPUT.SUPPORT.NUM_TEST", 2, "SOLVER.WARMUP_ITERS", 0, "DATASETS.TEST", ()]
+TINY = [
+    "SOLVER.IMS_PER_BATCH",
+    2,
+    "INPUT.MIN_SIZE_TRAIN",
+    (64,),
+    "INPUT.MIN_SIZE_TEST",
+    64,
+    "INPUT.SUPPORT.NUM_TEST",
+    2,
+    "SOLVER.WARMUP_ITERS",
+    0,
+    "DATASETS.TEST",
+    (),
+]
 
 
 def load_tool(name):
@@ -49,10 +61,20 @@ def test_training_into_a_finished_run_is_refused(vid_toy_datasets_env, tmp_path)
     (tmp_path / "model_final.pth").write_bytes(b"trained for days")
     (tmp_path / "metrics.json").write_text('{"iteration": 41249}\n')
     args = train_net.argument_parser().parse_args(  # were it to run: no iteration, no evaluation
-        ["--config-file", get_config_file("toy/troi.yaml"), "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "1",
-         "DATASETS.TEST", "()"]
-    )  # fmt: skip
-    with pytest.raises(SystemExit, match=rf"OUTPUT_DIR {tmp_path} holds a finished run.*--resume.*new OUTPUT_DIR.*--overwrite"):
+        [
+            "--config-file",
+            get_config_file("toy/troi.yaml"),
+            "OUTPUT_DIR",
+            str(tmp_path),
+            "SOLVER.MAX_ITER",
+            "1",
+            "DATASETS.TEST",
+            "()",
+        ]
+    )
+    with pytest.raises(
+        SystemExit, match=rf"OUTPUT_DIR {tmp_path} holds a finished run.*--resume.*new OUTPUT_DIR.*--overwrite"
+    ):
         train_net.main(args)
     assert (tmp_path / "model_final.pth").read_bytes() == b"trained for days"
     assert sorted(os.listdir(tmp_path)) == ["metrics.json", "model_final.pth"]  # not even a config.yaml
@@ -148,25 +170,53 @@ def test_checkpoint_problem(tmp_path):
 
 def eval_args(tmp_path, weights, *flags, config="toy/troi.yaml"):
     return train_net.argument_parser().parse_args(
-        ["--config-file", get_config_file(config), "--eval-only", *flags,
-         "OUTPUT_DIR", str(tmp_path / "out"), "MODEL.WEIGHTS", weights, *map(str, TINY)]
-    )  # fmt: skip
+        [
+            "--config-file",
+            get_config_file(config),
+            "--eval-only",
+            *flags,
+            "OUTPUT_DIR",
+            str(tmp_path / "out"),
+            "MODEL.WEIGHTS",
+            weights,
+            *map(str, TINY),
+        ]
+    )
 
 
 def test_eval_only_refuses_missing_or_unfit_weights(vid_toy_datasets_env, tmp_path):
-    with pytest.raises(CheckpointError, match=r"(?s)evaluated as initialized:\n  - no weights were loaded \(MODEL\.WEIGHTS is empty\).*--allow-partial-weights"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"(?s)evaluated as initialized:\n  - no weights were loaded \(MODEL\.WEIGHTS is empty\)"
+        r".*--allow-partial-weights",
+    ):
         train_net.main(eval_args(tmp_path, ""))
     with pytest.raises(CheckpointError, match=r"absent\.pth: checkpoint file does not exist"):
         train_net.main(eval_args(tmp_path, str(tmp_path / "absent.pth")))
     # Single-frame weights into the TRoI model: TRoI's embedding conv would stay random.
     single = save_weights("single_frame", tmp_path / "single.pth")
-    missing = r"do not fit the VideoRCNN for evaluation:\n  - 2 parameters are missing: roi_heads\.box_pooler\.aggregation\.embed \(2\)"
+    missing = (
+        r"do not fit the VideoRCNN for evaluation:\n"
+        r"  - 2 parameters are missing: roi_heads\.box_pooler\.aggregation\.embed \(2\)"
+    )
     with pytest.raises(CheckpointError, match=missing):
         train_net.main(eval_args(tmp_path, single))
     # Weights of a model for 5 classes; the toy model has 3.
-    five = save_weights("troi", tmp_path / "five.pth", lambda k: True, "MODEL.ROI_HEADS.NUM_CLASSES", 5,
-                        "DATASETS.TRAIN", (), "DATASETS.TEST", ())
-    classes = r"cls_score\.weight has shape \(6, 256\) there, \(4, 256\) in the model: 5 classes in the checkpoint, 3 in the model"
+    five = save_weights(
+        "troi",
+        tmp_path / "five.pth",
+        lambda k: True,
+        "MODEL.ROI_HEADS.NUM_CLASSES",
+        5,
+        "DATASETS.TRAIN",
+        (),
+        "DATASETS.TEST",
+        (),
+    )
+    classes = (
+        r"cls_score\.weight has shape \(6, 256\) there, \(4, 256\) in the model: "
+        r"5 classes in the checkpoint, 3 in the model"
+    )
     with pytest.raises(CheckpointError, match=classes):
         train_net.main(eval_args(tmp_path, five))
 
@@ -190,8 +240,11 @@ def test_training_weights_backbone_only_or_complete_detector(vid_toy_datasets_en
     # A trained single-frame detector lacks TRoI's parameters: refused unless asked for.
     single = save_weights("single_frame", tmp_path / "single.pth")
     trainer = VideoTrainer(toy_cfg("troi", tmp_path / "b", "MODEL.WEIGHTS", single))
-    with pytest.raises(CheckpointError, match=r"for training:\n  - 2 parameters outside the backbone are missing: "
-                                              r"roi_heads\.box_pooler\.aggregation\.embed"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"for training:\n  - 2 parameters outside the backbone are missing: "
+        r"roi_heads\.box_pooler\.aggregation\.embed",
+    ):
         trainer.resume_or_load(resume=False)
     trainer.resume_or_load(resume=False, allow_partial_weights=True)
 

@@ -218,9 +218,7 @@ def test_bad_input_is_reported():
 def fgfa_reference(frames, num_classes, motion_range):
     """FGFA's vid_eval_motion (one motion range, all areas), written from its rules with loops."""
     low, high = motion_range
-    entries = [m for f in frames for m in f["gt_motion"]] + [0.0] * sum(
-        1 for f in frames if len(f["gt_classes"]) == 0
-    )
+    entries = [m for f in frames for m in f["gt_motion"]] + [0.0] * sum(1 for f in frames if len(f["gt_classes"]) == 0)
     empty_weight = sum(1 for m in entries if low <= m <= high) / len(entries)
 
     def iou(a, b):

@@ -8,11 +8,11 @@ import uuid
 import numpy as np
 import pytest
 import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import Boxes, BoxMode, Instances
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.structures import BoxMode, Boxes, Instances
 from temporal_roi_align.evaluation import (
     MOTION_RANGES,
     VIDEvaluator,
@@ -34,10 +34,7 @@ def frame(image_id, video_id, frame_id, anns, **fields):
         "video_id": video_id,
         "frame_id": frame_id,
         "video_length": 20,
-        "annotations": [
-            {"bbox": list(box), "bbox_mode": XYXY, "category_id": c, "track_id": t}
-            for box, c, t in anns
-        ],
+        "annotations": [{"bbox": list(box), "bbox_mode": XYXY, "category_id": c, "track_id": t} for box, c, t in anns],
         **fields,
     }
 
@@ -104,9 +101,7 @@ def test_perfect_predictions(register, tmp_path, caplog):
         assert res[key] == pytest.approx(100.0), key
     # Both tracks stand still (motion IoU 1): no medium or fast object.
     assert math.isnan(res["AP50-medium"]) and math.isnan(res["AP50-fast"])
-    assert list(res)[:7] == [
-        "AP50", "AP", "AP75", "AP50-devkit", "AP50-slow", "AP50-medium", "AP50-fast"
-    ]  # fmt: skip
+    assert list(res)[:7] == ["AP50", "AP", "AP75", "AP50-devkit", "AP50-slow", "AP50-medium", "AP50-fast"]
     assert len(res) == 9  # no subset by default
     assert "AP50-devkit: ImageNet VID devkit" in caplog.text  # the protocols are logged
 
@@ -175,11 +170,14 @@ def test_motion_buckets_as_fgfa(register):
     # 41 - 37 * 41) = 37 / 45 = 0.82; track 2 moves 20 px, 21 / 61 = 0.34; track 3 is alone: 1.
     ious = motion_ious(dicts)
     assert {k: motion_buckets(v) for k, v in ious.items()} == {
-        (0, 0): ("slow",), (1, 0): ("slow",),
-        (0, 1): ("medium",), (1, 1): ("medium",),
-        (0, 2): ("fast",), (1, 2): ("fast",),
+        (0, 0): ("slow",),
+        (1, 0): ("slow",),
+        (0, 1): ("medium",),
+        (1, 1): ("medium",),
+        (0, 2): ("fast",),
+        (1, 2): ("fast",),
         (0, 3): ("slow",),
-    }  # fmt: skip
+    }
     assert ious[0, 1] == pytest.approx(37 / 45) and ious[0, 2] == pytest.approx(21 / 61)
     # A false positive on top, touching no object, then every object found except the fast ones.
     hits = [(b["bbox"], 0.5, 0) for b in dicts[0]["annotations"] if b["track_id"] != 2]
@@ -283,9 +281,7 @@ def random_case():
         if i % 4 == 0:
             gt_boxes, speed = boxes(4), torch.randn(4, 2, generator=gen).repeat(1, 2) * 2
         gt_boxes = gt_boxes + speed
-        dicts.append(
-            frame(i, i // 4, i % 4, [(b, k % 3, k) for k, b in enumerate(gt_boxes.tolist())])
-        )
+        dicts.append(frame(i, i // 4, i % 4, [(b, k % 3, k) for k, b in enumerate(gt_boxes.tolist())]))
         jittered = (gt_boxes + torch.randn(4, 4, generator=gen) * 4).tolist()
         preds[i] = [(b, float(rand(1)), k % 3) for k, b in enumerate(jittered + boxes(3).tolist())]
     return dicts, preds
@@ -328,9 +324,15 @@ def test_matches_plain_cocoeval(register):
         for a in d["annotations"]:
             x, y, w, h = xywh(a["bbox"])
             annotations.append(
-                {"id": len(annotations) + 1, "image_id": d["image_id"],
-                 "category_id": a["category_id"], "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0}
-            )  # fmt: skip
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": d["image_id"],
+                    "category_id": a["category_id"],
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
     gt = COCO()
     gt.dataset = {
         "images": [{"id": d["image_id"]} for d in dicts],

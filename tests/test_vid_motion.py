@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from detectron2.structures import BoxMode
+
 from temporal_roi_align.evaluation import MOTION_RANGES, motion_buckets, motion_ious, pixel_iou
 
 
@@ -14,8 +14,7 @@ def frame(image_id, video_id, frame_id, anns):
         "video_id": video_id,
         "frame_id": frame_id,
         "annotations": [
-            {"bbox": list(box), "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "track_id": t}
-            for box, t in anns
+            {"bbox": list(box), "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "track_id": t} for box, t in anns
         ],
     }
 
@@ -52,9 +51,7 @@ def test_motion_ious_hand_made_tracks():
 def test_motion_iou_epsilon_and_cap_as_in_fgfa_file():
     # Jumps with no overlap: (0 + 1e-10) / k, k = number of neighbours (FGFA's file has exactly
     # 1e-10 / k for such objects). A box that never moves: (k + 1e-10) / k capped at exactly 1.
-    dicts = [
-        frame(i, 0, i, [((i * 100, 0, i * 100 + 9, 9), 0), ((0, 50, 9, 59), 1)]) for i in (0, 1, 2)
-    ]
+    dicts = [frame(i, 0, i, [((i * 100, 0, i * 100 + 9, 9), 0), ((0, 50, 9, 59), 1)]) for i in (0, 1, 2)]
     ious = motion_ious(dicts)
     assert ious[1, 0] == 1e-10 / 2 and ious[0, 0] == 1e-10 / 2
     assert all(ious[i, 1] == 1.0 for i in range(3))

@@ -7,21 +7,21 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.data import transforms as T
 from detectron2.utils import comm
+
 from temporal_roi_align.config import add_video_config
 from temporal_roi_align.data import (
-    VideoDatasetMapper,
     SupportSelector,
+    VideoDatasetMapper,
     VideoInferenceSampler,
     build_video_test_loader,
     build_video_train_loader,
     read_frame,
-    select_test_supports,
     sample_train_supports,
+    select_test_supports,
 )
 
 
@@ -48,12 +48,8 @@ def test_train_supports_random_from_same_video():
     rng = np.random.RandomState(0)
     for _ in range(50):
         ids = sample_train_supports(5, range(20), 2, rng=rng)
-        assert (
-            len(ids) == 2 and len(set(ids)) == 2 and 5 not in ids and all(0 <= i < 20 for i in ids)
-        )
-    within = {
-        i for _ in range(50) for i in sample_train_supports(5, range(20), 2, frame_range=2, rng=rng)
-    }
+        assert len(ids) == 2 and len(set(ids)) == 2 and 5 not in ids and all(0 <= i < 20 for i in ids)
+    within = {i for _ in range(50) for i in sample_train_supports(5, range(20), 2, frame_range=2, rng=rng)}
     assert within <= {3, 4, 6, 7}
     assert sample_train_supports(0, range(1), 2, rng=rng) == [0, 0]  # 1-frame video / DET image
     assert sample_train_supports(0, range(2), 3, rng=rng) == [1, 1, 1]  # too short: repeats
@@ -62,9 +58,7 @@ def test_train_supports_random_from_same_video():
 def test_test_supports_uniform_over_whole_video():
     ids = select_test_supports(7, range(30), 14, "uniform")
     assert len(ids) == 14 and 7 not in ids and ids == sorted(ids)
-    assert (
-        ids[0] == 0 and ids[-1] == 29 and max(np.diff(ids)) <= 4
-    )  # +1 where the target is skipped
+    assert ids[0] == 0 and ids[-1] == 29 and max(np.diff(ids)) <= 4  # +1 where the target is skipped
     assert select_test_supports(0, range(30), 14, "uniform")[0] == 1
     assert select_test_supports(1, range(3), 4, "uniform") == [0, 0, 2, 2]  # short: repeats
     assert select_test_supports(0, range(1), 3, "uniform") == [0, 0, 0]
@@ -106,9 +100,7 @@ def test_support_selector_from_config():
 
 def test_test_supports_uniform_with_target():
     # The converted toolbox checkpoints' test supports: 14 over the whole video, then the target.
-    assert select_test_supports(3, range(27), 14, "uniform_with_target") == list(
-        range(0, 27, 2)
-    ) + [3]
+    assert select_test_supports(3, range(27), 14, "uniform_with_target") == list(range(0, 27, 2)) + [3]
     # round(i * 19 / 13), Python's round: i = 5 gives 7.307 -> 7, i = 13 gives 19.
     ids = select_test_supports(0, range(20), 14, "uniform_with_target")
     assert ids == [round(i * 19 / 13) for i in range(14)] + [0]
@@ -137,9 +129,7 @@ def test_train_mapping_group(vid_toy_datasets_env):
     assert out["image"].dtype == torch.uint8 and out["image"].shape[0] == 3
     assert min(out["image"].shape[1:]) == 64
     inst = out["instances"]
-    assert (
-        inst.has("gt_boxes") and inst.has("gt_classes") and inst.gt_track_ids.dtype == torch.int64
-    )
+    assert inst.has("gt_boxes") and inst.has("gt_classes") and inst.gt_track_ids.dtype == torch.int64
     assert len(inst) == len(d["annotations"])
     assert "annotations" not in out and "degradation" in out
     assert len(out["supports"]) == 3
@@ -161,9 +151,7 @@ def test_supports_get_the_targets_transforms(vid_toy_datasets_env):
     (s,) = out["supports"]
     raw = read_frame(s["file_name"], "RGB")
     expected = T.ResizeTransform(64, 80, 32, 40).apply_image(raw)[:, ::-1]
-    assert torch.equal(
-        s["image"], torch.as_tensor(np.ascontiguousarray(expected.transpose(2, 0, 1)))
-    )
+    assert torch.equal(s["image"], torch.as_tensor(np.ascontiguousarray(expected.transpose(2, 0, 1))))
     box = d["annotations"][0]["bbox"]
     assert out["instances"].gt_boxes.tensor[0].tolist() == pytest.approx(
         [40 - box[2] / 2, box[1] / 2, 40 - box[0] / 2, box[3] / 2]
@@ -173,9 +161,7 @@ def test_supports_get_the_targets_transforms(vid_toy_datasets_env):
 @pytest.mark.parametrize("mode, stride", [("uniform", 1), ("stride", 2)])
 def test_test_mapping(vid_toy_datasets_env, mode, stride):
     d = toy_dicts("toy_vid_val")[3]
-    out = VideoDatasetMapper(
-        small_cfg(NUM_TEST=4, TEST_MODE=mode, TEST_STRIDE=stride), is_train=False
-    )(d)
+    out = VideoDatasetMapper(small_cfg(NUM_TEST=4, TEST_MODE=mode, TEST_STRIDE=stride), is_train=False)(d)
     assert "instances" not in out and "annotations" not in out
     expected = {"uniform": [0, 2, 5, 7], "stride": [0, 1, 5, 7]}[mode]
     assert [s["frame_id"] for s in out["supports"]] == expected
@@ -229,11 +215,7 @@ def test_unreadable_support_image(broken_video, damage):
     bad = d["file_name"].replace("000000.JPEG", "000004.JPEG")
     data = open(bad, "rb").read()
     with open(bad, "wb") as f:
-        f.write(
-            {"truncate": data[: len(data) // 2], "garbage": b"not a jpeg" * 10, "empty": b""}[
-                damage
-            ]
-        )
+        f.write({"truncate": data[: len(data) // 2], "garbage": b"not a jpeg" * 10, "empty": b""}[damage])
     with pytest.raises(OSError, match="cannot read image") as e:
         VideoDatasetMapper(small_cfg(NUM_TEST=7), is_train=False)(d)
     assert bad in str(e.value)
@@ -253,9 +235,7 @@ def test_support_of_another_size(broken_video):
 def test_error_in_loader_worker_names_file(broken_video):
     dicts = toy_dicts("toy_vid_val")
     os.remove(dicts[0]["file_name"])
-    loader = build_video_test_loader(
-        dicts[:1], mapper=VideoDatasetMapper(small_cfg(), is_train=False), num_workers=1
-    )
+    loader = build_video_test_loader(dicts[:1], mapper=VideoDatasetMapper(small_cfg(), is_train=False), num_workers=1)
     batches = iter(loader)
     with pytest.raises(FileNotFoundError) as e:
         next(batches)
@@ -265,9 +245,7 @@ def test_error_in_loader_worker_names_file(broken_video):
 
 def test_dict_without_video_fields():
     with pytest.raises(KeyError, match="x.jpg: dataset dict lacks the video fields"):
-        VideoDatasetMapper(small_cfg(), is_train=True)(
-            {"file_name": "x.jpg", "height": 4, "width": 4}
-        )
+        VideoDatasetMapper(small_cfg(), is_train=True)({"file_name": "x.jpg", "height": 4, "width": 4})
 
 
 # --- loaders and sampler -----------------------------------------------------------------------
@@ -287,21 +265,17 @@ def test_test_loader_visits_videos_in_order(vid_toy_datasets_env):
     assert seen == [(f"VID/val/toy_val_{v:04d}", t) for v in range(2) for t in range(8)]
     shuffled = list(toy_dicts("toy_vid_val"))
     random.Random(0).shuffle(shuffled)
-    order = [
-        (shuffled[i]["video_id"], shuffled[i]["frame_id"]) for i in VideoInferenceSampler(shuffled)
-    ]
+    order = [(shuffled[i]["video_id"], shuffled[i]["frame_id"]) for i in VideoInferenceSampler(shuffled)]
     first_video = shuffled[0]["video_id"]  # videos come in order of first appearance
     assert order == sorted(order, key=lambda vf: (vf[0] != first_video, vf))
 
 
 def test_inference_sampler_keeps_videos_whole(monkeypatch):
-    dicts = [
-        {"video_id": v, "frame_id": f} for v, n in enumerate([5, 30, 2, 2, 20, 1]) for f in range(n)
-    ]
+    dicts = [{"video_id": v, "frame_id": f} for v, n in enumerate([5, 30, 2, 2, 20, 1]) for f in range(n)]
     monkeypatch.setattr(comm, "get_world_size", lambda: 3)
     shards = []
     for rank in range(3):
-        monkeypatch.setattr(comm, "get_rank", lambda: rank)
+        monkeypatch.setattr(comm, "get_rank", lambda rank=rank: rank)
         shards.append(list(VideoInferenceSampler(dicts)))
     assert sorted(i for s in shards for i in s) == list(range(len(dicts)))
     assert all(
@@ -316,8 +290,9 @@ def test_inference_sampler_keeps_videos_whole(monkeypatch):
 def test_test_loader_keeps_videos_whole_whatever_detectron2_proposes(vid_toy_datasets_env, monkeypatch):
     """Detectron2 after 0.6 returns its InferenceSampler from _test_loader_from_config, which
     may split a video between processes; the video loader always uses its own sampler."""
-    import temporal_roi_align.data.build as build
     from detectron2.data.samplers import InferenceSampler
+
+    import temporal_roi_align.data.build as build
 
     original = build._test_loader_from_config
 

@@ -1,4 +1,5 @@
 """Video post-processing in the evaluation and its config."""
+
 import pytest
 import torch
 from detectron2.evaluation import DatasetEvaluator
@@ -6,7 +7,7 @@ from detectron2.structures import Boxes, Instances
 
 from temporal_roi_align.config import add_video_config
 from temporal_roi_align.engine import VideoTrainer, setup_cfg
-from temporal_roi_align.evaluation import VIDEvaluator, VideoPostprocessingEvaluator
+from temporal_roi_align.evaluation import VideoPostprocessingEvaluator, VIDEvaluator
 from temporal_roi_align.model_zoo import get_config_file
 from temporal_roi_align.postprocessing import build_video_postprocessor, seq_nms
 

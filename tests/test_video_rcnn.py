@@ -1,4 +1,5 @@
 """The video meta-architecture on tiny synthetic frame groups, for each detector variant."""
+
 import pytest
 import torch
 from detectron2.modeling import build_model
@@ -20,8 +21,11 @@ def tiny_cfg(variant, *opts):
 
 def frame(video, index, height=64, width=96):
     g = torch.Generator().manual_seed(sum(map(ord, video)) * 1000 + index)
-    return {"image": torch.randint(0, 255, (3, height, width), generator=g, dtype=torch.uint8),
-            "video_id": video, "frame_id": index}
+    return {
+        "image": torch.randint(0, 255, (3, height, width), generator=g, dtype=torch.uint8),
+        "video_id": video,
+        "frame_id": index,
+    }
 
 
 def group(video, target, supports, with_instances=False):
@@ -113,8 +117,9 @@ def test_training_and_inference_give_the_heads_the_same_supports(variant):
     cache in inference) carry the same maps and proposals, so the pooler gives the same
     features for the same boxes."""
     torch.manual_seed(0)
-    model = build_model(tiny_cfg(variant, "MODEL.SELSA.SUPPORT_PROPOSALS_TRAIN", 8,
-                                 "MODEL.SELSA.SUPPORT_PROPOSALS_TEST", 8))
+    model = build_model(
+        tiny_cfg(variant, "MODEL.SELSA.SUPPORT_PROPOSALS_TRAIN", 8, "MODEL.SELSA.SUPPORT_PROPOSALS_TEST", 8)
+    )
     x = group("v", 1, [0, 2, 3])
     model.train()
     with torch.no_grad():

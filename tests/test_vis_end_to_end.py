@@ -1,6 +1,7 @@
 """MaskTrack R-CNN (+ TRoI) end to end on the toy VIS dataset: VideoTrainer training with the
 YouTube-VIS evaluation, 2-process CPU training, --eval-only on a split without annotations,
 and VideoPredictor."""
+
 import json
 import os
 import subprocess
@@ -10,13 +11,13 @@ import zipfile
 import cv2
 import pytest
 import torch
+from test_end_to_end import _train_two_ranks  # the same 2-process training, parameters gathered
 
 from temporal_roi_align.data.datasets import YTVIS_2019_CATEGORIES
 from temporal_roi_align.engine import VideoTrainer, launch, setup_cfg
 from temporal_roi_align.evaluation import YTVIS_METRICS, YTVISEvaluator
 from temporal_roi_align.model_zoo import get_config_file
 from temporal_roi_align.predictor import VideoPredictor
-from test_end_to_end import _train_two_ranks  # the same 2-process training, parameters gathered
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["SOLVER.IMS_PER_BATCH", 2, "INPUT.MIN_SIZE_TRAIN", (64,), "INPUT.MIN_SIZE_TEST", 64,
@@ -69,13 +70,34 @@ def test_eval_only_on_a_split_without_annotations_points_to_the_submission(vis_t
     datasets, output = tmp_path / "datasets", tmp_path / "output"
     unlabeled_ytvis_2019_val(vis_toy_root, datasets)
     env = dict(os.environ, DETECTRON2_DATASETS=str(datasets), OMP_NUM_THREADS="1")
-    opts = ["OUTPUT_DIR", str(output), "DATASETS.TRAIN", "()", "DATASETS.TEST", '("ytvis_2019_val",)',
-            "MODEL.ROI_HEADS.NUM_CLASSES", "40",
-            *[str(v) for v in TINY]]
+    opts = [
+        "OUTPUT_DIR",
+        str(output),
+        "DATASETS.TRAIN",
+        "()",
+        "DATASETS.TEST",
+        '("ytvis_2019_val",)',
+        "MODEL.ROI_HEADS.NUM_CLASSES",
+        "40",
+        *[str(v) for v in TINY],
+    ]
     # A model as initialised (no weights to download here): --allow-partial-weights.
-    proc = subprocess.run([sys.executable, "tools/train_net.py", "--config-file", "configs/toy/masktrack.yaml",
-                           "--eval-only", "--allow-partial-weights", *opts],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "tools/train_net.py",
+            "--config-file",
+            "configs/toy/masktrack.yaml",
+            "--eval-only",
+            "--allow-partial-weights",
+            *opts,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     folder = output / "inference" / "ytvis_2019_val"
@@ -88,10 +110,12 @@ def test_eval_only_on_a_split_without_annotations_points_to_the_submission(vis_t
 
 def test_video_predictor_gives_tracked_masks(vis_toy_root):
     videos = [
-        [cv2.imread(os.path.join(vis_toy_root, "valid", "JPEGImages", f"toy_val_{v:04d}", f"{t:05d}.jpg"))
-         for t in range(4)]
+        [
+            cv2.imread(os.path.join(vis_toy_root, "valid", "JPEGImages", f"toy_val_{v:04d}", f"{t:05d}.jpg"))
+            for t in range(4)
+        ]
         for v in (0, 1)
-    ]  # fmt: skip
+    ]
     torch.manual_seed(0)
     cfg = setup_cfg(get_config_file("toy/masktrack_troi.yaml"), [*TINY])
     predictor = VideoPredictor(cfg)

@@ -1,4 +1,5 @@
 """VISDatasetMapper: MaskTrack R-CNN's training groups (target, reference frame, supports)."""
+
 import os
 
 import numpy as np
@@ -11,7 +12,7 @@ from detectron2.structures import BoxMode
 from PIL import Image
 
 from temporal_roi_align.config import add_video_config
-from temporal_roi_align.data import VISDatasetMapper, VideoDatasetMapper, index_frame_annotations
+from temporal_roi_align.data import VideoDatasetMapper, VISDatasetMapper, index_frame_annotations
 from temporal_roi_align.data.datasets import frame_record
 from temporal_roi_align.engine import VideoTrainer
 
@@ -32,12 +33,29 @@ def video_dicts(folder, video_id, length, annotated=True):
         x0 = t % 12
         mask[4:10, x0 : x0 + 6] = 1
         rle = mask_util.encode(np.asfortranarray(mask))
-        annotations = [{"bbox": [x0, 4, x0 + 6, 10], "bbox_mode": BoxMode.XYXY_ABS, "category_id": t % 2,
-                        "iscrowd": 0, "track_id": 1000 + video_id, "segmentation": rle}]  # fmt: skip
+        annotations = [
+            {
+                "bbox": [x0, 4, x0 + 6, 10],
+                "bbox_mode": BoxMode.XYXY_ABS,
+                "category_id": t % 2,
+                "iscrowd": 0,
+                "track_id": 1000 + video_id,
+                "segmentation": rle,
+            }
+        ]
         dicts.append(
-            frame_record(name, f"{video_id}/{t}", H, W, video_id=video_id, frame_id=t, video_length=length,
-                         video_frames=tuple(files), annotations=annotations if annotated else None)
-        )  # fmt: skip
+            frame_record(
+                name,
+                f"{video_id}/{t}",
+                H,
+                W,
+                video_id=video_id,
+                frame_id=t,
+                video_length=length,
+                video_frames=tuple(files),
+                annotations=annotations if annotated else None,
+            )
+        )
     return dicts
 
 
@@ -55,9 +73,25 @@ def long_video(tmp_path_factory):
 def mapper_cfg(dataset, *opts):
     cfg = get_cfg()
     add_video_config(cfg)
-    cfg.merge_from_list(["DATASETS.TRAIN", (dataset,), "MODEL.MASK_ON", True, "INPUT.MASK_FORMAT", "bitmask",
-                         "INPUT.MIN_SIZE_TRAIN", (H,), "INPUT.MAX_SIZE_TRAIN", 1000, "INPUT.SUPPORT.NUM_TRAIN", 0,
-                         "INPUT.FORMAT", "RGB", *opts])  # fmt: skip
+    cfg.merge_from_list(
+        [
+            "DATASETS.TRAIN",
+            (dataset,),
+            "MODEL.MASK_ON",
+            True,
+            "INPUT.MASK_FORMAT",
+            "bitmask",
+            "INPUT.MIN_SIZE_TRAIN",
+            (H,),
+            "INPUT.MAX_SIZE_TRAIN",
+            1000,
+            "INPUT.SUPPORT.NUM_TRAIN",
+            0,
+            "INPUT.FORMAT",
+            "RGB",
+            *opts,
+        ]
+    )
     return cfg
 
 
@@ -94,8 +128,12 @@ def test_reference_frame_range_from_the_config(long_video):
 
 def test_reference_has_the_targets_transforms_and_its_own_instances(long_video):
     name, dicts = long_video
-    mapper = VISDatasetMapper(mapper_cfg(name, "INPUT.MIN_SIZE_TRAIN", (2 * H,), "INPUT.SUPPORT.NUM_TRAIN", 2,
-                                         "INPUT.SUPPORT.TRAIN_FRAME_RANGE", 5), is_train=True)  # fmt: skip
+    mapper = VISDatasetMapper(
+        mapper_cfg(
+            name, "INPUT.MIN_SIZE_TRAIN", (2 * H,), "INPUT.SUPPORT.NUM_TRAIN", 2, "INPUT.SUPPORT.TRAIN_FRAME_RANGE", 5
+        ),
+        is_train=True,
+    )
     np.random.seed(2)
     flips = set()
     for _ in range(16):
@@ -161,8 +199,9 @@ def test_a_target_outside_the_index_is_named(long_video, tmp_path):
 
 def test_the_trainer_picks_the_mapper_of_the_config(long_video, tmp_path):
     name, _ = long_video
-    cfg = mapper_cfg(name, "INPUT.TRAIN_MAPPER", "VISDatasetMapper", "SOLVER.IMS_PER_BATCH", 2,
-                     "DATALOADER.NUM_WORKERS", 0)  # fmt: skip
+    cfg = mapper_cfg(
+        name, "INPUT.TRAIN_MAPPER", "VISDatasetMapper", "SOLVER.IMS_PER_BATCH", 2, "DATALOADER.NUM_WORKERS", 0
+    )
     batch = next(iter(VideoTrainer.build_train_loader(cfg)))
     assert len(batch) == 2 and all("reference" in x for x in batch)
     cfg.INPUT.TRAIN_MAPPER = "VideoDatasetMapper"

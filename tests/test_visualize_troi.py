@@ -1,4 +1,5 @@
 """tools/visualize_troi.py draws what TRoI chose (the paper's Fig. 6) from a real clip."""
+
 import importlib.util
 import os
 

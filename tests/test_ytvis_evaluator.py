@@ -1,8 +1,8 @@
 """YouTube-VIS video mask AP: hand-computed cases, equality with the official API, bad input,
 and YTVISEvaluator end to end on a registered YouTube-VIS JSON."""
 
-import copy
 import contextlib
+import copy
 import importlib.util
 import io
 import json
@@ -19,9 +19,9 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 import torch
-
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Instances
+
 from temporal_roi_align.data.datasets import register_ytvis_instances
 from temporal_roi_align.evaluation import (
     YTVIS_METRICS,
@@ -30,7 +30,6 @@ from temporal_roi_align.evaluation import (
     video_ground_truth,
     video_mask_ious,
     video_predictions,
-    ytvis_metrics,
 )
 from temporal_roi_align.evaluation.ytvis_metric import mean_area
 
@@ -55,19 +54,23 @@ def gt_json(tmp_path, videos, annotations, categories=((1, "cat"), (2, "dog")), 
     (video_id, category_id, [mask or None per frame], iscrowd)."""
     data = {
         "videos": [
-            {"id": v, "height": h, "width": w, "length": n,
-             "file_names": [f"v{v}/{i:05d}.jpg" for i in range(n)]}
+            {"id": v, "height": h, "width": w, "length": n, "file_names": [f"v{v}/{i:05d}.jpg" for i in range(n)]}
             for v, h, w, n in videos
         ],
         "categories": [{"id": c, "name": n} for c, n in categories],
         "annotations": [
-            {"id": i + 1, "video_id": v, "category_id": c, "iscrowd": crowd,
-             "segmentations": [rle(m) if m is not None else None for m in masks],
-             "bboxes": [list(mask_util.toBbox(rle(m))) if m is not None else None for m in masks],
-             "areas": [int(m.sum()) if m is not None else None for m in masks]}
+            {
+                "id": i + 1,
+                "video_id": v,
+                "category_id": c,
+                "iscrowd": crowd,
+                "segmentations": [rle(m) if m is not None else None for m in masks],
+                "bboxes": [list(mask_util.toBbox(rle(m))) if m is not None else None for m in masks],
+                "areas": [int(m.sum()) if m is not None else None for m in masks],
+            }
             for i, (v, c, masks, crowd) in enumerate(annotations)
         ],
-    }  # fmt: skip
+    }
     path = tmp_path / name
     path.write_text(json.dumps(data))
     return str(path)
@@ -79,11 +82,15 @@ def results_json(tmp_path, results, name="results.json"):
     path.write_text(
         json.dumps(
             [
-                {"video_id": v, "category_id": c, "score": s,
-                 "segmentations": [rle(m) if m is not None else None for m in masks]}
+                {
+                    "video_id": v,
+                    "category_id": c,
+                    "score": s,
+                    "segmentations": [rle(m) if m is not None else None for m in masks],
+                }
                 for v, c, s, masks in results
             ]
-        )  # fmt: skip
+        )
     )
     return str(path)
 
@@ -94,9 +101,7 @@ def score(tmp_path, videos, gts, dts, **kwargs):
 
 def ap101(points):
     """101-point interpolated AP in % from (recall, precision) points."""
-    total = sum(
-        max((p for r, p in points if r >= t / 100 - 1e-12), default=0.0) for t in range(101)
-    )
+    total = sum(max((p for r, p in points if r >= t / 100 - 1e-12), default=0.0) for t in range(101))
     return total / 101 * 100
 
 
@@ -140,12 +145,8 @@ def test_video_iou_matches_merge_on_large_frames():
     ious = video_mask_ious(d, g)
     assert (ious > 0).all()
     for i, j in np.ndindex(2, 2):
-        inter = sum(
-            float(mask_util.area(mask_util.merge([a, b], True))) for a, b in zip(d[i], g[j])
-        )
-        union = sum(
-            float(mask_util.area(mask_util.merge([a, b], False))) for a, b in zip(d[i], g[j])
-        )
+        inter = sum(float(mask_util.area(mask_util.merge([a, b], True))) for a, b in zip(d[i], g[j]))
+        union = sum(float(mask_util.area(mask_util.merge([a, b], False))) for a, b in zip(d[i], g[j]))
         assert ious[i, j] == inter / union
 
 
@@ -192,9 +193,7 @@ def test_duplicates_are_false_positives(tmp_path):
 def test_max_detections_per_video(tmp_path):
     videos = [(1, H, W, 1)]
     B = box_mask(H, W, 5, 6, 9, 11)
-    res = score(
-        tmp_path, videos, [(1, 1, [A], 0), (1, 1, [B], 0)], [(1, 1, 0.9, [A]), (1, 1, 0.8, [B])]
-    )
+    res = score(tmp_path, videos, [(1, 1, [A], 0), (1, 1, [B], 0)], [(1, 1, 0.9, [A]), (1, 1, 0.8, [B])])
     assert res["AR1"] == pytest.approx(50.0)
     assert res["AR10"] == pytest.approx(100.0)
 
@@ -239,11 +238,7 @@ def test_matches_the_cocoeval_of_a_one_frame_dataset(tmp_path):
 
     videos = [(v, h, w, 1) for v in range(1, 7)]
     gts = [(v, int(rng.integers(1, 3)), [random_box()], 0) for v in range(1, 7) for _ in range(3)]
-    dts = [
-        (v, int(rng.integers(1, 3)), float(rng.random()), [random_box()])
-        for v in range(1, 7)
-        for _ in range(5)
-    ]
+    dts = [(v, int(rng.integers(1, 3)), float(rng.random()), [random_box()]) for v in range(1, 7) for _ in range(5)]
     dts += [(v, c, float(rng.random()), [m[0]]) for v, c, m, _ in gts[::2]]
     res = score(tmp_path, videos, gts, dts)
 
@@ -252,15 +247,23 @@ def test_matches_the_cocoeval_of_a_one_frame_dataset(tmp_path):
         "images": [{"id": v, "height": h, "width": w} for v, *_ in videos],
         "categories": [{"id": 1}, {"id": 2}],
         "annotations": [
-            {"id": i + 1, "image_id": v, "category_id": c, "segmentation": rle(m[0]),
-             "area": float(m[0].sum()), "iscrowd": 0, "bbox": list(mask_util.toBbox(rle(m[0])))}
+            {
+                "id": i + 1,
+                "image_id": v,
+                "category_id": c,
+                "segmentation": rle(m[0]),
+                "area": float(m[0].sum()),
+                "iscrowd": 0,
+                "bbox": list(mask_util.toBbox(rle(m[0]))),
+            }
             for i, (v, c, m, _) in enumerate(gts)
         ],
-    }  # fmt: skip
+    }
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
-        dt = coco.loadRes([{"image_id": v, "category_id": c, "score": s, "segmentation": rle(m[0])}
-                           for v, c, s, m in dts])  # fmt: skip
+        dt = coco.loadRes(
+            [{"image_id": v, "category_id": c, "score": s, "segmentation": rle(m[0])} for v, c, s, m in dts]
+        )
         E = COCOeval(coco, dt, "segm")
         E.params.areaRng = [[0, 1e10], [0, 128**2], [128**2, 256**2], [256**2, 1e10]]
         E.evaluate()
@@ -292,11 +295,28 @@ def _official_api_dir():
     with tempfile.TemporaryDirectory(dir=os.path.dirname(cache)) as tmp:
         try:
             proc = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                 "--disable-pip-version-check", "--no-input", "--retries", "0", "--timeout", "20",
-                 "-q", "-d", tmp, MMTRACK],
-                capture_output=True, text=True, timeout=180,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    "--retries",
+                    "0",
+                    "--timeout",
+                    "20",
+                    "-q",
+                    "-d",
+                    tmp,
+                    MMTRACK,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
         except (OSError, subprocess.TimeoutExpired) as e:
             return None, f"pip download {MMTRACK} failed: {e}"
         wheels = [f for f in os.listdir(tmp) if f.endswith(".whl")]
@@ -324,9 +344,7 @@ def official_api():
         pytest.skip(f"official YouTube-VIS API unavailable (offline?): {reason}")
     modules = []
     for name in ("ytvis", "ytviseval"):
-        spec = importlib.util.spec_from_file_location(
-            f"_official_{name}", os.path.join(directory, f"{name}.py")
-        )
+        spec = importlib.util.spec_from_file_location(f"_official_{name}", os.path.join(directory, f"{name}.py"))
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)  # imports only numpy and pycocotools
         modules.append(module)
@@ -405,7 +423,7 @@ def random_case(seed):
 
     cats = [c for c, _ in CATEGORIES]
     gts, dts = [], []
-    for v, h, w, n in videos:
+    for v, _, _, n in videos:
         if v == 5:
             continue  # no ground truth
         for _ in range(int(rng.integers(1, 5))):
@@ -419,7 +437,7 @@ def random_case(seed):
         for _ in range(int(rng.integers(0, 3))):  # 0-2 predictions per object (duplicates)
             cls = c if rng.random() < 0.8 else int(rng.choice(cats))
             dts.append((v, cls, round(float(rng.random()), 2), jitter(v, masks)))
-    for v, h, w, n in videos:
+    for v, _, _, n in videos:
         for _ in range(int(rng.integers(0, 4))):  # false positives
             dts.append(
                 (
@@ -430,7 +448,7 @@ def random_case(seed):
                 )
             )
     dts.append((5, cats[1], 0.5, [None, None]))  # absent everywhere
-    for k in range(103):  # more than maxDets = 100 on one video and class
+    for _ in range(103):  # more than maxDets = 100 on one video and class
         dts.append((2, cats[0], round(float(rng.random()) * 0.3, 1), moving_box(2, [True] * 5)))
     order = rng.permutation(len(dts))
     return videos, gts, [dts[i] for i in order]
@@ -445,9 +463,7 @@ def test_equals_the_official_api(tmp_path, official_api, seed):
     official = official_scores(official_api, gt_path, res_path)
     assert max_abs_difference(ours, official) < 1e-6
     assert 0 < ours["AP"] < 100  # the case is not degenerate
-    assert (
-        not math.isnan(ours["APs"]) and not math.isnan(ours["APm"]) and not math.isnan(ours["APl"])
-    )
+    assert not math.isnan(ours["APs"]) and not math.isnan(ours["APm"]) and not math.isnan(ours["APl"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,22 +478,27 @@ def good_gt(tmp_path):
 @pytest.mark.parametrize(
     "results, match",
     [
-        ([{"video_id": 1, "category_id": 1, "score": 0.9, "segmentations": [None]}],
-         r"'segmentations' must have one entry per frame of video 1 \(2\), has 1"),
-        ([{"video_id": 9, "category_id": 1, "score": 0.9, "segmentations": [None, None]}],
-         "unknown video_id 9"),
-        ([{"video_id": 1, "category_id": 4, "score": 0.9, "segmentations": [None, None]}],
-         r"unknown category_id 4, not one of \[1, 2\]"),
-        ([{"video_id": 1, "category_id": 1, "segmentations": [None, None]}],
-         "must be an object with keys"),
-        ([{"video_id": 1, "category_id": 1, "score": "high", "segmentations": [None, None]}],
-         "'score' must be a number"),
+        (
+            [{"video_id": 1, "category_id": 1, "score": 0.9, "segmentations": [None]}],
+            r"'segmentations' must have one entry per frame of video 1 \(2\), has 1",
+        ),
+        ([{"video_id": 9, "category_id": 1, "score": 0.9, "segmentations": [None, None]}], "unknown video_id 9"),
+        (
+            [{"video_id": 1, "category_id": 4, "score": 0.9, "segmentations": [None, None]}],
+            r"unknown category_id 4, not one of \[1, 2\]",
+        ),
+        ([{"video_id": 1, "category_id": 1, "segmentations": [None, None]}], "must be an object with keys"),
+        (
+            [{"video_id": 1, "category_id": 1, "score": "high", "segmentations": [None, None]}],
+            "'score' must be a number",
+        ),
         ({"video_id": 1}, "results must be a JSON list"),
-        ([{"video_id": 1, "category_id": 1, "score": 0.9,
-           "segmentations": [rle(np.ones((H + 1, W), bool)), None]}],
-         r"frame 0: mask size \[11, 12\]"),
+        (
+            [{"video_id": 1, "category_id": 1, "score": 0.9, "segmentations": [rle(np.ones((H + 1, W), bool)), None]}],
+            r"frame 0: mask size \[11, 12\]",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_results_name_the_file_and_the_reason(tmp_path, good_gt, results, match):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(results))
@@ -546,9 +567,14 @@ def test_video_ground_truth_from_frame_dicts():
     uncompressed = {"size": [H, W], "counts": np.diff(np.concatenate([[0], edges])).tolist()}
 
     def frame(frame_id, anns):
-        return {"video_id": 3, "frame_id": frame_id, "video_length": 3, "height": H, "width": W,
-                "annotations": [{"track_id": t, "category_id": c, "segmentation": s, "iscrowd": k}
-                                for t, c, s, k in anns]}  # fmt: skip
+        return {
+            "video_id": 3,
+            "frame_id": frame_id,
+            "video_length": 3,
+            "height": H,
+            "width": W,
+            "annotations": [{"track_id": t, "category_id": c, "segmentation": s, "iscrowd": k} for t, c, s, k in anns],
+        }
 
     dicts = [
         frame(2, [(11, 1, rle(A), 0)]),
@@ -632,10 +658,7 @@ def evaluator_case(tmp_path, register):
     predictions fed in, video sizes, GT JSON path, results.json path)."""
     videos, gts, dts = random_case(4)
     # Boxes for the loader: it drops frames whose mask is empty (null segmentation in the API).
-    gts = [
-        (v, c, [m if m is not None and m.any() else None for m in masks], crowd)
-        for v, c, masks, crowd in gts
-    ]
+    gts = [(v, c, [m if m is not None and m.any() else None for m in masks], crowd) for v, c, masks, crowd in gts]
     gts = [g for g in gts if any(m is not None for m in g[2])]
     gt_path = gt_json(tmp_path, videos, gts, categories=CATEGORIES)
     name = register(gt_path)
@@ -644,9 +667,7 @@ def evaluator_case(tmp_path, register):
     dts = [d for d in dts if any(m is not None for m in d[3])]  # a track is detected somewhere
     outputs = fake_outputs(dts, sizes, id_map)
     out_dir = tmp_path / "out"
-    res = run_evaluator(
-        name, outputs, frame_inputs(name), output_dir=str(out_dir), distributed=True
-    )
+    res = run_evaluator(name, outputs, frame_inputs(name), output_dir=str(out_dir), distributed=True)
     results_path = str(out_dir / "results.json")
     written = json.loads(open(results_path).read())
     assert not (out_dir / "submission.zip").exists()
@@ -657,9 +678,7 @@ def test_evaluator_end_to_end(tmp_path, register):
     res, written, dts, sizes, gt_path, results_path = evaluator_case(tmp_path, register)
     # One prediction per track: majority class (in the dataset's ids), mean score, its masks.
     key = lambda v, c, s, masks: (v, c, round(s, 9), json.dumps(masks))  # noqa: E731
-    assert sorted(
-        key(p["video_id"], p["category_id"], p["score"], p["segmentations"]) for p in written
-    ) == sorted(
+    assert sorted(key(p["video_id"], p["category_id"], p["score"], p["segmentations"]) for p in written) == sorted(
         key(v, c, s, [rle(m) if m is not None else None for m in masks]) for v, c, s, masks in dts
     )
     # The same numbers as scoring the written file against the JSON.
@@ -703,8 +722,9 @@ def test_evaluator_without_annotations_writes_the_submission(tmp_path, register,
         assert zf.namelist() == ["results.json"]
         submitted = json.loads(zf.read("results.json"))
     assert submitted == json.loads((out_dir / "results.json").read_text())
-    assert submitted == [{"video_id": 1, "score": pytest.approx(0.8), "category_id": 2,
-                          "segmentations": [rle(A), None, rle(A_SHIFTED)]}]  # fmt: skip
+    assert submitted == [
+        {"video_id": 1, "score": pytest.approx(0.8), "category_id": 2, "segmentations": [rle(A), None, rle(A_SHIFTED)]}
+    ]
 
 
 def test_evaluator_rejects_bad_outputs(tmp_path, register):

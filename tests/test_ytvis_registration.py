@@ -1,4 +1,5 @@
 """The registered YouTube-VIS names: paths, the official categories in the metadata, the evaluator."""
+
 import json
 import os
 
@@ -83,7 +84,9 @@ def test_a_json_with_other_categories_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
     write_split(tmp_path, 2019, "valid", YTVIS_2021_CATEGORIES)
     json_file = os.path.join(str(tmp_path), "ytvis_2019", "valid.json")
-    with pytest.raises(ValueError, match=f"{json_file}: categories .* differ from the classes registered for 'ytvis_2019_val'"):
+    with pytest.raises(
+        ValueError, match=f"{json_file}: categories .* differ from the classes registered for 'ytvis_2019_val'"
+    ):
         DatasetCatalog.get("ytvis_2019_val")
 
 

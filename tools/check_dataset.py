@@ -126,8 +126,10 @@ def check_dataset(name: str, *, full: bool = False, workers: int = 8, max_exampl
             frames.setdefault(file_name, (video, index, next(iter(sizes))))
         pattern = first.get("video_frames")
         if isinstance(pattern, str) and os.path.exists(pattern.format(length)):
-            report.add("more frames on disk than video_length", f"video {video}: video_length {length}, "
-                       f"but {pattern.format(length)} exists")  # fmt: skip
+            report.add(
+                "more frames on disk than video_length",
+                f"video {video}: video_length {length}, but {pattern.format(length)} exists",
+            )
     files = list(frames)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results = pool.map(lambda f: check_image(f, full), files, chunksize=64)
@@ -137,8 +139,10 @@ def check_dataset(name: str, *, full: bool = False, workers: int = 8, max_exampl
                 kind, detail = problem
                 report.add(kind, f"{detail} (frame {index} of video {video})")
             elif size != expected:
-                report.add("image size differs from its dataset dict", f"{file_name}: {size[1]}x{size[0]}, the "
-                           f"dict says {expected[1]}x{expected[0]}")  # fmt: skip
+                report.add(
+                    "image size differs from its dataset dict",
+                    f"{file_name}: {size[1]}x{size[0]}, the dict says {expected[1]}x{expected[0]}",
+                )
     boxes = sum(len(d.get("annotations", [])) for d in dicts)
     return report, f"{len(dicts)} dataset dicts, {len(videos)} videos, {len(files)} frame files, {boxes} boxes"
 
@@ -146,13 +150,21 @@ def check_dataset(name: str, *, full: bool = False, workers: int = 8, max_exampl
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="+", metavar="DATASET_NAME", help="names registered in DatasetCatalog")
-    parser.add_argument("--full", action="store_true",
-                        help="decode every image (slow) instead of reading its header and end")
-    parser.add_argument("--workers", type=int, default=8,
-                        help="threads opening files (default 8; more for network disks)")
+    parser.add_argument(
+        "--full", action="store_true", help="decode every image (slow) instead of reading its header and end"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=8, help="threads opening files (default 8; more for network disks)"
+    )
     parser.add_argument("--examples", type=int, default=5, help="examples shown per kind of problem (default 5)")
-    parser.add_argument("--import", dest="modules", action="append", default=[], metavar="MODULE",
-                        help="import this module first (one that registers your datasets); repeatable")  # fmt: skip
+    parser.add_argument(
+        "--import",
+        dest="modules",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module first (one that registers your datasets); repeatable",
+    )
     return parser.parse_args(argv)
 
 

@@ -27,6 +27,7 @@ The config gives the target model: every tensor is checked against it. Strict by
 source key converted or explicitly ignored, every target key filled, shapes equal, and the config
 preprocessing images as the source's models do.
 """
+
 import argparse
 import sys
 from collections import OrderedDict

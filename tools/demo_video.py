@@ -9,9 +9,11 @@ Detect objects in a video and write it back annotated:
 them) or, with --online, a camera index (e.g. 0). --output: a video file (.mp4 or .avi) or a
 folder, which receives one JPEG per frame. --json: one JSON line per frame, written as frames
 are done; for video instance segmentation models (masks drawn in one colour per track) also
-<json>_videos.json, the tracks in the per-video format of the YouTube-VIS evaluation. Frames stream through a bounded window (the model's feature cache): memory does not
-grow with the length of the video. Every output is checked before the first frame is read.
+<json>_videos.json, the tracks in the per-video format of the YouTube-VIS evaluation. Frames
+stream through a bounded window (the model's feature cache): memory does not grow with the
+length of the video. Every output is checked before the first frame is read.
 """
+
 import argparse
 import json
 import os
@@ -43,13 +45,18 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--input", required=True, help="a video file, a folder of frames, or (--online) a camera index")
-    parser.add_argument("--output", required=True, help="annotated video to write (.mp4, .avi) or a folder for JPEG frames")
+    parser.add_argument(
+        "--output", required=True, help="annotated video to write (.mp4, .avi) or a folder for JPEG frames"
+    )
     parser.add_argument("--json", help="also write the detections, one JSON line per frame")
     parser.add_argument("--online", action="store_true", help="use past frames only (streams, cameras)")
     parser.add_argument("--confidence", type=float, default=0.5, help="score threshold for drawing")
     parser.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
-    parser.add_argument("--allow-partial-weights", action="store_true",
-                        help="run with weights that leave parameters uninitialised, or none (random weights)")
+    parser.add_argument(
+        "--allow-partial-weights",
+        action="store_true",
+        help="run with weights that leave parameters uninitialised, or none (random weights)",
+    )
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides, KEY VALUE ...")
     return parser.parse_args(argv)
 
@@ -110,7 +117,8 @@ def check_output(args):
         extension = os.path.splitext(output)[1].lower()
         if extension not in VIDEO_CODECS:
             raise SystemExit(
-                f"{output}: cannot write '{extension}' videos; use {' or '.join(VIDEO_CODECS)}, or a folder for JPEG frames"
+                f"{output}: cannot write '{extension}' videos; use {' or '.join(VIDEO_CODECS)}, "
+                "or a folder for JPEG frames"
             )
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     if args.json:
@@ -137,7 +145,11 @@ def write_video_results(path, records, num_frames):
     """The per-video results of a video instance segmentation model, as YTVISEvaluator writes
     them (one entry per track: video_id 0, score, category_id, a mask or null per frame)."""
     frames = [
-        {"video_id": 0, "frame_id": r["frame"], "detections": list(zip(r["track_ids"], r["classes"], r["scores"], r["masks"]))}
+        {
+            "video_id": 0,
+            "frame_id": r["frame"],
+            "detections": list(zip(r["track_ids"], r["classes"], r["scores"], r["masks"])),
+        }
         for r in records
     ]
     predictions, _ = video_predictions(frames, {0: num_frames})

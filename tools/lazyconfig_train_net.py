@@ -41,9 +41,7 @@ logger = logging.getLogger("detectron2")
 
 def do_test(cfg, model):
     if "evaluator" in cfg.dataloader:
-        ret = inference_on_dataset(
-            model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
-        )
+        ret = inference_on_dataset(model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator))
         print_csv_format(ret)
         return ret
 
@@ -72,11 +70,7 @@ def do_train(args, cfg):
         [
             hooks.IterationTimer(),
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
-            (
-                hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
-                if comm.is_main_process()
-                else None
-            ),
+            (hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None),
             hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
             (
                 hooks.PeriodicWriter(
@@ -113,9 +107,7 @@ def setup(args):
     if cuda_missing:
         cfg.train.device = "cpu"
     if cfg.train.amp.enabled and cfg.train.device == "cpu":
-        raise SystemExit(
-            "train.amp.enabled=True needs CUDA (AMPTrainer); set it to False on the CPU"
-        )
+        raise SystemExit("train.amp.enabled=True needs CUDA (AMPTrainer); set it to False on the CPU")
     invalid = [
         f"{key} {value!r}: must be >= {least}"
         for key, value, least in (
@@ -128,7 +120,10 @@ def setup(args):
     if invalid:
         raise SystemExit(f"{args.config_file}: invalid config:\n  - " + "\n  - ".join(invalid))
     check_output_dir(
-        cfg.train.output_dir, resume=args.resume, eval_only=args.eval_only, overwrite=args.overwrite,
+        cfg.train.output_dir,
+        resume=args.resume,
+        eval_only=args.eval_only,
+        overwrite=args.overwrite,
         key="train.output_dir",
     )
     default_setup(cfg, args)

@@ -24,13 +24,15 @@ def toy_generator_main(argv, description, name, default_root, make, ensure):
     p.add_argument("--train-videos", type=int, default=defaults["num_train_videos"])
     p.add_argument("--val-videos", type=int, default=defaults["num_val_videos"])
     p.add_argument("--frames", type=int, default=defaults["frames_per_video"], help="frames per training video")
-    p.add_argument("--val-frames", type=int, default=defaults["val_frames_per_video"],
-                   help="frames per validation video")
+    p.add_argument(
+        "--val-frames", type=int, default=defaults["val_frames_per_video"], help="frames per validation video"
+    )
     p.add_argument("--size", type=int, nargs=2, default=defaults["image_size"], metavar=("H", "W"))
     p.add_argument("--num-classes", type=int, default=defaults["num_classes"], help=f"1..{len(TOY_CATEGORIES)}")
     p.add_argument("--max-objects", type=int, default=defaults["max_objects"])
-    p.add_argument("--degradation-prob", type=float, default=defaults["degradation_prob"],
-                   help="fraction of degraded frames")
+    p.add_argument(
+        "--degradation-prob", type=float, default=defaults["degradation_prob"], help="fraction of degraded frames"
+    )
     p.add_argument("--difficulty", type=float, default=defaults["difficulty"], help="strength of the degradations")
     p.add_argument("--seed", type=int, default=defaults["seed"])
     p.add_argument("--force", action="store_true", help="regenerate even if an identical one exists")

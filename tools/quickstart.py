@@ -18,6 +18,7 @@ starts from it and trains --finetune-iters more (the single-frame row too). Star
 model that already localises the objects lets its temporal aggregation learn within minutes on
 2 cores. Each task writes an annotated video of one held-out video.
 """
+
 import argparse
 import json
 import os
@@ -46,9 +47,16 @@ from temporal_roi_align.predictor import VideoPredictor
 from temporal_roi_align.utils import atomic_write
 from temporal_roi_align.utils.drawing import draw_instances
 
-VID_MODELS = {"single_frame": "Single-frame (ROIAlign)", "troi": "Temporal RoI Align", "selsa": "SELSA",
-              "selsa_troi": "SELSA + TRoI", "fgfa": "FGFA", "dff": "DFF", "tam": "TAM block",
-              "tam_troi": "TAM block + TRoI"}
+VID_MODELS = {
+    "single_frame": "Single-frame (ROIAlign)",
+    "troi": "Temporal RoI Align",
+    "selsa": "SELSA",
+    "selsa_troi": "SELSA + TRoI",
+    "fgfa": "FGFA",
+    "dff": "DFF",
+    "tam": "TAM block",
+    "tam_troi": "TAM block + TRoI",
+}
 VIS_MODELS = {"masktrack": "MaskTrack R-CNN", "masktrack_troi": "MaskTrack R-CNN + TRoI"}
 # task: (the base and single-frame row, default base iterations, default fine-tuning iterations)
 RECIPES = {"vid": ("single_frame", 400, 150), "vis": ("masktrack", 300, 100)}
@@ -58,20 +66,45 @@ BASELINE_LABELS = {"single_frame": "single-frame", "masktrack": "MaskTrack R-CNN
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=["vid", "vis", "all"], default="all",
-                        help="detection (vid), video instance segmentation (vis), or both (default)")
-    parser.add_argument("--models", nargs="+", default=["single_frame", "troi"], choices=sorted(VID_MODELS),
-                        help="detection models (vid); the single-frame row is always trained")
-    parser.add_argument("--base-iters", type=int, default=None,
-                        help=f"iterations of the base model (default {RECIPES['vid'][1]} vid, {RECIPES['vis'][1]} vis)")
-    parser.add_argument("--finetune-iters", type=int, default=None,
-                        help=f"iterations of each model from the base (default {RECIPES['vid'][2]}, {RECIPES['vis'][2]})")
+    parser.add_argument(
+        "--task",
+        choices=["vid", "vis", "all"],
+        default="all",
+        help="detection (vid), video instance segmentation (vis), or both (default)",
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["single_frame", "troi"],
+        choices=sorted(VID_MODELS),
+        help="detection models (vid); the single-frame row is always trained",
+    )
+    parser.add_argument(
+        "--base-iters",
+        type=int,
+        default=None,
+        help=f"iterations of the base model (default {RECIPES['vid'][1]} vid, {RECIPES['vis'][1]} vis)",
+    )
+    parser.add_argument(
+        "--finetune-iters",
+        type=int,
+        default=None,
+        help=f"iterations of each model from the base (default {RECIPES['vid'][2]}, {RECIPES['vis'][2]})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the toy datasets")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap redraws of the videos (vid)")
-    parser.add_argument("--vis-bootstrap", type=int, default=200,
-                        help="bootstrap redraws of the videos (vis: each one a full evaluation)")
-    parser.add_argument("--seq-nms", action=argparse.BooleanOptionalAction, default=True,
-                        help="a row of the TRoI detections after Seq-NMS (on by default)")
+    parser.add_argument(
+        "--vis-bootstrap",
+        type=int,
+        default=200,
+        help="bootstrap redraws of the videos (vis: each one a full evaluation)",
+    )
+    parser.add_argument(
+        "--seq-nms",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a row of the TRoI detections after Seq-NMS (on by default)",
+    )
     parser.add_argument("--output", default="output/quickstart", help="where models, results and videos go")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every model, KEY VALUE ...")
     return parser.parse_args(argv)
@@ -79,8 +112,19 @@ def parse_args(argv=None):
 
 def config(name, output_dir, opts, iters=1, weights=""):
     """The toy config ``name`` with the quickstart's schedule of ``iters`` iterations."""
-    opts = ["OUTPUT_DIR", output_dir, "MODEL.WEIGHTS", weights, "SOLVER.MAX_ITER", iters,
-            "SOLVER.STEPS", (int(iters * 0.8),) if iters >= 2 else (), "SOLVER.WARMUP_ITERS", min(30, iters // 10), *opts]
+    opts = [
+        "OUTPUT_DIR",
+        output_dir,
+        "MODEL.WEIGHTS",
+        weights,
+        "SOLVER.MAX_ITER",
+        iters,
+        "SOLVER.STEPS",
+        (int(iters * 0.8),) if iters >= 2 else (),
+        "SOLVER.WARMUP_ITERS",
+        min(30, iters // 10),
+        *opts,
+    ]
     return setup_cfg(get_config_file(f"toy/{name}.yaml"), opts)
 
 
@@ -136,9 +180,14 @@ def with_seq_nms(detections, dataset_dicts):
         videos.setdefault(d["video_id"], []).append(by_image.get(d["image_id"], []))
     out = []
     for frames in videos.values():
-        boxes = [np.array([[x, y, x + w, y + h] for x, y, w, h in (d["bbox"] for d in f)]).reshape(-1, 4) for f in frames]
-        keep, scores = seq_nms_arrays(boxes, [np.array([d["score"] for d in f]) for f in frames],
-                                      [np.array([d["category_id"] for d in f], dtype=np.int64) for f in frames])
+        boxes = [
+            np.array([[x, y, x + w, y + h] for x, y, w, h in (d["bbox"] for d in f)]).reshape(-1, 4) for f in frames
+        ]
+        keep, scores = seq_nms_arrays(
+            boxes,
+            [np.array([d["score"] for d in f]) for f in frames],
+            [np.array([d["category_id"] for d in f], dtype=np.int64) for f in frames],
+        )
         for f, k, s in zip(frames, keep, scores):
             out += [dict(f[i], score=float(score)) for i, score in zip(k, s)]
     return out
@@ -155,7 +204,9 @@ def vid_intervals(detections, dataset, samples, seed, baseline):
         tables.append(AP50Table(dicts, detections[name], metadata.thing_classes, image_ids=degraded))
     draws = bootstrap_ap50(tables, samples=samples, seed=seed)
     values = np.array([t.ap50() for t in tables])
-    return _summary(names, ["AP50", "AP50-degraded"], values.reshape(len(names), 2), draws.reshape(samples, len(names), 2), baseline)
+    return _summary(
+        names, ["AP50", "AP50-degraded"], values.reshape(len(names), 2), draws.reshape(samples, len(names), 2), baseline
+    )
 
 
 def _summary(names, metrics, values, draws, baseline):
@@ -187,8 +238,11 @@ def table(summary, metrics, labels, baseline, extra):
     for name, s in summary.items():
         if f"minus_{baseline}" in s:
             d = s[f"minus_{baseline}"]
-            rows.append([f"{labels[name]} - {BASELINE_LABELS[baseline]}"]
-                        + [format_ci(d[m], d[f"{m}-ci95"]) for m in metrics] + [""] * len(extra(name)))
+            rows.append(
+                [f"{labels[name]} - {BASELINE_LABELS[baseline]}"]
+                + [format_ci(d[m], d[f"{m}-ci95"]) for m in metrics]
+                + [""] * len(extra(name))
+            )
     return rows
 
 
@@ -209,8 +263,13 @@ def run_vid(args):
         s["AP"] = results[name]["bbox"]["AP"] if name in results else None
         s["train_seconds"] = trained[trained_as[name]][2]
     labels = {**VID_MODELS, SEQ_NMS_ROW: "Temporal RoI Align + Seq-NMS"}
-    rows = table(summary, ["AP50", "AP50-degraded"], labels, base,
-                 lambda n: ["" if summary[n]["AP"] is None else f"{summary[n]['AP']:.1f}", f"{summary[n]['train_seconds']:.0f}"])
+    rows = table(
+        summary,
+        ["AP50", "AP50-degraded"],
+        labels,
+        base,
+        lambda n: ["" if summary[n]["AP"] is None else f"{summary[n]['AP']:.1f}", f"{summary[n]['train_seconds']:.0f}"],
+    )
     headers = ["model", "mAP@0.5", "mAP@0.5 degraded frames", "AP@[.5:.95]", "train s"]
     return dataset, summary, (headers, rows), trained[models[-1] if "troi" not in trained else "troi"][0]
 
@@ -229,10 +288,19 @@ def run_vis(args):
     videos = sorted({d["video_id"] for d in dicts})
     to_dataset = {v: k for k, v in metadata.get("thing_dataset_id_to_contiguous_id", {}).items()}
     categories = [(to_dataset.get(i, i), n) for i, n in enumerate(metadata.thing_classes)]
-    ground_truth = [dict(g, category_id=to_dataset.get(g["category_id"], g["category_id"])) for g in video_ground_truth(dicts)]
+    ground_truth = [
+        dict(g, category_id=to_dataset.get(g["category_id"], g["category_id"])) for g in video_ground_truth(dicts)
+    ]
     names = list(predictions)
-    draws = bootstrap_ytvis(videos, categories, ground_truth, [predictions[n] for n in names],
-                            metrics=("AP", "AP50"), samples=args.vis_bootstrap, seed=args.seed)
+    draws = bootstrap_ytvis(
+        videos,
+        categories,
+        ground_truth,
+        [predictions[n] for n in names],
+        metrics=("AP", "AP50"),
+        samples=args.vis_bootstrap,
+        seed=args.seed,
+    )
     values = np.array([[results[n]["segm"]["AP"], results[n]["segm"]["AP50"]] for n in names])
     summary = _summary(names, ["AP", "AP50"], values, draws, base)
     for name, s in summary.items():
@@ -277,8 +345,10 @@ def main(argv=None):
         samples = args.bootstrap if task == "vid" else args.vis_bootstrap
         summary[task] = {"dataset": dataset, "bootstrap_samples": samples, "seconds": seconds, "models": task_summary}
         num_videos = len({d["video_id"] for d in DatasetCatalog.get(dataset)})
-        printed.append(f"{dataset}: {num_videos} held-out videos; [95% bootstrap interval over the videos, "
-                       f"{samples} redraws]; {seconds / 60:.1f} min\n" + tabulate(rows, headers=headers, tablefmt="pipe"))
+        printed.append(
+            f"{dataset}: {num_videos} held-out videos; [95% bootstrap interval over the videos, "
+            f"{samples} redraws]; {seconds / 60:.1f} min\n" + tabulate(rows, headers=headers, tablefmt="pipe")
+        )
         videos.append(video)
     os.makedirs(args.output, exist_ok=True)
     with atomic_write(os.path.join(args.output, "results.json")) as f:

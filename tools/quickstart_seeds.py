@@ -10,6 +10,7 @@ Each seed's held-out videos are generated under <output>/seeds/<seed>/toy_vid (a
 quickstart's; no training videos) and registered as toy_vid_val_seed<seed>; the models are those
 of <output>/vid/<model>/model_final.pth, evaluated with the quickstart's config overrides.
 """
+
 import argparse
 import json
 import os
@@ -55,8 +56,11 @@ def main(argv=None):
             weights = os.path.join(args.output, "vid", name, "model_final.pth")
             if not os.path.isfile(weights):
                 raise SystemExit(f"{weights}: missing; run tools/quickstart.py again")
-            cfg = quickstart.config(name, os.path.join(args.output, "seeds", str(seed), name),
-                                    trained["opts"] + ["DATASETS.TEST", (dataset,)])
+            cfg = quickstart.config(
+                name,
+                os.path.join(args.output, "seeds", str(seed), name),
+                trained["opts"] + ["DATASETS.TEST", (dataset,)],
+            )
             model = VideoTrainer.build_model(cfg)
             checkpointer = VideoCheckpointer(model)
             checkpointer.load(weights)
@@ -65,9 +69,11 @@ def main(argv=None):
         summary = quickstart.vid_intervals(detections, dataset, args.bootstrap, seed, base)
         rows = quickstart.table(summary, ["AP50", "AP50-degraded"], quickstart.VID_MODELS, base, lambda n: [])
         num_videos = len({d["video_id"] for d in DatasetCatalog.get(dataset)})
-        printed[seed] = (f"toy dataset seed {seed}: {num_videos} held-out videos; [95% bootstrap interval over the "
-                         f"videos, {args.bootstrap} redraws]\n"
-                         + tabulate(rows, headers=["model", "mAP@0.5", "mAP@0.5 degraded frames"], tablefmt="pipe"))
+        printed[seed] = (
+            f"toy dataset seed {seed}: {num_videos} held-out videos; [95% bootstrap interval over the "
+            f"videos, {args.bootstrap} redraws]\n"
+            + tabulate(rows, headers=["model", "mAP@0.5", "mAP@0.5 degraded frames"], tablefmt="pipe")
+        )
         print(printed[seed] + "\n")
         scores[str(seed)] = {"dataset": dataset, "bootstrap_samples": args.bootstrap, "models": summary}
     with atomic_write(os.path.join(args.output, "seeds", "results.json")) as f:

@@ -72,9 +72,7 @@ def load_grid(path):
         ):
             raise SystemExit(f"{path}: GRID entries must be (name, [overrides]), got {point!r}")
         if not re.fullmatch(r"[\w.=+-]+", point[0]):
-            raise SystemExit(
-                f"{path}: GRID name {point[0]!r} must be a folder name (letters, digits, _.=+-)"
-            )
+            raise SystemExit(f"{path}: GRID name {point[0]!r} must be a folder name (letters, digits, _.=+-)")
         names.append(point[0])
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -202,13 +200,9 @@ def _duration(seconds):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ablation", help="an ablation file, e.g. configs/ablations/topk_K.py")
-    parser.add_argument(
-        "--only", action="append", metavar="NAME", help="run this GRID point only (repeatable)"
-    )
+    parser.add_argument("--only", action="append", metavar="NAME", help="run this GRID point only (repeatable)")
     parser.add_argument(
         "--toy",
         action="store_true",
@@ -216,9 +210,7 @@ def parse_args(argv=None):
         "model and data, minutes on a CPU",
     )
     parser.add_argument("--output-dir", help="default: ./output/ablations/<ablation>[_toy]")
-    parser.add_argument(
-        "--num-gpus", type=int, default=1, help="processes per point (CPU processes without CUDA)"
-    )
+    parser.add_argument("--num-gpus", type=int, default=1, help="processes per point (CPU processes without CUDA)")
     parser.add_argument(
         "--dry-run",
         action="store_true",
@@ -232,9 +224,7 @@ def main(argv=None):
     args = parse_args(argv)
     grid, paper = load_grid(args.ablation)
     stem = os.path.splitext(os.path.basename(args.ablation))[0]
-    output_dir = args.output_dir or os.path.join(
-        "output", "ablations", stem + ("_toy" if args.toy else "")
-    )
+    output_dir = args.output_dir or os.path.join("output", "ablations", stem + ("_toy" if args.toy else ""))
     names = [name for name, _ in grid]
     unknown = sorted(set(args.only or []) - set(names))
     if unknown:
@@ -251,9 +241,7 @@ def main(argv=None):
         # lazyconfig_train_net.py reads a file: the ablation moved to the toy base, as yaml.
         config_file = os.path.join(output_dir, "toy_config.yaml")
         os.makedirs(output_dir, exist_ok=True)
-        cfg = rebase(
-            LazyConfig.load(args.ablation), LazyConfig.load(PAPER_BASE), LazyConfig.load(TOY_BASE)
-        )
+        cfg = rebase(LazyConfig.load(args.ablation), LazyConfig.load(PAPER_BASE), LazyConfig.load(TOY_BASE))
         save_config(cfg, config_file)
 
     # A model trained for a point of the same training key is evaluated, not trained again.
@@ -306,9 +294,7 @@ def main(argv=None):
     for name, _ in points:
         ours, theirs = read_map50(os.path.join(output_dir, name)), paper.get(name)
         difference = None if ours is None or theirs is None else ours - theirs
-        rows.append(
-            [name, _fmt(ours), _fmt(theirs), _fmt(difference), os.path.join(output_dir, name)]
-        )
+        rows.append([name, _fmt(ours), _fmt(theirs), _fmt(difference), os.path.join(output_dir, name)])
     print(f"\n{stem}{' (toy)' if args.toy else ''}: mAP@0.5 (%); the paper's on ImageNet VID val")
     print(
         tabulate(

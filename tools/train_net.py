@@ -12,6 +12,7 @@ loaded must fit the model (--eval-only and resuming: every parameter; training: 
 outside the backbone, unless the file holds backbone parameters only, as ImageNet-pretrained
 weights do), unless --allow-partial-weights.
 """
+
 import detectron2.utils.comm as comm
 from detectron2.evaluation import verify_results
 

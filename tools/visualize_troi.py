@@ -16,6 +16,7 @@ The cell is the RoI's centre cell by default (an object cell, the figure's (a)),
 corner cell with --background-cell (the figure's (b)), or --cell Y X; --heatmap shows, on each
 support, where the top-1 locations of all the RoI's cells fall.
 """
+
 import argparse
 import os
 
@@ -46,8 +47,11 @@ def parse_args(argv=None):
     cell.add_argument("--heatmap", action="store_true", help="the top-1 locations of all the RoI's cells")
     parser.add_argument("--num-supports", type=int, default=4, help="support frames (spread over the video)")
     parser.add_argument("--output", required=True, help="PNG to write")
-    parser.add_argument("--allow-partial-weights", action="store_true",
-                        help="run with weights that leave parameters uninitialised, or none (random weights)")
+    parser.add_argument(
+        "--allow-partial-weights",
+        action="store_true",
+        help="run with weights that leave parameters uninitialised, or none (random weights)",
+    )
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides, KEY VALUE ...")
     return parser.parse_args(argv)
 
@@ -133,7 +137,9 @@ def main(argv=None):
         if args.heatmap:
             counts = np.bincount(found.locations[0, t, :, :, 0].flatten().numpy(), minlength=map_height * map_width)
             extent = (0, map_width * stride / scale, map_height * stride / scale, 0)
-            ax.imshow(counts.reshape(map_height, map_width), cmap="hot", alpha=0.55, extent=extent, interpolation="nearest")
+            ax.imshow(
+                counts.reshape(map_height, map_width), cmap="hot", alpha=0.55, extent=extent, interpolation="nearest"
+            )
             ax.set_xlim(0, frame.shape[1])
             ax.set_ylim(frame.shape[0], 0)
             ax.set_title(f"frame {frame_id}\nattention {attention[t + 1].mean():.2f}", fontsize=9)
@@ -142,7 +148,9 @@ def main(argv=None):
             px, py = location_centre(location, map_width, stride, scale)
             ax.plot(px, py, "o", markersize=10 if rank == 0 else 5, markeredgecolor="white", color="red")
         similarity = found.similarities[0, t, cy, cx, 0]
-        ax.set_title(f"frame {frame_id}\nattention {attention[t + 1, cy, cx]:.2f}, similarity {similarity:.2f}", fontsize=9)
+        ax.set_title(
+            f"frame {frame_id}\nattention {attention[t + 1, cy, cx]:.2f}, similarity {similarity:.2f}", fontsize=9
+        )
     what = "all cells' top-1 locations" if args.heatmap else f"cell ({cy}, {cx})"
     fig.suptitle(f"Temporal RoI Align: proposal {index}, {what}", fontsize=10)
     fig.tight_layout()

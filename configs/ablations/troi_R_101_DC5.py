@@ -8,7 +8,8 @@ from ..common.data.imagenet_vid import dataloader
 from ..common.models.video_rcnn_dc5 import model
 from ..common.optim import SGD as optimizer
 from ..common.train import train
-from ..common.vid_schedule import MAX_ITER_6E, lr_multiplier_6e as lr_multiplier
+from ..common.vid_schedule import MAX_ITER_6E
+from ..common.vid_schedule import lr_multiplier_6e as lr_multiplier
 
 train.max_iter = MAX_ITER_6E
 

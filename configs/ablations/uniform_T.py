@@ -10,9 +10,7 @@ from .troi_R_101_DC5 import dataloader, lr_multiplier, model, optimizer, train
 dataloader.test.mapper.support_selector.mode = "uniform"
 
 # Fig. 5 is a plot: a regular grid through the values that the text discusses.
-GRID = [
-    (f"T={t}", [f"dataloader.test.mapper.support_selector.num={t}"]) for t in (2, 6, 10, 14, 18, 22, 26)
-]
+GRID = [(f"T={t}", [f"dataloader.test.mapper.support_selector.num={t}"]) for t in (2, 6, 10, 14, 18, 22, 26)]
 
 # mAP@0.5 (%) on ImageNet VID val stated in the text; the other points are only plotted
 # (T=6 matches Fig. 5(b)'s S=8).

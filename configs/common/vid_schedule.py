@@ -24,6 +24,4 @@ def warmup_multistep(steps, max_iter, warmup_iters):
 # training video, and ~53k DET images): 110,000 / 16 = 6,875 iterations.
 ITERS_PER_EPOCH = 110_000 // 16
 MAX_ITER_6E = 6 * ITERS_PER_EPOCH  # 41,250
-lr_multiplier_6e = warmup_multistep(
-    steps=[4 * ITERS_PER_EPOCH], max_iter=MAX_ITER_6E, warmup_iters=500
-)
+lr_multiplier_6e = warmup_multistep(steps=[4 * ITERS_PER_EPOCH], max_iter=MAX_ITER_6E, warmup_iters=500)

@@ -8,6 +8,7 @@ the ``black==21.4b2`` pin (broken with current click) is relaxed, and
 ``detectron2/_C.py`` is the fallback from ``detectron2_C_fallback.py``.
 Run with the environment's Python after torch is installed.
 """
+
 import os
 import re
 import shutil

@@ -4,11 +4,10 @@ classes, about 1:1), each target frame with 2 supports drawn at random from its 
 on VID val with T=14 supports spread uniformly over the whole video. Shorter side 600 px.
 """
 
-from omegaconf import OmegaConf
-
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.data import get_detection_dataset_dicts
+from omegaconf import OmegaConf
 
 from temporal_roi_align.data import (
     SupportSelector,
@@ -21,9 +20,7 @@ from temporal_roi_align.evaluation import VIDEvaluator
 dataloader = OmegaConf.create()
 
 dataloader.train = L(build_video_train_loader)(
-    dataset=L(get_detection_dataset_dicts)(
-        names=("imagenet_vid_train_15frames", "imagenet_det_train_30classes")
-    ),
+    dataset=L(get_detection_dataset_dicts)(names=("imagenet_vid_train_15frames", "imagenet_det_train_30classes")),
     mapper=L(VideoDatasetMapper)(
         is_train=True,
         augmentations=[
@@ -42,9 +39,7 @@ dataloader.test = L(build_video_test_loader)(
     dataset=L(get_detection_dataset_dicts)(names="imagenet_vid_val", filter_empty=False),
     mapper=L(VideoDatasetMapper)(
         is_train=False,
-        augmentations=[
-            L(T.ResizeShortestEdge)(short_edge_length=600, max_size=1000, sample_style="choice")
-        ],
+        augmentations=[L(T.ResizeShortestEdge)(short_edge_length=600, max_size=1000, sample_style="choice")],
         image_format="${...train.mapper.image_format}",
         # T supports: "uniform" over the whole video, or "stride": T/2 before and T/2 after the
         # target, S = stride frames apart, copying the first/last frame past the ends.

@@ -7,11 +7,10 @@ order, T support frames spread over the video, scored by the YouTube-VIS evaluat
 (YTVISEvaluator writes results.json and submission.zip).
 """
 
-from omegaconf import OmegaConf
-
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.data import get_detection_dataset_dicts
+from omegaconf import OmegaConf
 
 from temporal_roi_align.data import (
     SupportSelector,

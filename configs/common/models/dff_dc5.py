@@ -22,9 +22,7 @@ model.backbone.bottom_up.out_features = ["res5"]
 model.proposal_generator.in_features = ["res5_reduced"]
 model.proposal_generator.head.in_channels = "${...backbone.out_channels}"
 model.proposal_generator.post_nms_topk = (1000, 300)  # mmtrack's DFF: 1000 proposals in training
-model.roi_heads.box_pooler = L(ROIPooler)(
-    output_size=7, scales=(1.0 / 16,), sampling_ratio=2, pooler_type="ROIAlignV2"
-)
+model.roi_heads.box_pooler = L(ROIPooler)(output_size=7, scales=(1.0 / 16,), sampling_ratio=2, pooler_type="ROIAlignV2")
 model.flow_net = L(FlowNetSimple)(
     pixel_mean="${..pixel_mean}",
     pixel_std="${..pixel_std}",

@@ -87,9 +87,7 @@ model = L(VideoRCNN)(
             strides=[16],
             offset=0.0,
         ),
-        anchor_matcher=L(Matcher)(
-            thresholds=[0.3, 0.7], labels=[0, -1, 1], allow_low_quality_matches=True
-        ),
+        anchor_matcher=L(Matcher)(thresholds=[0.3, 0.7], labels=[0, -1, 1], allow_low_quality_matches=True),
         box2box_transform=L(Box2BoxTransform)(weights=[1.0, 1.0, 1.0, 1.0]),
         batch_size_per_image=256,
         positive_fraction=0.5,
@@ -101,9 +99,7 @@ model = L(VideoRCNN)(
         num_classes=30,
         batch_size_per_image=512,
         positive_fraction=0.25,
-        proposal_matcher=L(Matcher)(
-            thresholds=[0.5], labels=[0, 1], allow_low_quality_matches=False
-        ),
+        proposal_matcher=L(Matcher)(thresholds=[0.5], labels=[0, 1], allow_low_quality_matches=False),
         box_in_features=["res5_reduced"],
         box_pooler=L(TemporalROIPooler)(
             output_size=7,

@@ -5,6 +5,7 @@ Importing this package registers its models (VideoRCNN, VideoROIHeads, SelsaBoxH
 channel-reduced ResNet backbone, MaskTrackRCNN, MaskTrackROIHeads, MaskTrackHead) and datasets
 with Detectron2's registries.
 """
+
 from . import data, modeling
 from .config import add_video_config
 

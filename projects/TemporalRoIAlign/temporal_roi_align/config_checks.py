@@ -41,52 +41,88 @@ def check_config(cfg) -> None:
             errors.append(f"{key} {value!r}: {rule}")
 
     s = cfg.SOLVER
-    need(s.CHECKPOINT_PERIOD >= 1, "SOLVER.CHECKPOINT_PERIOD", s.CHECKPOINT_PERIOD,
-         "must be >= 1 (iterations between checkpoints; a value above MAX_ITER saves only model_final.pth)")
+    need(
+        s.CHECKPOINT_PERIOD >= 1,
+        "SOLVER.CHECKPOINT_PERIOD",
+        s.CHECKPOINT_PERIOD,
+        "must be >= 1 (iterations between checkpoints; a value above MAX_ITER saves only model_final.pth)",
+    )
     need(s.MAX_ITER >= 1, "SOLVER.MAX_ITER", s.MAX_ITER, "must be >= 1 (Detectron2's LR schedule needs an iteration)")
     need(s.IMS_PER_BATCH >= 1, "SOLVER.IMS_PER_BATCH", s.IMS_PER_BATCH, "must be >= 1")
     need(math.isfinite(s.BASE_LR) and s.BASE_LR >= 0, "SOLVER.BASE_LR", s.BASE_LR, "must be a finite number >= 0")
     steps = list(s.STEPS)
-    need(all(x >= 1 for x in steps) and steps == sorted(set(steps)), "SOLVER.STEPS", tuple(steps),
-         "must be increasing iterations >= 1")
-    need(s.MAX_ITER not in steps, "SOLVER.STEPS", tuple(steps),
-         f"must not hold MAX_ITER {s.MAX_ITER} (Detectron2's LR schedule refuses it; later steps are ignored)")
+    need(
+        all(x >= 1 for x in steps) and steps == sorted(set(steps)),
+        "SOLVER.STEPS",
+        tuple(steps),
+        "must be increasing iterations >= 1",
+    )
+    need(
+        s.MAX_ITER not in steps,
+        "SOLVER.STEPS",
+        tuple(steps),
+        f"must not hold MAX_ITER {s.MAX_ITER} (Detectron2's LR schedule refuses it; later steps are ignored)",
+    )
     need(s.WARMUP_ITERS >= 0, "SOLVER.WARMUP_ITERS", s.WARMUP_ITERS, "must be >= 0")
-    need(cfg.TEST.EVAL_PERIOD >= 0, "TEST.EVAL_PERIOD", cfg.TEST.EVAL_PERIOD,
-         "must be >= 0 (0: evaluate at the end only)")
+    need(
+        cfg.TEST.EVAL_PERIOD >= 0,
+        "TEST.EVAL_PERIOD",
+        cfg.TEST.EVAL_PERIOD,
+        "must be >= 0 (0: evaluate at the end only)",
+    )
     need(cfg.DATALOADER.NUM_WORKERS >= 0, "DATALOADER.NUM_WORKERS", cfg.DATALOADER.NUM_WORKERS, "must be >= 0")
 
     num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
     need(num_classes >= 1, "MODEL.ROI_HEADS.NUM_CLASSES", num_classes, "must be >= 1")
     for dataset in tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST):
         classes = MetadataCatalog.get(dataset).get("thing_classes", None)
-        need(classes is None or len(classes) == num_classes, "MODEL.ROI_HEADS.NUM_CLASSES", num_classes,
-             f"must be the number of classes of dataset '{dataset}', {len(classes or ())}")
+        need(
+            classes is None or len(classes) == num_classes,
+            "MODEL.ROI_HEADS.NUM_CLASSES",
+            num_classes,
+            f"must be the number of classes of dataset '{dataset}', {len(classes or ())}",
+        )
 
     sup = cfg.INPUT.SUPPORT
     need(sup.NUM_TRAIN >= 0, "INPUT.SUPPORT.NUM_TRAIN", sup.NUM_TRAIN, "must be >= 0")
     need(sup.NUM_TEST >= 0, "INPUT.SUPPORT.NUM_TEST", sup.NUM_TEST, "must be >= 0")
     need(sup.TEST_STRIDE >= 1, "INPUT.SUPPORT.TEST_STRIDE", sup.TEST_STRIDE, "must be >= 1")
-    need(sup.TRAIN_FRAME_RANGE == -1 or sup.TRAIN_FRAME_RANGE >= 1, "INPUT.SUPPORT.TRAIN_FRAME_RANGE",
-         sup.TRAIN_FRAME_RANGE, "must be -1 (anywhere in the video) or >= 1 (0 gives copies of the target)")
+    need(
+        sup.TRAIN_FRAME_RANGE == -1 or sup.TRAIN_FRAME_RANGE >= 1,
+        "INPUT.SUPPORT.TRAIN_FRAME_RANGE",
+        sup.TRAIN_FRAME_RANGE,
+        "must be -1 (anywhere in the video) or >= 1 (0 gives copies of the target)",
+    )
     need(sup.TEST_MODE in TEST_MODES, "INPUT.SUPPORT.TEST_MODE", sup.TEST_MODE, f"must be one of {TEST_MODES}")
     train_modes = TRAIN_MODES + ("stride",)
     need(sup.TRAIN_MODE in train_modes, "INPUT.SUPPORT.TRAIN_MODE", sup.TRAIN_MODE, f"must be one of {train_modes}")
-    need(cfg.INPUT.RESIZE_STYLE in RESIZE_STYLES, "INPUT.RESIZE_STYLE", cfg.INPUT.RESIZE_STYLE,
-         f"must be one of {RESIZE_STYLES}")
+    need(
+        cfg.INPUT.RESIZE_STYLE in RESIZE_STYLES,
+        "INPUT.RESIZE_STYLE",
+        cfg.INPUT.RESIZE_STYLE,
+        f"must be one of {RESIZE_STYLES}",
+    )
 
     tra = cfg.MODEL.TEMPORAL_ROI_ALIGN
     if tra.ENABLED:
-        need(tra.NUM_ATTENTION_BLOCKS >= 0, "MODEL.TEMPORAL_ROI_ALIGN.NUM_ATTENTION_BLOCKS", tra.NUM_ATTENTION_BLOCKS,
-             "must be >= 0 (0: average instead of attention)")
+        need(
+            tra.NUM_ATTENTION_BLOCKS >= 0,
+            "MODEL.TEMPORAL_ROI_ALIGN.NUM_ATTENTION_BLOCKS",
+            tra.NUM_ATTENTION_BLOCKS,
+            "must be >= 0 (0: average instead of attention)",
+        )
         need(tra.CHUNK_SIZE >= 1, "MODEL.TEMPORAL_ROI_ALIGN.CHUNK_SIZE", tra.CHUNK_SIZE, "must be >= 1")
         need(tra.TOPK >= 1, "MODEL.TEMPORAL_ROI_ALIGN.TOPK", tra.TOPK, "must be >= 1")
         smallest = smallest_feature_map(cfg)
         if smallest is not None:
             cells, side, feature, stride, size = smallest
-            need(tra.TOPK <= cells, "MODEL.TEMPORAL_ROI_ALIGN.TOPK", tra.TOPK,
-                 f"must be at most the {cells} locations ({side}x{side}) of the smallest support map: "
-                 f"'{feature}' (stride {stride}) of a square image resized to {size} px by INPUT.MIN_SIZE_*/MAX_SIZE_*")
+            need(
+                tra.TOPK <= cells,
+                "MODEL.TEMPORAL_ROI_ALIGN.TOPK",
+                tra.TOPK,
+                f"must be at most the {cells} locations ({side}x{side}) of the smallest support map: "
+                f"'{feature}' (stride {stride}) of a square image resized to {size} px by INPUT.MIN_SIZE_*/MAX_SIZE_*",
+            )
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
 

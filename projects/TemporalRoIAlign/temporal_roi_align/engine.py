@@ -1,4 +1,5 @@
 """Training and evaluation in Detectron2's DefaultTrainer idiom."""
+
 import contextlib
 import logging
 import os
@@ -21,7 +22,7 @@ from .checkpoint import VideoCheckpointer
 from .config import add_video_config
 from .config_checks import check_config
 from .data import VideoDatasetMapper, VISDatasetMapper, build_video_test_loader, build_video_train_loader
-from .evaluation import VIDEvaluator, VideoPostprocessingEvaluator, YTVISEvaluator
+from .evaluation import VideoPostprocessingEvaluator, VIDEvaluator, YTVISEvaluator
 from .postprocessing import build_video_postprocessor
 
 __all__ = [
@@ -112,9 +113,7 @@ class VideoTrainer(DefaultTrainer):
 
     def build_hooks(self):
         # DefaultTrainer made its DetectionCheckpointer just before; the hooks save through ours.
-        self.checkpointer = VideoCheckpointer(
-            self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
-        )
+        self.checkpointer = VideoCheckpointer(self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         return super().build_hooks()
 
     def resume_or_load(self, resume=True, *, allow_partial_weights=False):
@@ -141,7 +140,9 @@ class VideoTrainer(DefaultTrainer):
             raise ValueError(
                 f"INPUT.TRAIN_MAPPER must be one of {sorted(TRAIN_MAPPERS)}, got {cfg.INPUT.TRAIN_MAPPER!r}"
             )
-        return FailureRecordingLoader(build_video_train_loader(cfg, mapper=TRAIN_MAPPERS[cfg.INPUT.TRAIN_MAPPER](cfg, True)))
+        return FailureRecordingLoader(
+            build_video_train_loader(cfg, mapper=TRAIN_MAPPERS[cfg.INPUT.TRAIN_MAPPER](cfg, True))
+        )
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
@@ -164,7 +165,8 @@ class VideoTrainer(DefaultTrainer):
             evaluator = YTVISEvaluator(dataset_name, output_folder)
         else:
             raise NotImplementedError(
-                f"no evaluator for dataset '{dataset_name}' of evaluator_type {evaluator_type!r} (known: 'vid', 'ytvis')"
+                f"no evaluator for dataset '{dataset_name}' of evaluator_type {evaluator_type!r} "
+                "(known: 'vid', 'ytvis')"
             )
         postprocess = build_video_postprocessor(cfg)
         return evaluator if postprocess is None else VideoPostprocessingEvaluator(evaluator, postprocess)
@@ -196,9 +198,7 @@ def sgd_with_gradient_clipping(
     ``clip_value`` for ``clip_type="norm"``, its values for ``"value"``): the optimizer of the
     LazyConfig files whose yaml twins clip.
     """
-    clipping = CfgNode(
-        {"ENABLED": True, "CLIP_TYPE": clip_type, "CLIP_VALUE": clip_value, "NORM_TYPE": norm_type}
-    )
+    clipping = CfgNode({"ENABLED": True, "CLIP_TYPE": clip_type, "CLIP_VALUE": clip_value, "NORM_TYPE": norm_type})
     optimizer_class = maybe_add_gradient_clipping(CfgNode({"SOLVER": {"CLIP_GRADIENTS": clipping}}), torch.optim.SGD)
     return optimizer_class(params, **sgd_kwargs)
 
@@ -276,8 +276,9 @@ def check_output_dir(output_dir: str, *, resume: bool, eval_only: bool, overwrit
             logger.warning(f"--overwrite: removed {path}")
 
 
-def launch(main_func, num_processes, num_machines=1, machine_rank=0, dist_url=None, args=(),
-           timeout=timedelta(minutes=30)):
+def launch(
+    main_func, num_processes, num_machines=1, machine_rank=0, dist_url=None, args=(), timeout=timedelta(minutes=30)
+):
     """
     Detectron2's ``launch`` where CUDA is available (NCCL, one process per GPU); otherwise
     ``num_processes`` CPU processes per machine joined with the gloo backend.

@@ -1,4 +1,5 @@
 """Whole-video inference in the conventions of Detectron2's DefaultPredictor."""
+
 import itertools
 from collections import OrderedDict
 from typing import Callable, Dict, Iterable, Iterator, List, Sequence, Tuple

@@ -1,6 +1,7 @@
 """Conversion of third-party checkpoints to this project's models (docs/converting_checkpoints.md):
 mmtracking's (mmtrack's) ImageNet VID detectors and YouTube-VIS MaskTrack R-CNN models, and
 torchvision's ImageNet ResNets; and the checkpointer of training and evaluation."""
+
 from .checkpointer import CheckpointError, VideoCheckpointer, checkpoint_problem
 from .common import ConversionError, ConversionReport, load_checkpoint, save_checkpoint
 from .masktrack import TRACK_HEAD_PREFIX, convert_masktrack_checkpoint, masktrack_config

@@ -175,11 +175,7 @@ class VideoCheckpointer(DetectionCheckpointer):
 
         limit = order(os.path.basename(tagged)) if match else None
         numbered = [(order(n), n) for n in os.listdir(self.save_dir) if order(n) is not None]
-        return [
-            os.path.join(self.save_dir, n)
-            for k, n in sorted(numbered, reverse=True)
-            if limit is None or k < limit
-        ]
+        return [os.path.join(self.save_dir, n) for k, n in sorted(numbered, reverse=True) if limit is None or k < limit]
 
     def load(self, path: str, *args, **kwargs):
         if path and "://" not in path and not os.path.isfile(path):
@@ -193,9 +189,7 @@ class VideoCheckpointer(DetectionCheckpointer):
             return super()._load_file(filename)
         except Exception as e:  # torch.load and pickle raise many types for a broken file
             reason = str(e).strip().splitlines()[0] if str(e).strip() else "empty or truncated file"
-            raise CheckpointError(
-                f"{filename}: not a readable checkpoint ({type(e).__name__}: {reason})"
-            ) from e
+            raise CheckpointError(f"{filename}: not a readable checkpoint ({type(e).__name__}: {reason})") from e
 
     def _load_model(self, checkpoint):
         incompatible = super()._load_model(checkpoint)
@@ -214,12 +208,16 @@ class VideoCheckpointer(DetectionCheckpointer):
             header = f"the {type(self.model).__name__} would be evaluated as initialized:"
         else:
             incompatible = self._incompatible
-            problems = [] if incompatible is None else weights_problems(
-                list(self.model.state_dict()),
-                _filter_reused_missing_keys(self.model, incompatible.missing_keys),
-                incompatible.unexpected_keys,
-                incompatible.incorrect_shapes,
-                complete=evaluating or self._resumed,
+            problems = (
+                []
+                if incompatible is None
+                else weights_problems(
+                    list(self.model.state_dict()),
+                    _filter_reused_missing_keys(self.model, incompatible.missing_keys),
+                    incompatible.unexpected_keys,
+                    incompatible.incorrect_shapes,
+                    complete=evaluating or self._resumed,
+                )
             )
             header = f"weights {self.loaded_path} do not fit the {type(self.model).__name__} for {what}:"
         if not problems:

@@ -1,4 +1,5 @@
 """Loading, key mapping, strict checks and reports shared by the checkpoint converters."""
+
 import os
 import re
 from collections import OrderedDict, defaultdict
@@ -131,9 +132,7 @@ def apply_rules(
         problems.append(f"{len(unused)} source keys have no counterpart in the model: {_listing(unused)}")
     if unexpected:
         sources = [s for s, t, _, _ in report.mapped if t not in target_shapes]
-        problems.append(
-            f"{len(unexpected)} source keys map to names the model does not have: {_listing(sources)}"
-        )
+        problems.append(f"{len(unexpected)} source keys map to names the model does not have: {_listing(sources)}")
     if missing:
         problems.append(f"{len(missing)} model keys are not filled: {_listing(missing)}")
     if problems and strict:

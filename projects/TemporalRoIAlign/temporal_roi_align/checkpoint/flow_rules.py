@@ -15,6 +15,7 @@ conv in a ConvModule (``<name>.conv.weight``), and numbers the second conv of an
 | ``upsample_flow<k>.conv.weight``, k = 2..5      | ``upsample_flow<k+1>to<k>.weight``|
 | ``aggregator.embed_convs.<i>.conv.{weight,bias}`` | ``aggregator.embed_convs.<i>.{weight,bias}`` |
 """
+
 from typing import List
 
 from .common import Rule

@@ -37,6 +37,7 @@ in Detectron2's config; all at the level of float rounding or degenerate boxes):
   empty mask). mmtrack pools masks and track embeddings on boxes scaled to the original image
   and back: float rounding.
 """
+
 import math
 from typing import List, Optional, Tuple
 

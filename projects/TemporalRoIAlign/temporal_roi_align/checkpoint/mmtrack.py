@@ -12,12 +12,14 @@ models, plus FGFA's and DFF's FlowNetSimple (``motion.``) and FGFA's EmbedAggreg
 (``aggregator.``, see :mod:`.flow_rules`). See docs/converting_checkpoints.md for every
 difference handled.
 """
+
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from detectron2.modeling.anchor_generator import build_anchor_generator
 
+from ..data.datasets import VID_CATEGORIES
 from .common import (
     ConversionError,
     ConversionReport,
@@ -30,7 +32,6 @@ from .common import (
     reorder_outputs,
     state_dict_of,
 )
-from ..data.datasets import VID_CATEGORIES
 from .flow_rules import fgfa_aggregator_rules, flownet_rules
 from .masktrack import convert_masktrack_checkpoint
 from .resnet import resnet_rules

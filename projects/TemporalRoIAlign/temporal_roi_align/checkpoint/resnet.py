@@ -1,5 +1,6 @@
 """ResNet / ResNeXt weights named as in torchvision (and mmtrack's ``backbone.``) ->
 Detectron2's ResNet (``backbone.bottom_up.`` of this project's models)."""
+
 from collections import OrderedDict
 from typing import List, Tuple
 
@@ -63,9 +64,6 @@ def convert_torchvision_checkpoint(checkpoint, cfg, source: str = "<checkpoint>"
     state_dict, _ = state_dict_of(checkpoint, source, ("state_dict",))
     report = ConversionReport(source)
     check_config(config_differences(cfg, TORCHVISION_CONFIG, "torchvision"), report, strict, "torchvision's models")
-    shapes = OrderedDict(
-        (k, v.shape) for k, v in build_meta_model(cfg).state_dict().items() if k.startswith(BOTTOM_UP)
-    )
+    shapes = OrderedDict((k, v.shape) for k, v in build_meta_model(cfg).state_dict().items() if k.startswith(BOTTOM_UP))
     rules = resnet_rules("") + [Rule(r"fc\.(weight|bias)", None, "ImageNet classifier")]
     return apply_rules(state_dict, rules, shapes, report, strict), report
-

@@ -49,14 +49,7 @@ def _video_train_loader_from_config(cfg, mapper=None, *, dataset=None, sampler=N
 
 @configurable(from_config=_video_train_loader_from_config)
 def build_video_train_loader(
-    dataset,
-    *,
-    mapper,
-    sampler=None,
-    total_batch_size,
-    aspect_ratio_grouping=True,
-    num_workers=0,
-    collate_fn=None
+    dataset, *, mapper, sampler=None, total_batch_size, aspect_ratio_grouping=True, num_workers=0, collate_fn=None
 ):
     """:func:`build_detection_train_loader` with :class:`VideoDatasetMapper` as the default
     mapper: each element of a batch is a target frame with its ``"supports"``. Datasets and

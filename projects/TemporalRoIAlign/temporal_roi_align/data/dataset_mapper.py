@@ -48,9 +48,7 @@ class VideoDatasetMapper(DatasetMapper):
     """
 
     @configurable
-    def __init__(
-        self, is_train: bool, *, support_selector: SupportSelector, skip_bad_frames: bool = False, **kwargs
-    ):
+    def __init__(self, is_train: bool, *, support_selector: SupportSelector, skip_bad_frames: bool = False, **kwargs):
         """
         Args:
             support_selector: the support rule (see :class:`SupportSelector`).

@@ -6,10 +6,10 @@ backgrounds. A fraction of each video's frames get a degradation that leaves whe
 are but hides what they are (blur on the scale of the objects or noise, colours washed out; or
 occluders over most of each object), while the other frames stay clear: the class of an object
 in a degraded frame is known only from the other frames of its video, which is what a detector
-that aggregates features over time can use and a single-frame detector cannot. Each frame's XML carries the extra element
-``<degradation>`` (empty when clean), which the real VID does not have: the toy's own loader
-(:func:`register_toy_vid`) reads it into the frame dicts' ``"degradation"``, and the toy
-datasets' metadata ``frame_subsets`` selects the degraded frames for evaluation.
+that aggregates features over time can use and a single-frame detector cannot. Each frame's XML
+carries the extra element ``<degradation>`` (empty when clean), which the real VID does not have:
+the toy's own loader (:func:`register_toy_vid`) reads it into the frame dicts'
+``"degradation"``, and the toy datasets' metadata ``frame_subsets`` selects the degraded frames for evaluation.
 """
 
 import inspect
@@ -69,9 +69,7 @@ def _sprites() -> List[Tuple[np.ndarray, np.ndarray]]:
     cat = data.chelsea()[0:300, 60:350].astype(np.float32) / 255
     h, w = cat.shape[:2]
     yy, xx = np.mgrid[:h, :w]
-    cat_alpha = (((yy - h / 2) / (h / 2)) ** 2 + ((xx - w / 2) / (w / 2)) ** 2 <= 1).astype(
-        np.float32
-    )
+    cat_alpha = (((yy - h / 2) / (h / 2)) ** 2 + ((xx - w / 2) / (w / 2)) ** 2 <= 1).astype(np.float32)
 
     silhouette = (~data.horse()).astype(np.float32)  # True = background in skimage's image
     shade = cv2.resize(data.gravel(), silhouette.shape[::-1]).astype(np.float32) / 255
@@ -116,9 +114,7 @@ def _kernel_disk(radius: int) -> np.ndarray:
     return k / k.sum()
 
 
-def _paste(
-    frame: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, x0: int, y0: int
-) -> Optional[List[int]]:
+def _paste(frame: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, x0: int, y0: int) -> Optional[List[int]]:
     """Alpha-blend a sprite with top-left corner (x0, y0); returns the visible box or None."""
     H, W = frame.shape[:2]
     h, w = alpha.shape
@@ -153,9 +149,7 @@ def _placed_mask(alpha: np.ndarray, x0: int, y0: int, size) -> np.ndarray:
 class _Video:
     """One video's scene: a panning background and objects moving and bouncing off the borders."""
 
-    def __init__(
-        self, rng, sprites, textures, size, num_frames, num_classes, max_objects, first_class
-    ):
+    def __init__(self, rng, sprites, textures, size, num_frames, num_classes, max_objects, first_class):
         H, W = size
         self.rng, self.size = rng, size
         self.pan = rng.uniform(-1.5, 1.5, 2)
@@ -198,8 +192,9 @@ class _Video:
             rgb, alpha = obj["sprite"]
             scale = obj["scale"] * (1 + 0.05 * np.sin(0.2 * t + obj["phase"]))
             size = (max(2, round(alpha.shape[1] * scale)), max(2, round(alpha.shape[0] * scale)))
-            rgb, alpha = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), cv2.resize(
-                alpha, size, interpolation=cv2.INTER_AREA
+            rgb, alpha = (
+                cv2.resize(rgb, size, interpolation=cv2.INTER_AREA),
+                cv2.resize(alpha, size, interpolation=cv2.INTER_AREA),
             )
             if obj["vel"][0] < 0:  # face the direction of motion
                 rgb, alpha = rgb[:, ::-1], alpha[:, ::-1]
@@ -284,9 +279,10 @@ def _generation_params(version: int, **kwargs) -> dict:
     stamp records them with the generator's ``version``."""
     if not 1 <= kwargs["num_classes"] <= len(TOY_CATEGORIES):
         raise ValueError(f"num_classes must be in 1..{len(TOY_CATEGORIES)}, got {kwargs['num_classes']}")
-    if min(kwargs["num_train_videos"], kwargs["num_val_videos"]) < 0 or min(
-        kwargs["frames_per_video"], kwargs["val_frames_per_video"]
-    ) < 1:
+    if (
+        min(kwargs["num_train_videos"], kwargs["num_val_videos"]) < 0
+        or min(kwargs["frames_per_video"], kwargs["val_frames_per_video"]) < 1
+    ):
         raise ValueError("need video counts >= 0 and at least 1 frame per video")
     if not 0 <= kwargs["degradation_prob"] <= 1 or kwargs["max_objects"] < 1 or min(kwargs["image_size"]) < 32:
         raise ValueError("need 0 <= degradation_prob <= 1, max_objects >= 1 and frames of at least 32x32 px")
@@ -354,9 +350,7 @@ def _write_dataset(out: str, p: dict):
     for split_index, (split, num_videos, num_frames) in enumerate(splits):
         for v in range(num_videos):
             rng = np.random.default_rng([p["seed"], split_index, v])
-            video = _Video(
-                rng, sprites, textures, size, num_frames, p["num_classes"], p["max_objects"], v
-            )
+            video = _Video(rng, sprites, textures, size, num_frames, p["num_classes"], p["max_objects"], v)
             num_degraded = round(p["degradation_prob"] * num_frames)
             degraded = sorted(rng.choice(num_frames, num_degraded, replace=False))
             kinds = {int(t): DEGRADATIONS[rng.integers(len(DEGRADATIONS))] for t in degraded}
@@ -377,9 +371,7 @@ def _write_dataset(out: str, p: dict):
                 with open(os.path.join(ann_dir, f"{t:06d}.xml"), "w") as f:
                     f.write(_xml(folder, t, size, objects, occluded, kinds.get(t, "")))
             if split == "train":
-                split_lines[split] += [
-                    f"{folder} 1 {t} {num_frames}" for t in sample_key_frames(num_frames, 15)
-                ]
+                split_lines[split] += [f"{folder} 1 {t} {num_frames}" for t in sample_key_frames(num_frames, 15)]
             else:
                 split_lines[split].append(f"{folder} {v * num_frames + 1} 0 {num_frames}")
     os.makedirs(os.path.join(out, "ImageSets"))
@@ -423,11 +415,18 @@ def make_toy_vid(
     when several processes make the same dataset at once (the first complete copy stays).
     """
     params = _generation_params(
-        _GENERATOR_VERSION, num_train_videos=num_train_videos, num_val_videos=num_val_videos,
-        frames_per_video=frames_per_video, val_frames_per_video=val_frames_per_video, image_size=image_size,
-        num_classes=num_classes, max_objects=max_objects, degradation_prob=degradation_prob,
-        difficulty=difficulty, seed=seed,
-    )  # fmt: skip
+        _GENERATOR_VERSION,
+        num_train_videos=num_train_videos,
+        num_val_videos=num_val_videos,
+        frames_per_video=frames_per_video,
+        val_frames_per_video=val_frames_per_video,
+        image_size=image_size,
+        num_classes=num_classes,
+        max_objects=max_objects,
+        degradation_prob=degradation_prob,
+        difficulty=difficulty,
+        seed=seed,
+    )
     return _generate(os.path.abspath(root or default_toy_root()), params, _write_dataset, STAMP_FILE, "toy dataset")
 
 

@@ -109,19 +109,30 @@ def _write_split(out: str, p: dict, split_index: int, split: str, num_videos: in
                     continue  # hidden behind a later object
                 ann = tracks.setdefault(
                     track,
-                    {"video_id": v + 1, "category_id": cls + 1, "iscrowd": 0,
-                     "areas": [None] * num_frames, "bboxes": [None] * num_frames,
-                     "segmentations": [None] * num_frames},
-                )  # fmt: skip
+                    {
+                        "video_id": v + 1,
+                        "category_id": cls + 1,
+                        "iscrowd": 0,
+                        "areas": [None] * num_frames,
+                        "bboxes": [None] * num_frames,
+                        "segmentations": [None] * num_frames,
+                    },
+                )
                 x0, y0 = int(xs.min()), int(ys.min())
                 ann["bboxes"][t] = [x0, y0, int(xs.max()) + 1 - x0, int(ys.max()) + 1 - y0]
                 ann["areas"][t] = int(len(xs))
                 ann["segmentations"][t] = _rle(mask)
         videos.append(
-            {"id": v + 1, "name": name, "height": size[0], "width": size[1], "length": num_frames,
-             "file_names": [f"{name}/{t:05d}.jpg" for t in range(num_frames)],
-             "degradations": [kinds.get(t, "") for t in range(num_frames)]}
-        )  # fmt: skip
+            {
+                "id": v + 1,
+                "name": name,
+                "height": size[0],
+                "width": size[1],
+                "length": num_frames,
+                "file_names": [f"{name}/{t:05d}.jpg" for t in range(num_frames)],
+                "degradations": [kinds.get(t, "") for t in range(num_frames)],
+            }
+        )
         for track in sorted(tracks):
             annotations.append({"id": len(annotations) + 1, **tracks[track]})
     data = {
@@ -170,11 +181,18 @@ def make_toy_vis(
     first complete one stays.
     """
     params = _generation_params(
-        _GENERATOR_VERSION, num_train_videos=num_train_videos, num_val_videos=num_val_videos,
-        frames_per_video=frames_per_video, val_frames_per_video=val_frames_per_video, image_size=image_size,
-        num_classes=num_classes, max_objects=max_objects, degradation_prob=degradation_prob,
-        difficulty=difficulty, seed=seed,
-    )  # fmt: skip
+        _GENERATOR_VERSION,
+        num_train_videos=num_train_videos,
+        num_val_videos=num_val_videos,
+        frames_per_video=frames_per_video,
+        val_frames_per_video=val_frames_per_video,
+        image_size=image_size,
+        num_classes=num_classes,
+        max_objects=max_objects,
+        degradation_prob=degradation_prob,
+        difficulty=difficulty,
+        seed=seed,
+    )
     root = os.path.abspath(root or default_toy_vis_root())
     return _generate(root, params, _write_dataset, STAMP_FILE, "toy VIS dataset")
 

@@ -1,4 +1,5 @@
 """Test-time resizing of video frames: Detectron2's, or mmtrack's for converted checkpoints."""
+
 import logging
 
 import cv2

@@ -11,9 +11,10 @@ score and match; AP50 for any whole-number weighting of the frames is then a wei
 COCOeval's accumulation (101 recall points), without matching again. With all weights 1 it is
 COCOeval's AP50.
 """
+
 import contextlib
 import io
-from typing import Dict, Hashable, List, Optional, Sequence, Set, Tuple
+from typing import Hashable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 from pycocotools.cocoeval import COCOeval
@@ -50,7 +51,9 @@ class AP50Table:
         self.image_ids = [d["image_id"] for d in frames]
         self.image_videos = [d["video_id"] for d in frames]
         coco_gt = _coco_gt(frames, class_names)
-        evaluation = COCOeval(coco_gt, _coco_dt(coco_gt, [d for d in detections if d["image_id"] in set(self.image_ids)]), "bbox")
+        evaluation = COCOeval(
+            coco_gt, _coco_dt(coco_gt, [d for d in detections if d["image_id"] in set(self.image_ids)]), "bbox"
+        )
         p = evaluation.params
         p.imgIds, p.iouThrs, p.maxDets = list(self.image_ids), np.array([0.5]), [max_dets]
         p.areaRng, p.areaRngLbl = p.areaRng[:1], p.areaRngLbl[:1]

@@ -3,7 +3,6 @@
 from collections import OrderedDict, defaultdict
 
 import numpy as np
-
 from detectron2.structures import BoxMode
 
 from .vid_devkit import pixel_iou
@@ -53,9 +52,10 @@ def motion_ious(dataset_dicts, frame_range=10):
                     "motion IoU (motion_breakdown=False evaluates without it)"
                 )
             box = BoxMode.convert(
-                np.asarray([ann["bbox"]], dtype=np.float64), BoxMode(ann["bbox_mode"]),
+                np.asarray([ann["bbox"]], dtype=np.float64),
+                BoxMode(ann["bbox_mode"]),
                 BoxMode.XYXY_ABS,
-            )[0]  # fmt: skip
+            )[0]
             tracks[d["video_id"], ann["track_id"]].append((d["frame_id"], (d["image_id"], i), box))
 
     result = {}
@@ -64,9 +64,7 @@ def motion_ious(dataset_dicts, frame_range=10):
         frames = np.array([e[0] for e in entries])
         if np.any(frames[1:] == frames[:-1]):
             frame = frames[1:][frames[1:] == frames[:-1]][0]
-            raise ValueError(
-                f"video {video_id!r}: track {track_id!r} has two boxes in frame {frame}"
-            )
+            raise ValueError(f"video {video_id!r}: track {track_id!r} has two boxes in frame {frame}")
         boxes = np.stack([e[2] for e in entries])
         total, count = np.zeros(len(entries)), np.zeros(len(entries))
         for step in range(1, frame_range + 1):

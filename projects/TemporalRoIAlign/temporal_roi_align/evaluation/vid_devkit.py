@@ -124,9 +124,12 @@ def devkit_aps(
             scores.append(frame["scores"][order])
             classes.append(frame["classes"][order])
         results[name] = _class_aps(
-            np.concatenate(tp), np.concatenate(fp), np.concatenate(scores),
-            np.concatenate(classes), npos,
-        )  # fmt: skip
+            np.concatenate(tp),
+            np.concatenate(fp),
+            np.concatenate(scores),
+            np.concatenate(classes),
+            npos,
+        )
     return results
 
 
@@ -159,9 +162,7 @@ def _checked(index, frame, num_classes, motion_ranges):
             raise ValueError(f"frames[{index}]: missing 'gt_motion', needed for motion ranges")
         out["gt_motion"] = np.asarray(frame["gt_motion"], dtype=np.float64).reshape(-1)
         if len(out["gt_motion"]) != num_gt:
-            raise ValueError(
-                f"frames[{index}]: {len(out['gt_motion'])} gt_motion for {num_gt} objects"
-            )
+            raise ValueError(f"frames[{index}]: {len(out['gt_motion'])} gt_motion for {num_gt} objects")
     return out
 
 

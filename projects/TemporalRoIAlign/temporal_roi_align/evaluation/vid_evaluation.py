@@ -11,17 +11,16 @@ import math
 import os
 from collections import Counter, OrderedDict
 
-import numpy as np
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
-from tabulate import tabulate
-
 import detectron2.utils.comm as comm
+import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from tabulate import tabulate
 
 from ..utils import atomic_write
 from .motion import MOTION_RANGES, motion_buckets, motion_ious
@@ -296,9 +295,7 @@ class VIDEvaluator(DatasetEvaluator):
         )
         for name, select in self._subsets.items():
             subset_ids = {d["image_id"] for d in dataset_dicts if select(d)} & img_ids
-            results[f"AP50-{name}"] = (
-                _mean(_class_aps(precision(subset_ids, [0.5]))) if subset_ids else float("nan")
-            )
+            results[f"AP50-{name}"] = _mean(_class_aps(precision(subset_ids, [0.5]))) if subset_ids else float("nan")
         return results, class_ap50
 
     def _eval_devkit(self, dataset_dicts, predictions):
@@ -379,8 +376,7 @@ def _coco_gt(dataset_dicts, class_names):
 def _coco_dt(coco_gt, detections):
     """COCO detections without COCO.loadRes, which fails on an empty list."""
     annotations = [
-        dict(det, id=i + 1, area=det["bbox"][2] * det["bbox"][3], iscrowd=0)
-        for i, det in enumerate(detections)
+        dict(det, id=i + 1, area=det["bbox"][2] * det["bbox"][3], iscrowd=0) for i, det in enumerate(detections)
     ]
     return _coco(coco_gt.dataset["images"], annotations, coco_gt.dataset["categories"])
 

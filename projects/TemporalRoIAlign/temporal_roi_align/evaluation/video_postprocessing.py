@@ -1,4 +1,5 @@
 """Evaluation of detections post-processed over whole videos (e.g. Seq-NMS)."""
+
 from typing import Callable, List
 
 from detectron2.evaluation import DatasetEvaluator

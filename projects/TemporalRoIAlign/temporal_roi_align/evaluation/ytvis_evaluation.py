@@ -9,15 +9,14 @@ import os
 import zipfile
 from collections import OrderedDict
 
+import detectron2.utils.comm as comm
 import numpy as np
 import pycocotools.mask as mask_util
-from tabulate import tabulate
-
-import detectron2.utils.comm as comm
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
+from tabulate import tabulate
 
 from ..utils import atomic_write
 from .ytvis_metric import YTVIS_METRICS, segmentation_to_rle, ytvis_metrics
@@ -78,9 +77,7 @@ def video_predictions(frames, lengths):
                 "video_id": video_id,
                 "category_id": int(np.bincount(classes).argmax()),
                 "score": float(np.mean(scores)),
-                "segmentations": [
-                    per_frame[f][2] if f in per_frame else None for f in range(lengths[video_id])
-                ],
+                "segmentations": [per_frame[f][2] if f in per_frame else None for f in range(lengths[video_id])],
             }
         )
     return predictions, duplicates
@@ -174,11 +171,7 @@ class YTVISEvaluator(DatasetEvaluator):
         """
         for inp, out in zip(inputs, outputs):
             instances = out["instances"].to("cpu")
-            missing = [
-                f
-                for f in ("pred_masks", "scores", "pred_classes", "pred_track_ids")
-                if not instances.has(f)
-            ]
+            missing = [f for f in ("pred_masks", "scores", "pred_classes", "pred_track_ids") if not instances.has(f)]
             if missing:
                 raise ValueError(f"YTVISEvaluator: the model's instances lack {missing}")
             bad_scores = int((~np.isfinite(instances.scores.numpy())).sum())
@@ -261,9 +254,7 @@ class YTVISEvaluator(DatasetEvaluator):
             return {}
 
         evaluated = set(video_ids)
-        ground_truth = video_ground_truth(
-            [d for d in dataset_dicts if d["video_id"] in evaluated], self._dataset_name
-        )
+        ground_truth = video_ground_truth([d for d in dataset_dicts if d["video_id"] in evaluated], self._dataset_name)
         class_names = list(self._metadata.thing_classes)
         results = ytvis_metrics(video_ids, list(enumerate(class_names)), ground_truth, predictions)
         self._log(results, class_names, len(video_ids))

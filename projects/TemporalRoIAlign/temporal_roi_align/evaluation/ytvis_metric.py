@@ -60,17 +60,12 @@ def segmentation_to_rle(segm, height: int, width: int, source: str) -> Optional[
         elif isinstance(segm, dict) and isinstance(segm.get("counts"), (str, bytes)):
             rle = segm
         else:
-            raise ValueError(
-                f"expected RLE or polygons, got {type(segm).__name__} {str(segm)[:80]}"
-            )
+            raise ValueError(f"expected RLE or polygons, got {type(segm).__name__} {str(segm)[:80]}")
         size = [int(v) for v in segm.get("size", ())]
     except Exception as e:  # pycocotools raises bare Exceptions on malformed input
         raise ValueError(f"{source}: invalid segmentation ({e})") from None
     if size != [height, width]:
-        raise ValueError(
-            f"{source}: mask size {size} differs from the video's [height, width] "
-            f"[{height}, {width}]"
-        )
+        raise ValueError(f"{source}: mask size {size} differs from the video's [height, width] [{height}, {width}]")
     return rle
 
 
@@ -151,9 +146,7 @@ class _VideoCOCOeval(COCOeval):
             return []
         # Rows in the order evaluateImg ranks the detections: by score, ties in input order.
         order = np.argsort([-d["score"] for d in dts], kind="mergesort")[: self.params.maxDets[-1]]
-        return video_mask_ious(
-            [dts[i]["segmentations"] for i in order], [g["segmentations"] for g in gts]
-        )
+        return video_mask_ious([dts[i]["segmentations"] for i in order], [g["segmentations"] for g in gts])
 
 
 def ytvis_metrics(
@@ -203,10 +196,7 @@ def ytvis_metrics(
         E.evaluate()
         E.accumulate()
         E.summarize()
-    results = OrderedDict(
-        (name, float(s * 100) if s >= 0 else float("nan"))
-        for name, s in zip(YTVIS_METRICS, E.stats)
-    )
+    results = OrderedDict((name, float(s * 100) if s >= 0 else float("nan")) for name, s in zip(YTVIS_METRICS, E.stats))
     precision = E.eval["precision"][:, :, :, 0, -1]  # [IoU threshold, recall, class]
     names = dict(categories)
     for k, category_id in enumerate(E.params.catIds):
@@ -258,9 +248,7 @@ def _read_ground_truth(path: str):
         inst = _read_instance(ann, where, videos, category_ids, score=False)
         areas = ann.get("areas")
         if areas is not None and len(areas) != len(inst["segmentations"]):
-            raise ValueError(
-                f"{where}: {len(areas)} 'areas' for {len(inst['segmentations'])} frames"
-            )
+            raise ValueError(f"{where}: {len(areas)} 'areas' for {len(inst['segmentations'])} frames")
         ground_truth.append(dict(inst, iscrowd=int(ann.get("iscrowd", 0)), areas=areas))
     return videos, categories, ground_truth
 
@@ -273,25 +261,18 @@ def _read_instance(obj, where: str, videos: Dict, category_ids, score: bool) -> 
     if obj["video_id"] not in videos:
         raise ValueError(f"{where}: unknown video_id {obj['video_id']!r}, not a ground-truth video")
     if obj["category_id"] not in category_ids:
-        raise ValueError(
-            f"{where}: unknown category_id {obj['category_id']!r}, "
-            f"not one of {sorted(category_ids)}"
-        )
+        raise ValueError(f"{where}: unknown category_id {obj['category_id']!r}, not one of {sorted(category_ids)}")
     height, width, length = videos[obj["video_id"]]
     segms = obj["segmentations"]
     if not isinstance(segms, list) or len(segms) != length:
         n = len(segms) if isinstance(segms, list) else type(segms).__name__
         raise ValueError(
-            f"{where}: 'segmentations' must have one entry per frame of video {obj['video_id']} "
-            f"({length}), has {n}"
+            f"{where}: 'segmentations' must have one entry per frame of video {obj['video_id']} ({length}), has {n}"
         )
     inst = {
         "video_id": obj["video_id"],
         "category_id": obj["category_id"],
-        "segmentations": [
-            segmentation_to_rle(s, height, width, f"{where}, frame {f}")
-            for f, s in enumerate(segms)
-        ],
+        "segmentations": [segmentation_to_rle(s, height, width, f"{where}, frame {f}") for f, s in enumerate(segms)],
     }
     if score:
         s = obj["score"]
@@ -318,8 +299,7 @@ def evaluate_ytvis(gt_json_path: str, results_json_path: str) -> "OrderedDict[st
     results = _load_json(results_json_path, "results file")
     if not isinstance(results, list):
         raise ValueError(
-            f"{results_json_path}: results must be a JSON list of video instances, "
-            f"got {type(results).__name__}"
+            f"{results_json_path}: results must be a JSON list of video instances, got {type(results).__name__}"
         )
     if not results:
         logger.warning(f"{results_json_path} is an empty list: no predictions, every AP is 0.")

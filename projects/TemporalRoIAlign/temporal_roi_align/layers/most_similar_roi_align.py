@@ -144,7 +144,8 @@ class _TargetMap:
             )
         if boxes.dim() != 2 or boxes.shape != (roi_feats.shape[0], 4):
             raise ValueError(
-                f"boxes must be [{roi_feats.shape[0]}, 4] (one box per RoI of roi_feats), got shape {tuple(boxes.shape)}"
+                f"boxes must be [{roi_feats.shape[0]}, 4] (one box per RoI of roi_feats), "
+                f"got shape {tuple(boxes.shape)}"
             )
         if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, Integral) or sampling_ratio < 0:
             raise ValueError(f"sampling_ratio must be an int >= 0 (0: adaptive), got {sampling_ratio!r}")
@@ -285,8 +286,12 @@ def _check_pooled(
     num_checked = min(len(cells), _CHECKED_ROIS * cells_per_roi)
     sampled = sampling.rows(0, num_checked)
     pooled = F.embedding_bag(
-        sampled.locations, target_rows, sampled.offsets, mode="sum",
-        per_sample_weights=sampled.weights, include_last_offset=True,
+        sampled.locations,
+        target_rows,
+        sampled.offsets,
+        mode="sum",
+        per_sample_weights=sampled.weights,
+        include_last_offset=True,
     )
     expected = cells[:num_checked]
     difference = (pooled - expected).abs().max().item()

@@ -191,8 +191,10 @@ class TemporalAttentionalAggregation(nn.Module):
         num_cells = len(sampling.offsets) - 1
         if self.embed is None:
             raise ValueError("embed_pooled needs an embedding (num_blocks > 0)")
-        if target_map.dim() != 3 or target_map.shape[0] != self.channels or tuple(target_map.shape[1:]) != tuple(
-            sampling.map_size
+        if (
+            target_map.dim() != 3
+            or target_map.shape[0] != self.channels
+            or tuple(target_map.shape[1:]) != tuple(sampling.map_size)
         ):
             raise ValueError(
                 f"target_map must be [{self.channels}, {sampling.map_size[0]}, {sampling.map_size[1]}] "
@@ -208,7 +210,11 @@ class TemporalAttentionalAggregation(nn.Module):
             tap_products = torch.mm(target_map.to(dtype).flatten(1).t(), taps.t()).view(-1, self.channels)
             locations, weights, offsets = _neighbour_bags(sampling, roi_h, roi_w)
             embedding = F.embedding_bag(
-                locations, tap_products, offsets, mode="sum", per_sample_weights=weights.to(dtype),
+                locations,
+                tap_products,
+                offsets,
+                mode="sum",
+                per_sample_weights=weights.to(dtype),
                 include_last_offset=True,
             )
             embedding += self.embed.bias.to(dtype)

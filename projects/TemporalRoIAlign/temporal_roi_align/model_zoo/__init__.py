@@ -1,4 +1,5 @@
 """Config files shipped with the project (``configs/`` of the repository)."""
+
 import os
 
 __all__ = ["get_config_file"]

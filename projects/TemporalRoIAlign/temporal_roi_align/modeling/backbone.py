@@ -1,7 +1,7 @@
+import fvcore.nn.weight_init as weight_init
 from detectron2.layers import Conv2d, ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
-import fvcore.nn.weight_init as weight_init
 from torch import nn
 
 __all__ = ["ChannelReducedBackbone", "build_channel_reduced_resnet_backbone"]
@@ -24,9 +24,7 @@ class ChannelReducedBackbone(Backbone):
         self.bottom_up = bottom_up
         self.in_feature = in_feature
         self.out_name = f"{in_feature}_reduced"
-        self.reduce = Conv2d(
-            shapes[in_feature].channels, out_channels, kernel_size=3, padding=1, activation=nn.ReLU()
-        )
+        self.reduce = Conv2d(shapes[in_feature].channels, out_channels, kernel_size=3, padding=1, activation=nn.ReLU())
         weight_init.c2_msra_fill(self.reduce)
         self._out_feature_strides = {k: s.stride for k, s in shapes.items()}
         self._out_feature_channels = {k: s.channels for k, s in shapes.items()}

@@ -1,4 +1,5 @@
 """Per-frame outputs of the backbone (and the RPN) kept for the next target frames of a video."""
+
 from collections import OrderedDict
 from typing import Dict, Hashable, NamedTuple, Optional
 

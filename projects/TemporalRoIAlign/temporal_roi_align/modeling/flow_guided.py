@@ -10,6 +10,7 @@ neck output, conv5 reduced to 512 channels) with the flow of :class:`FlowNetSimp
 (``flow[p]``: from the frame being detected, at ``p``, to the other frame), and run the RPN and
 the ROI heads on the warped (DFF) or aggregated (FGFA) map only. See docs/fgfa_dff.md.
 """
+
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -296,9 +297,9 @@ class DffRCNN(FlowGuidedRCNN):
         support_features = self.backbone(batch.tensor[num_images:])
         flows = self.flow_net(batch.tensor[:num_images], batch.tensor[num_images:], batch.image_sizes[:num_images])
         warped = self._warp(support_features, flows)
-        still = torch.tensor(
-            [float(x.get("video_length") == 1) for x in batched_inputs], device=flows.device
-        ).view(-1, 1, 1, 1)
+        still = torch.tensor([float(x.get("video_length") == 1) for x in batched_inputs], device=flows.device).view(
+            -1, 1, 1, 1
+        )
         features = {k: v * (1 - still) + support_features[k] * still for k, v in warped.items()}
         images = ImageList(batch.tensor[:num_images], batch.image_sizes[:num_images])
         return images, features, None

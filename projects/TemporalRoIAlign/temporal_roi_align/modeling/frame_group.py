@@ -1,4 +1,5 @@
 """The support frames of a batch of target frames, as the meta-architecture hands them to the heads."""
+
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 

@@ -10,6 +10,7 @@ Temporal RoI Align (Gong et al., AAAI 2021, Table 8): video instance segmentatio
   input, and at test time links each frame's detections into tracks with a
   :class:`~.masktrack_tracker.MaskTrackTracker`.
 """
+
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 

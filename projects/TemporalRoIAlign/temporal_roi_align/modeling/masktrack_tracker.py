@@ -28,6 +28,7 @@ Differences from the toolbox:
   toolbox skips those frames, so it forgets a track only at the next frame with detections, after
   matching against it.
 """
+
 import torch
 from detectron2.config import configurable
 from detectron2.structures import Boxes, Instances, pairwise_iou

@@ -10,8 +10,8 @@ from detectron2.structures import Boxes
 
 from ..layers import (
     TemporalAttentionalAggregation,
-    most_similar_roi_align,
     iter_most_similar_roi_align_from_map,
+    most_similar_roi_align,
     most_similar_roi_align_from_map,
     roi_align_sampling,
 )
@@ -170,10 +170,14 @@ class TemporalROIPooler(ROIPooler):
                 group_feats.append(
                     self._temporal_roi_feats(
                         # Boxes in the map's dtype, as ROIAlign pools them.
-                        roi_feats[indices], x[level][image], boxes.tensor[indices - first_roi].to(x[level].dtype), level,
-                        level_supports[image], track_grad,
+                        roi_feats[indices],
+                        x[level][image],
+                        boxes.tensor[indices - first_roi].to(x[level].dtype),
+                        level,
+                        level_supports[image],
+                        track_grad,
                     )
-                )  # fmt: skip
+                )
             first_roi += len(boxes)
         if not group_indices:
             return roi_feats
@@ -193,7 +197,9 @@ class TemporalROIPooler(ROIPooler):
         levels = (
             torch.zeros(len(roi_feats), dtype=torch.int64, device=roi_feats.device)
             if len(x) == 1
-            else assign_boxes_to_levels(box_lists, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level)
+            else assign_boxes_to_levels(
+                box_lists, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level
+            )
         )
         num_supports = len(supports[0][0]) if len(box_lists) else 0
         k = self.topk
@@ -233,7 +239,9 @@ class TemporalROIPooler(ROIPooler):
         )
         options = dict(chunk_size=self.chunk_size, method=self.similarity, **geometry)
         if track_grad:
-            support_roi_feats = most_similar_roi_align_from_map(roi_feats, target_map, boxes, supports, self.topk, **options)
+            support_roi_feats = most_similar_roi_align_from_map(
+                roi_feats, target_map, boxes, supports, self.topk, **options
+            )
             return self.aggregation(roi_feats, support_roi_feats)
         # Without gradients: one chunk of RoIs at a time, with all its supports. TAFA's target
         # embedding comes from the map's tap products when that costs fewer multiply-adds: about

@@ -62,8 +62,15 @@ class SelsaBoxHead(FastRCNNConvFCHead):
     """
 
     @configurable
-    def __init__(self, input_shape, *, num_selsa_modules: int, num_attention_groups: int,
-                 reference_mode: str = "mmtrack", **kwargs):
+    def __init__(
+        self,
+        input_shape,
+        *,
+        num_selsa_modules: int,
+        num_attention_groups: int,
+        reference_mode: str = "mmtrack",
+        **kwargs,
+    ):
         super().__init__(input_shape, **kwargs)
         if not 0 < num_selsa_modules <= len(self.fcs):
             raise ValueError(
@@ -112,7 +119,10 @@ class SelsaBoxHead(FastRCNNConvFCHead):
             x, support_x = fc(x), fc(support_x)
             if k < len(self.aggregators):
                 x = x + torch.cat(
-                    [self.aggregators[k](x_i, s_i) for x_i, s_i in zip(x.split(num_target), support_x.split(num_support))]
+                    [
+                        self.aggregators[k](x_i, s_i)
+                        for x_i, s_i in zip(x.split(num_target), support_x.split(num_support))
+                    ]
                 )
             x, support_x = torch.relu(x), torch.relu(support_x)
         return x

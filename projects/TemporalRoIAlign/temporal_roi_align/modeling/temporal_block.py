@@ -1,5 +1,6 @@
 """A temporal block on the RoI heads' input maps of a frame group: the TAM of Liu et al. (ICCV 2021)
 as a residual unit, before RoI pooling."""
+
 from typing import Dict, List
 
 import torch
@@ -51,7 +52,10 @@ class TemporalAdaptiveBlock(nn.Module):
         slot = self.target_slot
         for name, tam in self.tams.items():
             groups = torch.stack(
-                [torch.cat([f[name][:slot], target[None], f[name][slot:]]) for target, f in zip(features[name], supports.features)]
+                [
+                    torch.cat([f[name][:slot], target[None], f[name][slot:]])
+                    for target, f in zip(features[name], supports.features)
+                ]
             )  # [N, T+1, C, H, W], time order
             mixed = (groups + tam(groups.flatten(0, 1)).view_as(groups)).unbind(0)
             features[name] = torch.stack([group[slot] for group in mixed])

@@ -19,6 +19,7 @@ Test: :class:`~.masktrack_tracker.MaskTrackTracker` keeps the embeddings (:meth:
 of the detected boxes, in the network input's coordinates) of its tracks and matches every
 frame's detections against them.
 """
+
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -246,9 +247,7 @@ class MaskTrackHead(nn.Module):
         """
         if len(boxes) != len(ref_boxes):
             raise ValueError(f"MaskTrackHead: {len(boxes)} target images but {len(ref_boxes)} reference images")
-        return [
-            match_logits(e, r) for e, r in zip(self.embed(features, boxes), self.embed(ref_features, ref_boxes))
-        ]
+        return [match_logits(e, r) for e, r in zip(self.embed(features, boxes), self.embed(ref_features, ref_boxes))]
 
     def sample_targets(
         self, proposals: List[Instances], targets: List[Instances], ref_targets: List[Instances]

@@ -1,4 +1,5 @@
 """The video post-processor of a config (``VIDEO.POSTPROCESS``)."""
+
 from functools import partial
 from typing import Callable, List, Optional
 

@@ -1,4 +1,5 @@
 """Writes that never leave a half-written file behind."""
+
 import contextlib
 import os
 import tempfile

@@ -1,4 +1,5 @@
 """Detections drawn on video frames."""
+
 import numpy as np
 from detectron2.structures import Instances
 from detectron2.utils.colormap import colormap
@@ -17,7 +18,9 @@ def draw_instances(frame: np.ndarray, instances: Instances, metadata) -> np.ndar
     names = metadata.get("thing_classes", None)
     labels = [
         f"{names[c] if names else c} #{t} {s:.0%}"
-        for c, t, s in zip(instances.pred_classes.tolist(), instances.pred_track_ids.tolist(), instances.scores.tolist())
+        for c, t, s in zip(
+            instances.pred_classes.tolist(), instances.pred_track_ids.tolist(), instances.scores.tolist()
+        )
     ]
     drawn = visualizer.overlay_instances(
         boxes=instances.pred_boxes,

@@ -1,4 +1,5 @@
 """Frames of a video from a file, a folder of frames or a camera, read on demand."""
+
 import os
 from collections import OrderedDict
 from collections.abc import Sequence

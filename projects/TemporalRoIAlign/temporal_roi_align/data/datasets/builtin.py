@@ -33,8 +33,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from ..toy import register_toy_vid
 from ..toy_vis import register_toy_vis
 from .coco_video import load_coco_video_json
-from .epic_kitchens import register_epic_kitchens
 from .common import datasets_root
+from .epic_kitchens import register_epic_kitchens
 from .imagenet_vid import VID_CATEGORIES, register_imagenet_vid
 from .ytvis import YTVIS_2019_CATEGORIES, YTVIS_2021_CATEGORIES, load_ytvis_json, ytvis_metadata
 
@@ -100,9 +100,7 @@ def _load_ytvis(name, json_file, image_root):
 def register_all_video_datasets():
     """Register the names above (done once when ``temporal_roi_align.data`` is imported)."""
     for name, (split_file, subset, all_frames) in _ILSVRC_DATASETS.items():
-        register_imagenet_vid(
-            name, _ilsvrc_root, split_file, subset=subset, all_frames=all_frames, hint=_VID_HINT
-        )
+        register_imagenet_vid(name, _ilsvrc_root, split_file, subset=subset, all_frames=all_frames, hint=_VID_HINT)
     for name, (json_file, image_root, key_field) in _COCO_VIDEO_DATASETS.items():
         DatasetCatalog.register(name, partial(_load_coco_video, name, json_file, image_root, key_field))
         MetadataCatalog.get(name).set(thing_classes=[c for c, _ in VID_CATEGORIES], evaluator_type="vid")

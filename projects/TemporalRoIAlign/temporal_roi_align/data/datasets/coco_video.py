@@ -130,9 +130,7 @@ def load_coco_video_json(
                     )
                 if "bbox" not in ann:
                     raise ValueError(f"{json_file}: annotation {ann.get('id')} needs 'bbox': [x, y, w, h]")
-                x, y, w, h = finite_numbers(
-                    ann["bbox"], 4, "bbox", f"{json_file}: annotation {ann.get('id')}"
-                )
+                x, y, w, h = finite_numbers(ann["bbox"], 4, "bbox", f"{json_file}: annotation {ann.get('id')}")
                 box = clip_box([x, y, x + w, y + h], img["width"], img["height"])
                 if box is None:
                     dropped.add(source, [x, y, x + w, y + h])
@@ -145,19 +143,23 @@ def load_coco_video_json(
                     "track_id": ann.get("instance_id", ann.get("id")),
                 }
                 if ann.get("segmentation") is not None:
-                    segm = convert_segmentation(
-                        ann["segmentation"], img["height"], img["width"], source
-                    )
+                    segm = convert_segmentation(ann["segmentation"], img["height"], img["width"], source)
                     if segm is not None:
                         obj["segmentation"] = segm
                 annos.append(obj)
             dicts.append(
                 frame_record(
-                    os.path.join(image_root, img["file_name"]), img["id"], img["height"], img["width"],
-                    video_id=video_id, frame_id=frame_id, video_length=len(images), video_frames=frames,
+                    os.path.join(image_root, img["file_name"]),
+                    img["id"],
+                    img["height"],
+                    img["width"],
+                    video_id=video_id,
+                    frame_id=frame_id,
+                    video_length=len(images),
+                    video_frames=frames,
                     annotations=annos,
                 )
-            )  # fmt: skip
+            )
     dropped.log(dataset_name or json_file)
     logger.info(f"Loaded {len(dicts)} images of {len(videos)} videos from {json_file}")
     return dicts
@@ -172,12 +174,8 @@ def _same_digits_hint(image_id, image_ids) -> str:
     return ""
 
 
-def register_coco_video_instances(
-    name: str, metadata: dict, json_file: str, image_root: str, **kwargs
-):
+def register_coco_video_instances(name: str, metadata: dict, json_file: str, image_root: str, **kwargs):
     """Register a COCO-style video JSON (like detectron2's ``register_coco_instances``).
     ``kwargs`` go to :func:`load_coco_video_json`."""
-    DatasetCatalog.register(
-        name, lambda: load_coco_video_json(json_file, image_root, dataset_name=name, **kwargs)
-    )
+    DatasetCatalog.register(name, lambda: load_coco_video_json(json_file, image_root, dataset_name=name, **kwargs))
     MetadataCatalog.get(name).set(evaluator_type="vid", **metadata)

@@ -29,8 +29,7 @@ def frame_file_name(dataset_dict: dict, index: int) -> str:
     frames = dataset_dict["video_frames"]
     if not 0 <= index < dataset_dict["video_length"]:
         raise IndexError(
-            f"frame {index} is outside video {dataset_dict['video_id']!r} "
-            f"of {dataset_dict['video_length']} frames"
+            f"frame {index} is outside video {dataset_dict['video_id']!r} of {dataset_dict['video_length']} frames"
         )
     if isinstance(frames, str):
         return frames.format(index)
@@ -229,9 +228,7 @@ def count_numbered_frames(directory: str, digits: int, extension: str) -> Tuple[
     return len(names), None
 
 
-def contiguous_categories(
-    categories: Sequence[dict], source: str
-) -> Tuple[List[str], Dict[int, int]]:
+def contiguous_categories(categories: Sequence[dict], source: str) -> Tuple[List[str], Dict[int, int]]:
     """Class names and JSON category id -> contiguous 0-based id, sorted by JSON id."""
     try:
         cats = sorted(categories, key=lambda c: c["id"])
@@ -241,9 +238,7 @@ def contiguous_categories(
     return names, {c["id"]: i for i, c in enumerate(cats)}
 
 
-def set_thing_classes(
-    dataset_name: Optional[str], names: List[str], id_map: Dict[int, int], source: str
-):
+def set_thing_classes(dataset_name: Optional[str], names: List[str], id_map: Dict[int, int], source: str):
     """Record the classes of a JSON dataset in its metadata, refusing a conflicting list."""
     if dataset_name is None:
         return
@@ -253,8 +248,7 @@ def set_thing_classes(
     registered = getattr(meta, "thing_classes", None)
     if registered is not None and list(registered) != names:
         raise ValueError(
-            f"{source}: categories {names} differ from the classes registered for "
-            f"'{dataset_name}' ({list(registered)})"
+            f"{source}: categories {names} differ from the classes registered for '{dataset_name}' ({list(registered)})"
         )
     if registered is None:
         meta.thing_classes = names

@@ -48,7 +48,6 @@ from typing import Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
-from PIL import Image
 
 from .common import (
     DroppedBoxes,
@@ -180,9 +179,7 @@ def _csv_rows(csv_file: str, reader, columns: Sequence[str]) -> Iterator[Tuple[s
         if not fields:
             continue
         if len(fields) != len(header):
-            raise ValueError(
-                f"{where}: expected {len(header)} fields ({','.join(header)}), got {len(fields)}"
-            )
+            raise ValueError(f"{where}: expected {len(header)} fields ({','.join(header)}), got {len(fields)}")
         yield where, {c: fields[i] for c, i in index.items()}
 
 
@@ -208,10 +205,7 @@ def parse_bounding_boxes(text: str, where: str = "bounding_boxes") -> List[List[
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         value = None
     if not isinstance(value, (list, tuple)) or not all(_is_box(b) for b in value):
-        raise ValueError(
-            f"{where}: bounding_boxes must be a list of (top, left, height, width) tuples, "
-            f"got {text!r}"
-        )
+        raise ValueError(f"{where}: bounding_boxes must be a list of (top, left, height, width) tuples, got {text!r}")
     return [[left, top, left + width, top + height] for top, left, height, width in value]
 
 
@@ -253,9 +247,7 @@ def _train_frames(
         owner, frames = videos.setdefault(video, (participant, {}))
         if owner != participant:
             raise ValueError(f"{where}: video {video} belongs to {owner}, not {participant}")
-        frames.setdefault(frame, (where, []))[1].extend(
-            (box, id_map[noun_class], where) for box in boxes
-        )
+        frames.setdefault(frame, (where, []))[1].extend((box, id_map[noun_class], where) for box in boxes)
     return videos
 
 
@@ -268,9 +260,7 @@ def _test_frames(root: str, list_csv: str) -> "OrderedDict[str, Tuple[str, _Fram
         image_dir = os.path.join(root, "object_detection_images", "test", participant, video)
         if not os.path.isdir(image_dir):
             raise FileNotFoundError(f"{where}: image folder {image_dir} does not exist")
-        numbers = sorted(
-            int(m.group(1)) for m in map(_FRAME_FILE.match, os.listdir(image_dir)) if m
-        )
+        numbers = sorted(int(m.group(1)) for m in map(_FRAME_FILE.match, os.listdir(image_dir)) if m)
         if not numbers:
             raise ValueError(f"{where}: no images named <frame:010d>.jpg in {image_dir}")
         videos[video] = (participant, {n: (where, None) for n in numbers})
@@ -311,11 +301,17 @@ def _video_dicts(video: str, image_dir: str, frames: _Frames, dropped: DroppedBo
                     )
             dicts.append(
                 frame_record(
-                    pattern.format(n), f"{video}/{n:0{_FRAME_DIGITS}d}", height, width,
-                    video_id=video_id, frame_id=frame_id, video_length=len(numbers),
-                    video_frames=video_frames, annotations=annotations,
+                    pattern.format(n),
+                    f"{video}/{n:0{_FRAME_DIGITS}d}",
+                    height,
+                    width,
+                    video_id=video_id,
+                    frame_id=frame_id,
+                    video_length=len(numbers),
+                    video_frames=video_frames,
+                    annotations=annotations,
                 )
-            )  # fmt: skip
+            )
     return dicts
 
 
@@ -372,9 +368,7 @@ def _load_registered(name: str, split: str, participants, root: Optional[str]) -
     for file_name in needed:
         path = os.path.join(root, "annotations", file_name)
         if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"Dataset '{name}': annotation file {path} does not exist. {_HINT}"
-            )
+            raise FileNotFoundError(f"Dataset '{name}': annotation file {path} does not exist. {_HINT}")
     images = os.path.join(root, "object_detection_images", "train" if split == "train" else "test")
     require_dir(images, f"Dataset '{name}': image folder", _HINT)
     return load_epic_kitchens_55(root, split, participants=participants, dataset_name=name)

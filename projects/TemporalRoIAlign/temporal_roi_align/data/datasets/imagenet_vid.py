@@ -33,7 +33,6 @@ __all__ = [
     "register_imagenet_vid",
     "parse_vid_xml",
     "sample_key_frames",
-    "prepare_imagenet_vid_splits",
 ]
 
 logger = logging.getLogger(__name__)
@@ -140,9 +139,7 @@ def _check_length_on_disk(data_dir: str, length: int, where: str):
 def _parse_vid_line(split_file: str, lineno: int, fields: List[str]) -> Tuple[str, int, int]:
     where = f"{split_file}:{lineno}"
     if len(fields) != 4:
-        raise ValueError(
-            f"{where}: expected '<video> <n> <frame> <video length>', got {' '.join(fields)!r}"
-        )
+        raise ValueError(f"{where}: expected '<video> <n> <frame> <video length>', got {' '.join(fields)!r}")
     try:
         frame, length = int(fields[2]), int(fields[3])
     except ValueError:
@@ -193,9 +190,16 @@ def load_imagenet_vid(
         xml_root, height, width, annos, skipped = parse_vid_xml(xml_file, wnid_to_id, dropped)
         unknown.extend(skipped)
         record = frame_record(
-            jpeg_file, image_id, height, width,
-            video_id=video, frame_id=frame, video_length=length, video_frames=frames, annotations=annos,
-        )  # fmt: skip
+            jpeg_file,
+            image_id,
+            height,
+            width,
+            video_id=video,
+            frame_id=frame,
+            video_length=length,
+            video_frames=frames,
+            annotations=annos,
+        )
         if frame_fields is not None:
             record.update(frame_fields(xml_root))
         dicts.append(record)
@@ -203,9 +207,7 @@ def load_imagenet_vid(
     if subset == "DET":
         for lineno, fields in lines:
             if len(fields) not in (1, 2):
-                raise ValueError(
-                    f"{split_file}:{lineno}: expected '<image> <n>', got {' '.join(fields)!r}"
-                )
+                raise ValueError(f"{split_file}:{lineno}: expected '<image> <n>', got {' '.join(fields)!r}")
             jpeg = os.path.join(root, "Data", "DET", fields[0] + ".JPEG")
             xml = os.path.join(root, "Annotations", "DET", fields[0] + ".xml")
             load_frame(f"DET/{fields[0]}", 0, 1, (jpeg,), xml, jpeg, f"DET/{fields[0]}")
@@ -229,16 +231,23 @@ def load_imagenet_vid(
             for frame in range(length) if all_frames else frames:
                 name = "%0*d" % (_FRAME_DIGITS, frame)
                 load_frame(
-                    f"VID/{video}", frame, length, pattern,
-                    os.path.join(ann_dir, name + ".xml"), pattern.format(frame), f"VID/{video}/{name}",
-                )  # fmt: skip
+                    f"VID/{video}",
+                    frame,
+                    length,
+                    pattern,
+                    os.path.join(ann_dir, name + ".xml"),
+                    pattern.format(frame),
+                    f"VID/{video}/{name}",
+                )
 
     dropped.log(dataset_name)
     if unknown:
         # Expected for DET, whose images also show the other 170 DET classes.
         log = logger.info if subset == "DET" else logger.warning
-        log(f"{dataset_name}: skipped {len(unknown)} objects of classes not in the dataset's "
-            f"list ({', '.join(sorted(set(unknown))[:5])}...)")  # fmt: skip
+        log(
+            f"{dataset_name}: skipped {len(unknown)} objects of classes not in the dataset's "
+            f"list ({', '.join(sorted(set(unknown))[:5])}...)"
+        )
     logger.info(f"Loaded {len(dicts)} {subset} images from {split_file}")
     return dicts
 

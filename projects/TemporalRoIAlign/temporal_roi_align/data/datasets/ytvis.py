@@ -143,9 +143,16 @@ def load_ytvis_json(
         frames = compact_frame_list(files)
         for frame_id, file_name in enumerate(files):
             record = frame_record(
-                file_name, len(dicts), height, width, video_id=video["id"], frame_id=frame_id,
-                video_length=length, video_frames=frames, annotations=None if annotations is None else [],
-            )  # fmt: skip
+                file_name,
+                len(dicts),
+                height,
+                width,
+                video_id=video["id"],
+                frame_id=frame_id,
+                video_length=length,
+                video_frames=frames,
+                annotations=None if annotations is None else [],
+            )
             if frame_fields is not None:
                 record.update(frame_fields(video, frame_id))
             if annotations is not None:
