@@ -361,7 +361,7 @@ def test_rpn_anchors_scores_deltas_and_proposals_match_the_toolbox(toy):
     torch.testing.assert_close(logits[0][0].permute(1, 2, 0), their_logits.view(height, width, 12)[..., match])
     ours_deltas = deltas[0][0].view(12, 4, height, width).permute(2, 3, 0, 1)
     torch.testing.assert_close(ours_deltas, their_deltas.view(height, width, 12, 4)[:, :, match])
-    assert "anchors reordered from ratio-major to size-major" in toy.report.format()
+    assert "anchors reordered from mmtrack's order (ratio-major) to the config's" in toy.report.format()
     # Same proposals after decoding (weights 1 = stds 1), top-k, clipping and NMS.
     torch.testing.assert_close(proposals[0].proposal_boxes.tensor, expected)
 

@@ -702,7 +702,7 @@ def test_anchors_listed_in_another_order_are_reordered_and_wrong_anchors_refused
     torch.testing.assert_close(converted[r + "objectness_logits.bias"], narrow.source[s + "rpn_cls.bias"][[2, 0, 1]])
     deltas = narrow.source[s + "rpn_reg.weight"].view(3, 4, -1, 1, 1)[[2, 0, 1]].reshape(12, -1, 1, 1)
     torch.testing.assert_close(converted[r + "anchor_deltas.weight"], deltas)
-    assert "anchors reordered to the config's order" in report.format()
+    assert "anchors reordered from mmtrack's order (ratio-major) to the config's" in report.format()
     with pytest.raises(ConversionError, match="does not give mmtrack's anchors"):
         cfg = masktrack_cfg(opts=NARROW_OPTS + ["MODEL.ANCHOR_GENERATOR.SIZES", [[32], [64], [128], [256], [1024]]])
         convert_masktrack_checkpoint({"state_dict": narrow.source}, cfg)

@@ -1,5 +1,8 @@
-"""Loading, key mapping, strict checks and reports shared by the checkpoint converters."""
+"""Loading, key mapping, strict checks and reports shared by the checkpoint converters, and the
+rules for the mmdetection 2.x parts (anchors, RPN head, box head, class order) shared by
+mmtrack's VID detectors and MaskTrack R-CNN."""
 
+import math
 import os
 import re
 from collections import OrderedDict, defaultdict
@@ -9,18 +12,25 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.modeling.anchor_generator import build_anchor_generator
 
 from ..utils import atomic_write
 
 __all__ = [
     "ConversionError",
     "ConversionReport",
+    "MMDET_PREFIX",
+    "MMDetAnchors",
     "Rule",
     "apply_rules",
     "build_meta_model",
-    "check_config",
     "config_differences",
+    "enforce_config_match",
     "load_checkpoint",
+    "mmdet_box_head_rules",
+    "mmdet_class_order",
+    "mmdet_rpn_rules",
+    "reorder_rule",
     "save_checkpoint",
     "state_dict_of",
 ]
@@ -154,7 +164,7 @@ def config_differences(cfg, expected: Sequence[Tuple[str, object]], source_name:
     return lines
 
 
-def check_config(differences: Sequence[str], report: ConversionReport, strict: bool, source_name: str) -> None:
+def enforce_config_match(differences: Sequence[str], report: ConversionReport, strict: bool, source_name: str) -> None:
     """Raises :class:`ConversionError` on ``differences`` (from :func:`config_differences`) when
     ``strict``; otherwise lists them in ``report.notes``."""
     if differences and strict:
@@ -225,38 +235,181 @@ def state_dict_of(checkpoint, path: str, wrappers: Tuple[str, ...]) -> Tuple[Dic
     )
 
 
-def reorder_outputs(order: Sequence[int], group: int, name: str, source: str, keep_last: bool = False):
-    """Transform taking output rows ``order`` (in groups of ``group`` rows), plus the last row
-    unchanged when ``keep_last``."""
+def reorder_rule(
+    pattern: str,
+    target: Callable[[re.Match], str],
+    order: Sequence[int],
+    group: int,
+    outputs: str,
+    note: str,
+    source: str,
+    keep_last: bool = False,
+) -> Rule:
+    """
+    Rule whose tensors keep the output rows ``order`` (in groups of ``group`` rows), plus the last
+    row unchanged when ``keep_last``. ``outputs`` names the rows in errors; ``note`` is reported
+    unless ``order`` keeps every row in place.
+    """
     rows = torch.tensor([i * group + k for i in order for k in range(group)])
     expected = len(rows) + keep_last
 
     def transform(tensor: torch.Tensor) -> torch.Tensor:
         if tensor.shape[0] != expected:
-            raise ConversionError(f"{source}: {name} has {tensor.shape[0]} outputs, expected {expected}")
+            raise ConversionError(f"{source}: {outputs} has {tensor.shape[0]} outputs, expected {expected}")
         index = torch.cat([rows, torch.tensor([expected - 1])]) if keep_last else rows
         return tensor.index_select(0, index.to(tensor.device))
 
-    return transform
+    return Rule(pattern, target, note if list(order) != sorted(order) else "", transform)
 
 
-def class_order(source_classes, cfg, report: ConversionReport, strict: bool) -> Optional[List[int]]:
-    """Indices into ``source_classes`` in the order of the target dataset's classes, or None to
-    keep the order. Background is the last logit in both models."""
+# ---- mmdetection 2.x parts of mmtrack's models --------------------------------------------------
+
+# mmtrack's models hold their mmdet detector under "detector."; a plain mmdet detector has no prefix.
+MMDET_PREFIX = r"(?:detector\.)?"
+
+
+@dataclass(frozen=True)
+class MMDetAnchors:
+    """mmdet's RPN ``AnchorGenerator(strides, scales, ratios)``: base size = stride, centred on
+    the cell's corner (center offset 0), ratio = h / w."""
+
+    strides: Tuple[int, ...]
+    scales: Tuple[int, ...]
+    ratios: Tuple[float, ...] = (0.5, 1.0, 2.0)
+
+    def cell_anchors(self, stride: int) -> torch.Tensor:
+        """The anchors of one cell at (0, 0) of the level with ``stride``, ``[A, 4]`` XYXY, in the
+        order of mmdet's RPN output channels: ratio-major (all scales of the first ratio, then of
+        the next), w = stride * scale / sqrt(ratio), h = stride * scale * sqrt(ratio)."""
+        boxes = []
+        for ratio in self.ratios:
+            for scale in self.scales:
+                w = stride * scale / math.sqrt(ratio)
+                h = stride * scale * math.sqrt(ratio)
+                boxes.append([-w / 2, -h / 2, w / 2, h / 2])
+        return torch.tensor(boxes, dtype=torch.float64)
+
+    def order(self, cfg, model, source: str) -> List[int]:
+        """
+        For each anchor of a cell of the RPN of ``cfg`` (``model`` its model), in Detectron2's
+        channel order, the index of the same anchor in mmdet's order; the same on every level (the
+        RPN head is shared). Raises :class:`ConversionError` unless the config's anchors are these.
+        """
+        shapes = model.backbone.output_shape()
+        generator = build_anchor_generator(cfg, [shapes[f] for f in cfg.MODEL.RPN.IN_FEATURES])
+        if tuple(generator.strides) != self.strides:
+            raise ConversionError(
+                f"{source}: the RPN's anchor strides are {list(generator.strides)}, mmtrack's {list(self.strides)}"
+            )
+        orders = []
+        for stride, cell in zip(self.strides, generator.cell_anchors):
+            ours, theirs = cell.double(), self.cell_anchors(stride)
+            order = []
+            for box in ours:
+                same = torch.nonzero(torch.isclose(theirs, box, atol=1e-3).all(dim=1)).flatten().tolist()
+                if len(ours) != len(theirs) or len(same) != 1:
+                    raise ConversionError(
+                        f"{source}: MODEL.ANCHOR_GENERATOR (SIZES {list(cfg.MODEL.ANCHOR_GENERATOR.SIZES)}, "
+                        f"ASPECT_RATIOS {list(cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS)}) does not give mmtrack's "
+                        f"anchors (SIZES {[[s * k for k in self.scales] for s in self.strides]}, ASPECT_RATIOS "
+                        f"{[list(self.ratios)]}, on strides {list(self.strides)})"
+                    )
+                order += same
+            orders.append(order)
+        if any(order != orders[0] for order in orders):
+            raise ConversionError(f"{source}: the anchors are listed in different orders on different levels: {orders}")
+        return orders[0]
+
+
+def mmdet_rpn_rules(anchor_order: Sequence[int], source: str) -> List[Rule]:
+    """Rules for mmdet's ``RPNHead`` -> Detectron2's ``StandardRPNHead``; the outputs of ``rpn_cls``
+    and ``rpn_reg`` taken in ``anchor_order`` (from :meth:`MMDetAnchors.order`)."""
+    p, rpn = MMDET_PREFIX, "proposal_generator.rpn_head."
+    note = "anchors reordered from mmtrack's order (ratio-major) to the config's"
+    return [
+        Rule(rf"{p}rpn_head\.rpn_conv\.(weight|bias)", lambda m: f"{rpn}conv.{m[1]}"),
+        reorder_rule(
+            rf"{p}rpn_head\.rpn_cls\.(weight|bias)",
+            lambda m: f"{rpn}objectness_logits.{m[1]}",
+            anchor_order,
+            1,
+            "rpn_head.rpn_cls (one sigmoid logit per anchor)",
+            note,
+            source,
+        ),
+        reorder_rule(
+            rf"{p}rpn_head\.rpn_reg\.(weight|bias)",
+            lambda m: f"{rpn}anchor_deltas.{m[1]}",
+            anchor_order,
+            4,
+            "rpn_head.rpn_reg (4 deltas per anchor)",
+            note,
+            source,
+        ),
+    ]
+
+
+def mmdet_box_head_rules(class_order: Sequence[int], source: str) -> List[Rule]:
+    """Rules for mmdet's ``BBoxHead`` with shared FC layers -> ``roi_heads.box_head.fc<i>`` and
+    Detectron2's ``FastRCNNOutputLayers``; the classes' outputs of ``fc_cls`` (background last in
+    both) and ``fc_reg`` (4 class-specific deltas) taken in ``class_order`` (from
+    :func:`mmdet_class_order`)."""
+    p, box = MMDET_PREFIX, "roi_heads.box_predictor."
+    return [
+        Rule(
+            rf"{p}roi_head\.bbox_head\.shared_fcs\.(\d+)\.(weight|bias)",
+            lambda m: f"roi_heads.box_head.fc{int(m[1]) + 1}.{m[2]}",
+        ),
+        reorder_rule(
+            rf"{p}roi_head\.bbox_head\.fc_cls\.(weight|bias)",
+            lambda m: f"{box}cls_score.{m[1]}",
+            class_order,
+            1,
+            "roi_head.bbox_head.fc_cls (classes + background)",
+            "classes reordered, background kept last",
+            source,
+            keep_last=True,
+        ),
+        reorder_rule(
+            rf"{p}roi_head\.bbox_head\.fc_reg\.(weight|bias)",
+            lambda m: f"{box}bbox_pred.{m[1]}",
+            class_order,
+            4,
+            "roi_head.bbox_head.fc_reg (4 deltas per class)",
+            "classes reordered",
+            source,
+        ),
+    ]
+
+
+def mmdet_class_order(
+    extra: Mapping, cfg, report: ConversionReport, strict: bool, default: Sequence[str] = ()
+) -> List[int]:
+    """
+    Indices into the checkpoint's classes (``extra["meta"]["CLASSES"]``, else ``default``) in the
+    order of the ``thing_classes`` of the config's test dataset; the checkpoint's order when either
+    names no classes. Background is the last logit in both models.
+    """
+    meta = extra.get("meta")
+    names = meta.get("CLASSES") if isinstance(meta, Mapping) else None
+    source_classes = list(names or default)
+    keep = list(range(cfg.MODEL.ROI_HEADS.NUM_CLASSES))
+    if not source_classes:
+        report.notes.append("class order kept: the checkpoint names no classes (meta['CLASSES'])")
+        return keep
     dataset = cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None
     target = MetadataCatalog.get(dataset).get("thing_classes", None) if dataset else None
-    source_classes = list(source_classes)
     if target is None:
         report.notes.append(f"class order kept: {source_classes} of the checkpoint ({dataset!r} has no class names)")
-        return None
+        return keep
     if list(target) == source_classes:
         report.notes.append(f"class order: the same as {dataset!r}; background last in both")
-        return None
+        return keep
     if sorted(target) != sorted(source_classes):
         message = f"the checkpoint's classes {source_classes} are not those of {dataset!r}: {list(target)}"
         if strict:
             raise ConversionError(f"{report.source}: {message}")
         report.notes.append(f"class order kept: {message}")
-        return None
+        return keep
     report.notes.append(f"class order: the checkpoint's reordered to {dataset!r}'s; background last in both")
     return [source_classes.index(name) for name in target]

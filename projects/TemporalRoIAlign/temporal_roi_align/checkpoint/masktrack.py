@@ -38,57 +38,37 @@ in Detectron2's config; all at the level of float rounding or degenerate boxes):
   and back: float rounding.
 """
 
-import math
-from typing import List, Optional, Tuple
+from typing import Tuple
 
 import torch
-from detectron2.modeling.anchor_generator import build_anchor_generator
 
 from ..modeling.track_head import build_track_head
 from .common import (
+    MMDET_PREFIX,
     ConversionError,
     ConversionReport,
+    MMDetAnchors,
     Rule,
     apply_rules,
     build_meta_model,
-    check_config,
-    class_order,
     config_differences,
-    reorder_outputs,
+    enforce_config_match,
+    mmdet_box_head_rules,
+    mmdet_class_order,
+    mmdet_rpn_rules,
+    reorder_rule,
     state_dict_of,
 )
 from .resnet import resnet_rules
 
-__all__ = [
-    "TRACK_HEAD_PREFIX",
-    "masktrack_anchor_order",
-    "masktrack_base_anchors",
-    "masktrack_config",
-    "convert_masktrack_checkpoint",
-]
+__all__ = ["TRACK_HEAD_PREFIX", "masktrack_config", "convert_masktrack_checkpoint"]
 
 # Where the track head's parameters go in the converted state dict.
 TRACK_HEAD_PREFIX = "roi_heads.track_head."
 
-# mmtrack's RPN anchors: AnchorGenerator(strides=[4, 8, 16, 32, 64], scales=[8],
-# ratios=[0.5, 1.0, 2.0]): base size = stride, centred on the cell's corner (center offset 0).
-MASKTRACK_ANCHOR_STRIDES = (4, 8, 16, 32, 64)
-MASKTRACK_ANCHOR_SCALE = 8
-MASKTRACK_ANCHOR_RATIOS = (0.5, 1.0, 2.0)
-
-_PREFIX = r"(?:detector\.)?"
-
-
-def masktrack_base_anchors(stride: int) -> torch.Tensor:
-    """mmtrack's anchors of one cell at (0, 0) of the level with ``stride``, ``[3, 4]`` XYXY
-    in the order of its RPN channels (ratio-major; one scale): w = 8 * stride / sqrt(ratio),
-    h = 8 * stride * sqrt(ratio), ratio = h / w."""
-    boxes = []
-    for ratio in MASKTRACK_ANCHOR_RATIOS:
-        w = stride * MASKTRACK_ANCHOR_SCALE / math.sqrt(ratio)
-        h = stride * MASKTRACK_ANCHOR_SCALE * math.sqrt(ratio)
-        boxes.append([-w / 2, -h / 2, w / 2, h / 2])
-    return torch.tensor(boxes, dtype=torch.float64)
+# The RPN anchors of mmtrack's MaskTrack R-CNN: AnchorGenerator(strides=[4, 8, 16, 32, 64],
+# scales=[8], ratios=[0.5, 1.0, 2.0]).
+MASKTRACK_ANCHORS = MMDetAnchors(strides=(4, 8, 16, 32, 64), scales=(8,))
 
 
 def masktrack_config() -> Tuple[Tuple[str, object], ...]:
@@ -153,45 +133,6 @@ def masktrack_config() -> Tuple[Tuple[str, object], ...]:
     )
 
 
-def masktrack_anchor_order(cfg, model, source: str = "<checkpoint>") -> List[int]:
-    """
-    For each anchor of a cell of the config's RPN, in Detectron2's channel order, the index of
-    the same anchor in mmtrack's order; the same on every level (the RPN head is shared).
-    Raises :class:`ConversionError` unless the config's anchors are mmtrack's boxes on
-    strides 4..64.
-    """
-    shapes = model.backbone.output_shape()
-    generator = build_anchor_generator(cfg, [shapes[f] for f in cfg.MODEL.RPN.IN_FEATURES])
-    if tuple(generator.strides) != MASKTRACK_ANCHOR_STRIDES:
-        raise ConversionError(
-            f"{source}: the RPN's anchor strides are {list(generator.strides)}, "
-            f"mmtrack's {list(MASKTRACK_ANCHOR_STRIDES)}"
-        )
-    orders = []
-    for stride, cell in zip(generator.strides, generator.cell_anchors):
-        ours, theirs = cell.double(), masktrack_base_anchors(stride)
-        order = []
-        for box in ours:
-            same = torch.nonzero(torch.isclose(theirs, box, atol=1e-3).all(dim=1)).flatten().tolist()
-            if len(ours) != len(theirs) or len(same) != 1:
-                raise ConversionError(
-                    f"{source}: MODEL.ANCHOR_GENERATOR (SIZES {list(cfg.MODEL.ANCHOR_GENERATOR.SIZES)}, ASPECT_RATIOS "
-                    f"{list(cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS)}) does not give mmtrack's anchors "
-                    "(size 8 x stride on strides 4..64, i.e. 32..512, ratios h/w 0.5, 1, 2)"
-                )
-            order += same
-        orders.append(order)
-    if any(order != orders[0] for order in orders):
-        raise ConversionError(f"{source}: the anchors are listed in different orders on different levels: {orders}")
-    return orders[0]
-
-
-def _source_classes(extra: dict) -> Optional[List[str]]:
-    meta = extra.get("meta") or {}
-    classes = meta.get("CLASSES") if isinstance(meta, dict) else None
-    return list(classes) if classes else None
-
-
 def convert_masktrack_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", strict: bool = True):
     """
     An mmtrack MaskTrack R-CNN checkpoint (as loaded by ``torch.load``: the tensors under
@@ -221,7 +162,7 @@ def convert_masktrack_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", 
     differences = config_differences(cfg, masktrack_config(), "mmtrack")
     if model.backbone.size_divisibility != 32:
         differences.append(f"images are padded to {model.backbone.size_divisibility}, mmtrack pads to 32")
-    check_config(differences, report, strict, "mmtrack's MaskTrack R-CNN")
+    enforce_config_match(differences, report, strict, "mmtrack's MaskTrack R-CNN")
     if not differences:
         report.notes.append("config: mmtrack's preprocessing, box coding and test settings (masktrack_config)")
 
@@ -232,69 +173,42 @@ def convert_masktrack_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", 
         shapes.update({TRACK_HEAD_PREFIX + k: v.shape for k, v in head.state_dict().items()})
         report.notes.append(f"track head from MODEL.ROI_TRACK_HEAD, under {TRACK_HEAD_PREFIX!r}")
 
-    anchors = masktrack_anchor_order(cfg, model, source)
-    rpn_note = "anchors reordered to the config's order" if anchors != sorted(anchors) else ""
-    names = _source_classes(extra)
-    classes = class_order(names, cfg, report, strict) if names else None
-    if names is None:
-        report.notes.append("class order kept: the checkpoint names no classes (meta['CLASSES'])")
-    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
-    cls_note, reg_note = ("classes reordered, background kept last", "classes reordered") if classes else ("", "")
-    classes = classes or list(range(num_classes))
-
-    p, rpn, roi = _PREFIX, "proposal_generator.rpn_head.", "roi_heads."
-    rules = resnet_rules(p + r"backbone\.") + [
-        Rule(
-            rf"{p}neck\.lateral_convs\.([0-3])\.conv\.(weight|bias)",
-            lambda m: f"backbone.fpn_lateral{int(m[1]) + 2}.{m[2]}",
-        ),
-        Rule(
-            rf"{p}neck\.fpn_convs\.([0-3])\.conv\.(weight|bias)",
-            lambda m: f"backbone.fpn_output{int(m[1]) + 2}.{m[2]}",
-        ),
-        Rule(rf"{p}rpn_head\.rpn_conv\.(weight|bias)", lambda m: f"{rpn}conv.{m[1]}"),
-        Rule(
-            rf"{p}rpn_head\.rpn_cls\.(weight|bias)",
-            lambda m: f"{rpn}objectness_logits.{m[1]}",
-            rpn_note,
-            reorder_outputs(anchors, 1, "rpn_head.rpn_cls (one sigmoid logit per anchor)", source),
-        ),
-        Rule(
-            rf"{p}rpn_head\.rpn_reg\.(weight|bias)",
-            lambda m: f"{rpn}anchor_deltas.{m[1]}",
-            rpn_note,
-            reorder_outputs(anchors, 4, "rpn_head.rpn_reg (4 deltas per anchor)", source),
-        ),
-        Rule(
-            rf"{p}roi_head\.bbox_head\.shared_fcs\.(\d+)\.(weight|bias)",
-            lambda m: f"{roi}box_head.fc{int(m[1]) + 1}.{m[2]}",
-        ),
-        Rule(
-            rf"{p}roi_head\.bbox_head\.fc_cls\.(weight|bias)",
-            lambda m: f"{roi}box_predictor.cls_score.{m[1]}",
-            cls_note,
-            reorder_outputs(classes, 1, "roi_head.bbox_head.fc_cls (classes + background)", source, keep_last=True),
-        ),
-        Rule(
-            rf"{p}roi_head\.bbox_head\.fc_reg\.(weight|bias)",
-            lambda m: f"{roi}box_predictor.bbox_pred.{m[1]}",
-            reg_note,
-            reorder_outputs(classes, 4, "roi_head.bbox_head.fc_reg (4 deltas per class)", source),
-        ),
-        Rule(
-            rf"{p}roi_head\.mask_head\.convs\.(\d+)\.conv\.(weight|bias)",
-            lambda m: f"{roi}mask_head.mask_fcn{int(m[1]) + 1}.{m[2]}",
-        ),
-        Rule(rf"{p}roi_head\.mask_head\.upsample\.(weight|bias)", lambda m: f"{roi}mask_head.deconv.{m[1]}"),
-        Rule(
-            rf"{p}roi_head\.mask_head\.conv_logits\.(weight|bias)",
-            lambda m: f"{roi}mask_head.predictor.{m[1]}",
-            reg_note,
-            reorder_outputs(classes, 1, "roi_head.mask_head.conv_logits (one mask per class)", source),
-        ),
-        Rule(
-            r"track_head\.embed_head\.fcs\.(\d+)\.(weight|bias)",
-            lambda m: f"{TRACK_HEAD_PREFIX}fc{int(m[1]) + 1}.{m[2]}",
-        ),
-    ]
+    anchors = MASKTRACK_ANCHORS.order(cfg, model, source)
+    classes = mmdet_class_order(extra, cfg, report, strict)
+    p, mask = MMDET_PREFIX, "roi_heads.mask_head."
+    rules = (
+        resnet_rules(p + r"backbone\.")
+        + [
+            Rule(
+                rf"{p}neck\.lateral_convs\.([0-3])\.conv\.(weight|bias)",
+                lambda m: f"backbone.fpn_lateral{int(m[1]) + 2}.{m[2]}",
+            ),
+            Rule(
+                rf"{p}neck\.fpn_convs\.([0-3])\.conv\.(weight|bias)",
+                lambda m: f"backbone.fpn_output{int(m[1]) + 2}.{m[2]}",
+            ),
+        ]
+        + mmdet_rpn_rules(anchors, source)
+        + mmdet_box_head_rules(classes, source)
+        + [
+            Rule(
+                rf"{p}roi_head\.mask_head\.convs\.(\d+)\.conv\.(weight|bias)",
+                lambda m: f"{mask}mask_fcn{int(m[1]) + 1}.{m[2]}",
+            ),
+            Rule(rf"{p}roi_head\.mask_head\.upsample\.(weight|bias)", lambda m: f"{mask}deconv.{m[1]}"),
+            reorder_rule(
+                rf"{p}roi_head\.mask_head\.conv_logits\.(weight|bias)",
+                lambda m: f"{mask}predictor.{m[1]}",
+                classes,
+                1,
+                "roi_head.mask_head.conv_logits (one mask per class)",
+                "classes reordered",
+                source,
+            ),
+            Rule(
+                r"track_head\.embed_head\.fcs\.(\d+)\.(weight|bias)",
+                lambda m: f"{TRACK_HEAD_PREFIX}fc{int(m[1]) + 1}.{m[2]}",
+            ),
+        ]
+    )
     return apply_rules(state_dict, rules, shapes, report, strict), report

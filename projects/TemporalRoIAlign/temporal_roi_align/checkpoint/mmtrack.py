@@ -13,23 +13,24 @@ models, plus FGFA's and DFF's FlowNetSimple (``motion.``) and FGFA's EmbedAggreg
 difference handled.
 """
 
-import math
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
-from detectron2.modeling.anchor_generator import build_anchor_generator
 
 from ..data.datasets import VID_CATEGORIES
 from .common import (
+    MMDET_PREFIX,
     ConversionError,
     ConversionReport,
+    MMDetAnchors,
     Rule,
     apply_rules,
     build_meta_model,
-    check_config,
-    class_order,
     config_differences,
-    reorder_outputs,
+    enforce_config_match,
+    mmdet_box_head_rules,
+    mmdet_class_order,
+    mmdet_rpn_rules,
     state_dict_of,
 )
 from .flow_rules import fgfa_aggregator_rules, flownet_rules
@@ -40,34 +41,21 @@ __all__ = [
     "MMTRACK_VID_CLASSES",
     "mmtrack_base_anchors",
     "mmtrack_config",
-    "mmtrack_anchor_order",
     "convert_mmtrack_checkpoint",
 ]
 
-# mmtrack's RPN anchors: AnchorGenerator(strides=[16], scales=[4, 8, 16, 32],
-# ratios=[0.5, 1, 2]), base size = stride, centred on the cell's corner (center offset 0).
-MMTRACK_ANCHOR_STRIDE = 16
-MMTRACK_ANCHOR_SCALES = (4, 8, 16, 32)
-MMTRACK_ANCHOR_RATIOS = (0.5, 1.0, 2.0)
+# The RPN anchors of mmtrack's faster_rcnn_r50_dc5: AnchorGenerator(strides=[16],
+# scales=[4, 8, 16, 32], ratios=[0.5, 1, 2]).
+MMTRACK_VID_ANCHORS = MMDetAnchors(strides=(16,), scales=(4, 8, 16, 32))
 
 # mmtrack's ImageNet VID classes, in the order of its classifier (background comes after).
 MMTRACK_VID_CLASSES = tuple(name for name, _ in VID_CATEGORIES)
 
-_PREFIX = r"(?:detector\.)?"  # the video models hold the detector under "detector."
-_HEAD = "roi_heads.box_head."
-
 
 def mmtrack_base_anchors() -> torch.Tensor:
-    """mmtrack's anchors of one feature cell at (0, 0), ``[A, 4]`` XYXY, in the order of its
-    RPN output channels: ratio-major (all scales of ratio 0.5, then of 1, then of 2), ratio = h/w,
-    w = 16 * scale / sqrt(ratio), h = 16 * scale * sqrt(ratio)."""
-    boxes = []
-    for ratio in MMTRACK_ANCHOR_RATIOS:
-        for scale in MMTRACK_ANCHOR_SCALES:
-            w = MMTRACK_ANCHOR_STRIDE * scale / math.sqrt(ratio)
-            h = MMTRACK_ANCHOR_STRIDE * scale * math.sqrt(ratio)
-            boxes.append([-w / 2, -h / 2, w / 2, h / 2])
-    return torch.tensor(boxes, dtype=torch.float64)
+    """mmtrack's VID anchors of one feature cell at (0, 0), ``[12, 4]`` XYXY, in the order of its
+    RPN output channels (:meth:`MMDetAnchors.cell_anchors`)."""
+    return MMTRACK_VID_ANCHORS.cell_anchors(16)
 
 
 def mmtrack_config(selsa: bool, troi: bool, flow: Optional[str] = None) -> Tuple[Tuple[str, object], ...]:
@@ -157,30 +145,6 @@ def mmtrack_config(selsa: bool, troi: bool, flow: Optional[str] = None) -> Tuple
     return tuple(expected)
 
 
-def mmtrack_anchor_order(cfg, model, source: str = "<checkpoint>") -> List[int]:
-    """
-    For each anchor of the config's RPN, in Detectron2's channel order (size-major: all ratios
-    of the first size, then of the next), the index of the same anchor in mmtrack's order.
-    Raises :class:`ConversionError` unless the two anchor sets are the same boxes on a stride-16 grid.
-    """
-    shapes = model.backbone.output_shape()
-    generator = build_anchor_generator(cfg, [shapes[f] for f in cfg.MODEL.RPN.IN_FEATURES])
-    if list(generator.strides) != [MMTRACK_ANCHOR_STRIDE]:
-        raise ConversionError(f"{source}: the RPN's anchor strides are {generator.strides}, mmtrack's [16]")
-    ours, theirs = next(iter(generator.cell_anchors)).double(), mmtrack_base_anchors()
-    order = []
-    for box in ours:
-        same = torch.nonzero(torch.isclose(theirs, box, atol=1e-3).all(dim=1)).flatten().tolist()
-        if len(ours) != len(theirs) or len(same) != 1:
-            raise ConversionError(
-                f"{source}: MODEL.ANCHOR_GENERATOR (SIZES {list(cfg.MODEL.ANCHOR_GENERATOR.SIZES)}, ASPECT_RATIOS "
-                f"{list(cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS)}) does not give mmtrack's anchors "
-                "(sizes 64, 128, 256, 512, ratios h/w 0.5, 1, 2)"
-            )
-        order += same
-    return order
-
-
 def convert_mmtrack_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", strict: bool = True):
     """
     An mmtrack ImageNet VID checkpoint (as loaded by ``torch.load``: the tensors under
@@ -223,60 +187,29 @@ def convert_mmtrack_checkpoint(checkpoint, cfg, source: str = "<checkpoint>", st
         differences.append("MODEL.SELSA.NUM_MODULES is not ROI_BOX_HEAD.NUM_FC: mmtrack aggregates after every FC")
     if model.backbone.size_divisibility != 16:
         differences.append(f"images are padded to {model.backbone.size_divisibility}, mmtrack pads to 16")
-    check_config(differences, report, strict, f"mmtrack's {kind}")
+    enforce_config_match(differences, report, strict, f"mmtrack's {kind}")
     if not differences:
         report.notes.append("config: mmtrack's preprocessing, box coding and test settings (mmtrack_config)")
 
-    anchors = mmtrack_anchor_order(cfg, model, source)
-    classes = class_order((extra.get("meta") or {}).get("CLASSES") or MMTRACK_VID_CLASSES, cfg, report, strict)
-    rpn_note = "anchors reordered from ratio-major to size-major" if anchors != sorted(anchors) else ""
-    cls_note = reg_note = ""
-    if classes is None:
-        classes = list(range(cfg.MODEL.ROI_HEADS.NUM_CLASSES))
-    else:
-        cls_note, reg_note = "classes reordered, background kept last", "classes reordered"
-    rpn, box = "proposal_generator.rpn_head.", "roi_heads.box_predictor."
-    p = _PREFIX
-    rules = resnet_rules(p + r"backbone\.") + [
-        Rule(rf"{p}neck\.convs\.0\.conv\.(weight|bias)", lambda m: f"backbone.reduce.{m[1]}"),
-        Rule(rf"{p}rpn_head\.rpn_conv\.(weight|bias)", lambda m: f"{rpn}conv.{m[1]}"),
-        Rule(
-            rf"{p}rpn_head\.rpn_cls\.(weight|bias)",
-            lambda m: f"{rpn}objectness_logits.{m[1]}",
-            rpn_note,
-            reorder_outputs(anchors, 1, "rpn_head.rpn_cls (one sigmoid logit per anchor)", source),
-        ),
-        Rule(
-            rf"{p}rpn_head\.rpn_reg\.(weight|bias)",
-            lambda m: f"{rpn}anchor_deltas.{m[1]}",
-            rpn_note,
-            reorder_outputs(anchors, 4, "rpn_head.rpn_reg (4 deltas per anchor)", source),
-        ),
-        Rule(
-            rf"{p}roi_head\.bbox_roi_extractor\.embed_network\.conv\.(weight|bias)",
-            lambda m: f"roi_heads.box_pooler.aggregation.embed.{m[1]}",
-        ),
-        Rule(
-            rf"{p}roi_head\.bbox_head\.shared_fcs\.(\d+)\.(weight|bias)",
-            lambda m: f"{_HEAD}fc{int(m[1]) + 1}.{m[2]}",
-        ),
-        Rule(
-            rf"{p}roi_head\.bbox_head\.aggregator\.(\d+)\.(fc_embed|ref_fc_embed|fc|ref_fc)\.(weight|bias)",
-            lambda m: f"{_HEAD}aggregators.{m[1]}.{m[2]}.{m[3]}",
-        ),
-        Rule(
-            rf"{p}roi_head\.bbox_head\.fc_cls\.(weight|bias)",
-            lambda m: f"{box}cls_score.{m[1]}",
-            cls_note,
-            reorder_outputs(classes, 1, "roi_head.bbox_head.fc_cls (classes + background)", source, keep_last=True),
-        ),
-        Rule(
-            rf"{p}roi_head\.bbox_head\.fc_reg\.(weight|bias)",
-            lambda m: f"{box}bbox_pred.{m[1]}",
-            reg_note,
-            reorder_outputs(classes, 4, "roi_head.bbox_head.fc_reg (4 deltas per class)", source),
-        ),
-    ]
+    anchors = MMTRACK_VID_ANCHORS.order(cfg, model, source)
+    classes = mmdet_class_order(extra, cfg, report, strict, default=MMTRACK_VID_CLASSES)
+    p = MMDET_PREFIX
+    rules = (
+        resnet_rules(p + r"backbone\.")
+        + [Rule(rf"{p}neck\.convs\.0\.conv\.(weight|bias)", lambda m: f"backbone.reduce.{m[1]}")]
+        + mmdet_rpn_rules(anchors, source)
+        + mmdet_box_head_rules(classes, source)
+        + [
+            Rule(
+                rf"{p}roi_head\.bbox_roi_extractor\.embed_network\.conv\.(weight|bias)",
+                lambda m: f"roi_heads.box_pooler.aggregation.embed.{m[1]}",
+            ),
+            Rule(
+                rf"{p}roi_head\.bbox_head\.aggregator\.(\d+)\.(fc_embed|ref_fc_embed|fc|ref_fc)\.(weight|bias)",
+                lambda m: f"roi_heads.box_head.aggregators.{m[1]}.{m[2]}.{m[3]}",
+            ),
+        ]
+    )
     if flow:
         rules += flownet_rules() + fgfa_aggregator_rules()
     shapes = {k: v.shape for k, v in model.state_dict().items()}
@@ -300,5 +233,5 @@ def _convert_flownet_alone(state_dict, cfg, source: str, strict: bool):
         for key, value in mmtrack_config(False, False, "dff")
         if key.startswith("MODEL.FLOW_NET.") and key != "MODEL.FLOW_NET.WARP_CONVENTION"
     ]
-    check_config(config_differences(cfg, expected, "mmtrack"), report, strict, "mmtrack's FlowNetSimple")
+    enforce_config_match(config_differences(cfg, expected, "mmtrack"), report, strict, "mmtrack's FlowNetSimple")
     return apply_rules(state_dict, flownet_rules("", "flow_net."), shapes, report, strict), report

@@ -9,8 +9,8 @@ from .common import (
     Rule,
     apply_rules,
     build_meta_model,
-    check_config,
     config_differences,
+    enforce_config_match,
     state_dict_of,
 )
 
@@ -63,7 +63,8 @@ def convert_torchvision_checkpoint(checkpoint, cfg, source: str = "<checkpoint>"
     """
     state_dict, _ = state_dict_of(checkpoint, source, ("state_dict",))
     report = ConversionReport(source)
-    check_config(config_differences(cfg, TORCHVISION_CONFIG, "torchvision"), report, strict, "torchvision's models")
+    differences = config_differences(cfg, TORCHVISION_CONFIG, "torchvision")
+    enforce_config_match(differences, report, strict, "torchvision's models")
     shapes = OrderedDict((k, v.shape) for k, v in build_meta_model(cfg).state_dict().items() if k.startswith(BOTTOM_UP))
     rules = resnet_rules("") + [Rule(r"fc\.(weight|bias)", None, "ImageNet classifier")]
     return apply_rules(state_dict, rules, shapes, report, strict), report
