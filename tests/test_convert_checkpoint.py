@@ -3,7 +3,8 @@
 Source checkpoints are built here with the toolbox's parameter names and shapes, as its model
 definitions (mmtracking 0.14 / mmdetection 2.x) produce them, and random values. Each converted
 part is checked against a direct computation from the source tensors that follows the toolbox's
-definition of that part (``toolbox_*`` functions below)."""
+definition of that part (``toolbox_*`` functions: below, and those the VID detectors share with
+MaskTrack R-CNN in mmdet_reference.py)."""
 
 import copy
 import importlib.util
@@ -25,7 +26,17 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from detectron2.structures import Boxes, ImageList, Instances
-from torchvision.ops import batched_nms, nms, roi_align
+from mmdet_reference import (
+    ToolboxParams,
+    toolbox_anchors,
+    toolbox_bbox_head,
+    toolbox_decode,
+    toolbox_detections,
+    toolbox_resnet,
+    toolbox_rpn,
+    toolbox_rpn_head,
+)
+from torchvision.ops import roi_align
 
 from temporal_roi_align.checkpoint import (
     MMTRACK_VID_CLASSES,
@@ -57,8 +68,9 @@ MODEL:
   CHANNEL_REDUCTION: {OUT_CHANNELS: 32}
   ROI_BOX_HEAD: {FC_DIM: 64}
 """
-STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
-BN_STATS = ("weight", "bias", "running_mean", "running_var")
+# The test settings of the toolbox's faster_rcnn_r50_dc5: RPN (12 anchors on stride 16) and detections.
+DC5_RPN = dict(strides=(16,), scales=(4, 8, 16, 32), nms_pre=6000, max_per_img=300)
+DC5_DETECTIONS = dict(stds=[0.2] * 4, score_thr=1e-4)
 
 
 # ---- the toolbox's checkpoints and computations, from its model definitions -----------------
@@ -82,159 +94,29 @@ def toolbox_state_dict(
     ChannelMapper neck, RPNHead with 12 sigmoid anchors, ``shared_fcs`` box head), wrapped as in
     its SELSA model (``detector.`` prefix; SelsaBBoxHead ``aggregator`` after every FC; TRoI
     ``embed_network``). Random values; BatchNorm variances positive."""
-    generator = torch.Generator().manual_seed(seed)
-    sd = OrderedDict()
-
-    def param(name, *shape, fan_in=None):
-        if device == "meta":
-            sd[name] = torch.empty(shape, device="meta")
-            return
-        scale = math.sqrt(1.0 / fan_in) if fan_in else 0.1
-        sd[name] = torch.randn(shape, generator=generator) * scale
-
-    def conv(name, cout, cin, k, bias=False, groups=1):
-        param(f"{name}.weight", cout, cin // groups, k, k, fan_in=cin // groups * k * k)
-        if bias:
-            param(f"{name}.bias", cout)
-
-    def bn(name, channels):
-        for stat in BN_STATS:
-            param(f"{name}.{stat}", channels)
-        if device != "meta":
-            sd[f"{name}.weight"] = 0.5 + torch.rand(channels, generator=generator) * 0.5
-            sd[f"{name}.running_var"] = 0.5 + torch.rand(channels, generator=generator)
-        sd[f"{name}.num_batches_tracked"] = torch.tensor(1000, device=device)
-
-    b = "detector.backbone."
-    conv(b + "conv1", base_channels, 3, 7)
-    bn(b + "bn1", base_channels)
-    inplanes = base_channels
-    for i, num_blocks in enumerate(STAGE_BLOCKS[depth]):
-        planes = base_channels * 2**i
-        width = planes if groups == 1 else math.floor(planes * base_width / 64) * groups
-        for j in range(num_blocks):
-            p = f"{b}layer{i + 1}.{j}."
-            conv(p + "conv1", width, inplanes, 1)
-            bn(p + "bn1", width)
-            conv(p + "conv2", width, width, 3, groups=groups)
-            bn(p + "bn2", width)
-            conv(p + "conv3", planes * 4, width, 1)
-            bn(p + "bn3", planes * 4)
-            if j == 0:
-                conv(p + "downsample.0", planes * 4, inplanes, 1)
-                bn(p + "downsample.1", planes * 4)
-            inplanes = planes * 4
+    params = ToolboxParams(device, seed)
     d = "detector."
-    conv(d + "neck.convs.0.conv", neck, inplanes, 3, bias=True)
-    conv(d + "rpn_head.rpn_conv", neck, neck, 3, bias=True)
-    conv(d + "rpn_head.rpn_cls", 12, neck, 1, bias=True)
-    conv(d + "rpn_head.rpn_reg", 48, neck, 1, bias=True)
+    inplanes = params.resnet(d + "backbone.", depth, groups, base_width, base_channels)[-1]
+    params.conv(d + "neck.convs.0.conv", neck, inplanes, 3, bias=True)
+    params.rpn_head(d + "rpn_head.", neck, 12)
     r = d + "roi_head."
     if troi:
-        conv(r + "bbox_roi_extractor.embed_network.conv", neck, neck, 3, bias=True)
+        params.conv(r + "bbox_roi_extractor.embed_network.conv", neck, neck, 3, bias=True)
     for i in range(num_fcs):
-        cin = neck * 49 if i == 0 else fc
-        param(f"{r}bbox_head.shared_fcs.{i}.weight", fc, cin, fan_in=cin)
-        param(f"{r}bbox_head.shared_fcs.{i}.bias", fc)
+        params.linear(f"{r}bbox_head.shared_fcs.{i}", fc, neck * 49 if i == 0 else fc)
         for name in ("fc_embed", "ref_fc_embed", "fc", "ref_fc") if selsa else ():
-            param(f"{r}bbox_head.aggregator.{i}.{name}.weight", fc, fc, fan_in=fc)
-            param(f"{r}bbox_head.aggregator.{i}.{name}.bias", fc)
-    param(r + "bbox_head.fc_cls.weight", num_classes + 1, fc, fan_in=fc)
-    param(r + "bbox_head.fc_cls.bias", num_classes + 1)
-    param(r + "bbox_head.fc_reg.weight", 4 * num_classes, fc, fan_in=fc)
-    param(r + "bbox_head.fc_reg.bias", 4 * num_classes)
-    return sd
+            params.linear(f"{r}bbox_head.aggregator.{i}.{name}", fc, fc)
+    params.linear(r + "bbox_head.fc_cls", num_classes + 1, fc)
+    params.linear(r + "bbox_head.fc_reg", 4 * num_classes, fc)
+    return params.state_dict
 
 
-def toolbox_backbone(sd, x, depth=50, prefix="detector.backbone."):
-    """ResNet, "pytorch" style (stride on the 3x3 conv), strides (1, 2, 2, 1), dilations
-    (1, 1, 1, 2), BatchNorm in eval mode; returns the last stage."""
-
-    def bn(t, name):
-        return F.batch_norm(
-            t,
-            sd[f"{name}.running_mean"],
-            sd[f"{name}.running_var"],
-            sd[f"{name}.weight"],
-            sd[f"{name}.bias"],
-            False,
-            0.0,
-            1e-5,
-        )
-
-    x = F.relu(bn(F.conv2d(x, sd[prefix + "conv1.weight"], stride=2, padding=3), prefix + "bn1"))
-    x = F.max_pool2d(x, 3, 2, 1)
-    for i, num_blocks in enumerate(STAGE_BLOCKS[depth]):
-        stride, dilation = (1, 2, 2, 1)[i], (1, 1, 1, 2)[i]
-        for j in range(num_blocks):
-            p = f"{prefix}layer{i + 1}.{j}."
-            s = stride if j == 0 else 1
-            out = F.relu(bn(F.conv2d(x, sd[p + "conv1.weight"]), p + "bn1"))
-            w2 = sd[p + "conv2.weight"]
-            out = F.relu(
-                bn(
-                    F.conv2d(
-                        out, w2, stride=s, padding=dilation, dilation=dilation, groups=out.shape[1] // w2.shape[1]
-                    ),
-                    p + "bn2",
-                )
-            )
-            out = bn(F.conv2d(out, sd[p + "conv3.weight"]), p + "bn3")
-            if j == 0:
-                x = bn(F.conv2d(x, sd[p + "downsample.0.weight"], stride=s), p + "downsample.1")
-            x = F.relu(out + x)
-    return x
-
-
-def toolbox_neck(sd, x):
+def toolbox_dc5_features(sd, x):
+    """The detector's extract_feat: ResNet-DC5 (strides (1, 2, 2, 1), dilations (1, 1, 1, 2)),
+    then the ChannelMapper neck (3x3 conv + ReLU)."""
+    c5 = toolbox_resnet(sd, x, strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2))[-1]
     p = "detector.neck.convs.0.conv."
-    return F.relu(F.conv2d(x, sd[p + "weight"], sd[p + "bias"], padding=1))
-
-
-def toolbox_anchors(height, width):
-    """AnchorGenerator(strides=[16], ratios=[0.5, 1, 2], scales=[4, 8, 16, 32]): base size 16,
-    center offset 0, scale_major (ratio-major channels), cells row-major: [H*W*12, 4]."""
-    ratios, scales = torch.tensor([0.5, 1.0, 2.0]), torch.tensor([4.0, 8.0, 16.0, 32.0])
-    h_ratios = torch.sqrt(ratios)
-    ws = (16 * (1 / h_ratios)[:, None] * scales[None, :]).reshape(-1)
-    hs = (16 * h_ratios[:, None] * scales[None, :]).reshape(-1)
-    base = torch.stack([-0.5 * ws, -0.5 * hs, 0.5 * ws, 0.5 * hs], dim=-1)
-    ys, xs = torch.meshgrid(torch.arange(height) * 16.0, torch.arange(width) * 16.0, indexing="ij")
-    shifts = torch.stack([xs.reshape(-1), ys.reshape(-1)] * 2, dim=1)
-    return (shifts[:, None, :] + base[None]).reshape(-1, 4)
-
-
-def toolbox_decode(rois, deltas, stds, max_shape=None):
-    """DeltaXYWHBBoxCoder.decode (means 0): per-class deltas [N, 4k], dw/dh clamped to
-    +-log(1000/16), boxes clipped to ``max_shape`` (h, w)."""
-    n, k = deltas.shape[0], deltas.shape[1] // 4
-    deltas = deltas.reshape(n, k, 4) * torch.tensor(stds, dtype=deltas.dtype)
-    rois = rois[:, None, :]
-    centers, sizes = (rois[..., :2] + rois[..., 2:]) * 0.5, rois[..., 2:] - rois[..., :2]
-    limit = abs(math.log(16 / 1000))
-    xy = centers + sizes * deltas[..., :2]
-    wh = sizes * deltas[..., 2:].clamp(min=-limit, max=limit).exp()
-    boxes = torch.cat([xy - wh * 0.5, xy + wh * 0.5], dim=-1)
-    if max_shape is not None:
-        boxes[..., 0::2] = boxes[..., 0::2].clamp(0, max_shape[1])
-        boxes[..., 1::2] = boxes[..., 1::2].clamp(0, max_shape[0])
-    return boxes.reshape(n, 4 * k)
-
-
-def toolbox_rpn(sd, feature, image_shape):
-    """RPNHead.simple_test_rpn with the toolbox's test_cfg: scores = sigmoid (one logit per anchor),
-    top 6000, decode with stds 1, clip, drop empty boxes, NMS 0.7, keep 300."""
-    p = "detector.rpn_head."
-    hidden = F.relu(F.conv2d(feature, sd[p + "rpn_conv.weight"], sd[p + "rpn_conv.bias"], padding=1))
-    logits = F.conv2d(hidden, sd[p + "rpn_cls.weight"], sd[p + "rpn_cls.bias"])[0].permute(1, 2, 0).reshape(-1)
-    deltas = F.conv2d(hidden, sd[p + "rpn_reg.weight"], sd[p + "rpn_reg.bias"])[0].permute(1, 2, 0).reshape(-1, 4)
-    anchors = toolbox_anchors(*feature.shape[2:]).to(feature.dtype)
-    scores, order = logits.sigmoid().sort(descending=True)
-    order, scores = order[:6000], scores[:6000]
-    boxes = toolbox_decode(anchors[order], deltas[order], [1.0] * 4, image_shape)
-    valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    boxes, scores = boxes[valid], scores[valid]
-    return boxes[nms(boxes, scores, 0.7)[:300]], logits, deltas, anchors
+    return F.relu(F.conv2d(c5, sd[p + "weight"], sd[p + "bias"], padding=1))
 
 
 def toolbox_temporal_roi_align(sd, target_map, ref_maps, rois, k=2, num_blocks=4):
@@ -264,7 +146,7 @@ def toolbox_temporal_roi_align(sd, target_map, ref_maps, rois, k=2, num_blocks=4
     return (frames * attention).sum(dim=0)
 
 
-def toolbox_selsa_head(sd, x, ref, num_fcs, selsa=True, groups=16):
+def toolbox_selsa_head(sd, x, ref, num_fcs, groups=16):
     """SelsaBBoxHead.forward (x + SelsaAggregator(x, ref) after every shared FC, ReLU on both)."""
     p = "detector.roi_head.bbox_head."
 
@@ -274,27 +156,15 @@ def toolbox_selsa_head(sd, x, ref, num_fcs, selsa=True, groups=16):
     x, ref = x.flatten(1), ref.flatten(1)
     for i in range(num_fcs):
         x, ref = linear(x, f"shared_fcs.{i}"), linear(ref, f"shared_fcs.{i}")
-        if selsa:
-            a = f"aggregator.{i}."
-            n, c = x.shape
-            q = linear(x, a + "fc_embed").view(n, groups, -1).permute(1, 0, 2)
-            k = linear(ref, a + "ref_fc_embed").view(len(ref), groups, -1).permute(1, 2, 0)
-            v = linear(ref, a + "ref_fc").view(len(ref), groups, -1).permute(1, 0, 2)
-            weights = (torch.bmm(q, k) / math.sqrt(c // groups)).softmax(dim=2)
-            x = x + linear(torch.bmm(weights, v).permute(1, 0, 2).reshape(n, c), a + "fc")
+        a = f"aggregator.{i}."
+        n, c = x.shape
+        q = linear(x, a + "fc_embed").view(n, groups, -1).permute(1, 0, 2)
+        k = linear(ref, a + "ref_fc_embed").view(len(ref), groups, -1).permute(1, 2, 0)
+        v = linear(ref, a + "ref_fc").view(len(ref), groups, -1).permute(1, 0, 2)
+        weights = (torch.bmm(q, k) / math.sqrt(c // groups)).softmax(dim=2)
+        x = x + linear(torch.bmm(weights, v).permute(1, 0, 2).reshape(n, c), a + "fc")
         x, ref = F.relu(x), F.relu(ref)
     return linear(x, "fc_cls"), linear(x, "fc_reg")
-
-
-def toolbox_detections(proposals, cls_score, bbox_pred, image_shape):
-    """BBoxHead.get_bboxes + multiclass_nms with the toolbox's test_cfg (score > 1e-4, NMS 0.5 per
-    class, 100 per image); background is the last class."""
-    scores = cls_score.softmax(dim=1)[:, :-1]
-    boxes = toolbox_decode(proposals, bbox_pred, [0.2] * 4, image_shape).view(len(proposals), -1, 4)
-    keep = scores > 1e-4
-    boxes, scores, labels = boxes[keep], scores[keep], keep.nonzero()[:, 1]
-    kept = batched_nms(boxes, scores, labels, 0.5)[:100]
-    return boxes[kept], scores[kept], labels[kept]
 
 
 # ---- fixtures ----------------------------------------------------------------------------------
@@ -321,6 +191,15 @@ def toy():
     )
 
 
+def assert_same_detections(found, expected):
+    """A converted model's detections on a whole image are the toolbox's ``(boxes, scores, labels)``."""
+    boxes, scores, labels = expected
+    assert len(found) == len(boxes) > 10
+    torch.testing.assert_close(found.pred_boxes.tensor, boxes, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(found.scores, scores, rtol=1e-4, atol=1e-6)
+    assert found.pred_classes.tolist() == labels.tolist()
+
+
 def random_boxes(n, height, width, generator):
     """Boxes inside a height x width image, float32 values (Boxes holds float32) in float64."""
     corner = torch.rand(n, 2, generator=generator, dtype=torch.float64) * torch.tensor([width - 20.0, height - 20.0])
@@ -336,7 +215,7 @@ def test_backbone_and_neck_compute_the_toolbox_function(toy):
     x = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     with torch.no_grad():
         ours = model.backbone(x)["res5_reduced"]
-        theirs = toolbox_neck(source, toolbox_backbone(source, x))
+        theirs = toolbox_dc5_features(source, x)
     assert ours.shape == (1, 32, 6, 8)
     torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-9)
 
@@ -349,7 +228,9 @@ def test_rpn_anchors_scores_deltas_and_proposals_match_the_toolbox(toy):
     with torch.no_grad():
         logits, deltas = rpn.rpn_head([feature])
         anchors = rpn.anchor_generator([feature])[0].tensor
-        expected, their_logits, their_deltas, their_anchors = toolbox_rpn(source, feature, image_shape)
+        their_logits, their_deltas = toolbox_rpn_head(source, feature)
+        their_anchors = toolbox_anchors(height, width, 16, DC5_RPN["scales"])
+        expected = toolbox_rpn(source, [feature], image_shape, **DC5_RPN)
         images = ImageList(torch.zeros(1, 3, height * 16, width * 16), [image_shape])
         proposals, _ = rpn(images, {"res5_reduced": feature})
 
@@ -398,7 +279,7 @@ def test_selsa_box_head_and_detections_match_the_toolbox(toy):
     decoded = heads.box_predictor.predict_boxes(predictions, [proposals])[0]
     torch.testing.assert_close(decoded, toolbox_decode(boxes, bbox_pred, [0.2] * 4))
     found = heads.box_predictor.inference(predictions, [proposals])[0][0]
-    boxes, scores, labels = toolbox_detections(boxes, cls_score, bbox_pred, image_shape)
+    boxes, scores, labels = toolbox_detections(boxes, cls_score, bbox_pred, image_shape, **DC5_DETECTIONS)
     assert len(found) == len(boxes) > 0
     torch.testing.assert_close(found.pred_boxes.tensor, boxes)
     torch.testing.assert_close(found.scores, scores)
@@ -407,7 +288,7 @@ def test_selsa_box_head_and_detections_match_the_toolbox(toy):
 
 def test_video_model_gives_the_toolbox_detections(toy):
     """The whole converted model on a target frame and its supports (the target among them, as
-    the toolbox tests) against the toolbox's test path composed from the functions above."""
+    the toolbox tests) against the toolbox's test path composed from the ``toolbox_*`` functions."""
     source, model = toy.source, toy.model
     generator = torch.Generator().manual_seed(7)
     height, width = 100, 140  # padded to 112 x 144
@@ -418,20 +299,15 @@ def test_video_model_gives_the_toolbox_detections(toy):
         found = model([{**target, "supports": supports}])[0]["instances"]
 
         mean, std = model.pixel_mean, model.pixel_std
-        maps = [
-            toolbox_neck(source, toolbox_backbone(source, F.pad((f - mean) / std, (0, 4, 0, 12))[None])) for f in frames
-        ]
+        maps = [toolbox_dc5_features(source, F.pad((f - mean) / std, (0, 4, 0, 12))[None]) for f in frames]
         refs = maps[1:] + maps[:1]  # the supports, then the target itself
-        proposals = [toolbox_rpn(source, m, (height, width))[0] for m in [maps[0]] + refs]
+        proposals = [toolbox_rpn(source, [m], (height, width), **DC5_RPN) for m in [maps[0]] + refs]
         rois, ref_rois = proposals[0], proposals[1:]
         roi_feats = toolbox_temporal_roi_align(source, maps[0], refs, rois)
         ref_feats = roi_align(torch.cat(refs), ref_rois, 7, 1 / 16, 2, aligned=True)
         cls_score, bbox_pred = toolbox_selsa_head(source, roi_feats, ref_feats, num_fcs=3)
-        boxes, scores, labels = toolbox_detections(rois, cls_score, bbox_pred, (height, width))
-    assert len(found) == len(boxes) > 10
-    torch.testing.assert_close(found.pred_boxes.tensor, boxes, rtol=1e-4, atol=1e-3)
-    torch.testing.assert_close(found.scores, scores, rtol=1e-4, atol=1e-6)
-    assert found.pred_classes.tolist() == labels.tolist()
+        boxes, scores, labels = toolbox_detections(rois, cls_score, bbox_pred, (height, width), **DC5_DETECTIONS)
+    assert_same_detections(found, (boxes, scores, labels))
 
 
 def test_single_frame_checkpoint_converts_and_computes_the_toolbox_head():
@@ -446,7 +322,7 @@ def test_single_frame_checkpoint_converts_and_computes_the_toolbox_head():
     with torch.no_grad():
         predictions = model.roi_heads.box_predictor(model.roi_heads.box_head(x))
     prefixed = {f"detector.{k}": v for k, v in source.items()}
-    cls_score, bbox_pred = toolbox_selsa_head(prefixed, x, x[:0], num_fcs=2, selsa=False)
+    cls_score, bbox_pred = toolbox_bbox_head(prefixed, x, num_fcs=2)
     torch.testing.assert_close(predictions[0], cls_score)
     torch.testing.assert_close(predictions[1], bbox_pred)
 

@@ -5,8 +5,9 @@ Source checkpoints have mmtrack's names and shapes (its faster_rcnn_r50_dc5 dete
 ``detector.``, FlowNetSimple under ``motion.``, FGFA's EmbedAggregator under ``aggregator.``) and
 random values; the numeric tests use a toy-sized detector (test_convert_checkpoint.TOY) with the
 full FlowNetS. The converted models are compared with mmtrack's test-time computation composed
-from the source tensors (the ``toolbox_*`` functions of test_convert_checkpoint.py,
-test_flow_rules.py and test_flow_warp.py, written from mmtrack's definitions)."""
+from the source tensors (the ``toolbox_*`` functions of mmdet_reference.py,
+test_convert_checkpoint.py, test_flow_rules.py and test_flow_warp.py, written from mmtrack's
+definitions)."""
 
 import importlib.util
 import os
@@ -16,17 +17,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.modeling import build_model
+from mmdet_reference import toolbox_bbox_head, toolbox_detections, toolbox_rpn
 from test_convert_checkpoint import (
     CONVERTED,
+    DC5_DETECTIONS,
+    DC5_RPN,
     ROOT,
     TOY,
     TOY_OPTS,
     TOY_YAML,
-    toolbox_backbone,
-    toolbox_detections,
-    toolbox_neck,
-    toolbox_rpn,
-    toolbox_selsa_head,
+    assert_same_detections,
+    toolbox_dc5_features,
 )
 from test_convert_checkpoint import toolbox_state_dict as toolbox_detector_state_dict
 from test_flow_rules import TOOLBOX_FLOWNET, toolbox_embed_aggregator, toolbox_flownet
@@ -96,23 +97,15 @@ def toolbox_images(model, frame_dicts):
 
 def toolbox_features(source, images):
     """mmtrack's detector.extract_feat (backbone and neck) of each image."""
-    return torch.cat([toolbox_neck(source, toolbox_backbone(source, image[None])) for image in images])
+    return torch.cat([toolbox_dc5_features(source, image[None]) for image in images])
 
 
 def toolbox_detect(source, x):
     """mmtrack's RPN and box head on the features ``x`` of one image (``simple_test``)."""
-    proposals = toolbox_rpn(source, x, (HEIGHT, WIDTH))[0]
+    proposals = toolbox_rpn(source, [x], (HEIGHT, WIDTH), **DC5_RPN)
     roi_feats = roi_align(x, [proposals], 7, 1 / 16, 2, aligned=True)
-    cls_score, bbox_pred = toolbox_selsa_head(source, roi_feats, roi_feats[:0], num_fcs=2, selsa=False)
-    return toolbox_detections(proposals, cls_score, bbox_pred, (HEIGHT, WIDTH))
-
-
-def assert_same_detections(found, expected):
-    boxes, scores, labels = expected
-    assert len(found) == len(boxes) > 10
-    torch.testing.assert_close(found.pred_boxes.tensor, boxes, rtol=1e-4, atol=1e-3)
-    torch.testing.assert_close(found.scores, scores, rtol=1e-4, atol=1e-6)
-    assert found.pred_classes.tolist() == labels.tolist()
+    cls_score, bbox_pred = toolbox_bbox_head(source, roi_feats, num_fcs=2)
+    return toolbox_detections(proposals, cls_score, bbox_pred, (HEIGHT, WIDTH), **DC5_DETECTIONS)
 
 
 def test_fgfa_gives_mmtracks_flows_warped_features_weights_and_detections():

@@ -8,12 +8,11 @@ literals below), and random values. The published architectures are converted on
 device (names and shapes). Numeric checks use a narrow R-50 (same depth and names, fewer
 channels: the conversion maps names and checks shapes, whatever the widths) and compare each
 converted part, and the whole detector, with a direct computation from the source tensors that
-follows the toolbox's definitions (``toolbox_*`` functions below)."""
+follows the toolbox's definitions (``toolbox_*`` functions: below, and those MaskTrack R-CNN
+shares with the VID detectors in mmdet_reference.py)."""
 
 import importlib.util
-import math
 import os
-from collections import OrderedDict
 from types import SimpleNamespace
 
 import pytest
@@ -25,7 +24,16 @@ from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, ImageList
-from torchvision.ops import batched_nms, box_iou, roi_align
+from mmdet_reference import (
+    ToolboxParams,
+    toolbox_anchors,
+    toolbox_bbox_head,
+    toolbox_detections,
+    toolbox_resnet,
+    toolbox_rpn,
+    toolbox_rpn_head,
+)
+from torchvision.ops import box_iou, roi_align
 
 from temporal_roi_align import add_video_config
 from temporal_roi_align.checkpoint import (
@@ -40,9 +48,6 @@ from temporal_roi_align.model_zoo import get_config_file
 from temporal_roi_align.modeling import MaskTrackRCNN
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
-BN_STATS = ("weight", "bias", "running_mean", "running_var")
 CONVERTED = {
     (depth, year): f"YouTubeVIS/converted/masktrack_{depth}_FPN_ytvis{year}.yaml"
     for depth in ("R_50", "R_101", "X_101")
@@ -145,109 +150,28 @@ def toolbox_state_dict(
     """The state dict of the toolbox's MaskTrackRCNN: ``detector.`` = MaskRCNN (ResNet / ResNeXt
     ``backbone``, FPN ``neck``, RPNHead, Shared2FCBBoxHead, FCNMaskHead), ``track_head.`` =
     RoITrackHead's RoIEmbedHead. Random values; BatchNorm variances positive."""
-    generator = torch.Generator().manual_seed(seed)
-    sd = OrderedDict()
-
-    def param(name, *shape, fan_in=None):
-        if device == "meta":
-            sd[name] = torch.empty(shape, device="meta")
-            return
-        scale = math.sqrt(1.0 / fan_in) if fan_in else 0.1
-        sd[name] = torch.randn(shape, generator=generator) * scale
-
-    def conv(name, cout, cin, k, bias=False, groups=1):
-        param(f"{name}.weight", cout, cin // groups, k, k, fan_in=cin // groups * k * k)
-        if bias:
-            param(f"{name}.bias", cout)
-
-    def linear(name, cout, cin):
-        param(f"{name}.weight", cout, cin, fan_in=cin)
-        param(f"{name}.bias", cout)
-
-    def bn(name, channels):
-        for stat in BN_STATS:
-            param(f"{name}.{stat}", channels)
-        if device != "meta":
-            sd[f"{name}.weight"] = 0.5 + torch.rand(channels, generator=generator) * 0.5
-            sd[f"{name}.running_var"] = 0.5 + torch.rand(channels, generator=generator)
-        sd[f"{name}.num_batches_tracked"] = torch.tensor(1000, device=device)
-
-    b = "detector.backbone."
-    conv(b + "conv1", base_channels, 3, 7)
-    bn(b + "bn1", base_channels)
-    inplanes, stage_channels = base_channels, []
-    for i, num_blocks in enumerate(STAGE_BLOCKS[depth]):
-        planes = base_channels * 2**i
-        width = planes if groups == 1 else math.floor(planes * base_width / 64) * groups
-        for j in range(num_blocks):
-            p = f"{b}layer{i + 1}.{j}."
-            conv(p + "conv1", width, inplanes, 1)
-            bn(p + "bn1", width)
-            conv(p + "conv2", width, width, 3, groups=groups)
-            bn(p + "bn2", width)
-            conv(p + "conv3", planes * 4, width, 1)
-            bn(p + "bn3", planes * 4)
-            if j == 0:
-                conv(p + "downsample.0", planes * 4, inplanes, 1)
-                bn(p + "downsample.1", planes * 4)
-            inplanes = planes * 4
-        stage_channels.append(inplanes)
+    params = ToolboxParams(device, seed)
     d = "detector."
+    stage_channels = params.resnet(d + "backbone.", depth, groups, base_width, base_channels)
     for i, channels in enumerate(stage_channels):
-        conv(f"{d}neck.lateral_convs.{i}.conv", neck, channels, 1, bias=True)
+        params.conv(f"{d}neck.lateral_convs.{i}.conv", neck, channels, 1, bias=True)
     for i in range(4):
-        conv(f"{d}neck.fpn_convs.{i}.conv", neck, neck, 3, bias=True)
-    conv(d + "rpn_head.rpn_conv", neck, neck, 3, bias=True)
-    conv(d + "rpn_head.rpn_cls", 3, neck, 1, bias=True)
-    conv(d + "rpn_head.rpn_reg", 12, neck, 1, bias=True)
+        params.conv(f"{d}neck.fpn_convs.{i}.conv", neck, neck, 3, bias=True)
+    params.rpn_head(d + "rpn_head.", neck, 3)
     h = d + "roi_head.bbox_head."
-    linear(h + "fc_cls", num_classes + 1, fc)
-    linear(h + "fc_reg", 4 * num_classes, fc)
-    linear(h + "shared_fcs.0", fc, neck * 49)
-    linear(h + "shared_fcs.1", fc, fc)
+    params.linear(h + "fc_cls", num_classes + 1, fc)
+    params.linear(h + "fc_reg", 4 * num_classes, fc)
+    params.linear(h + "shared_fcs.0", fc, neck * 49)
+    params.linear(h + "shared_fcs.1", fc, fc)
     m = d + "roi_head.mask_head."
     for i in range(4):
-        conv(f"{m}convs.{i}.conv", mask_dim, neck if i == 0 else mask_dim, 3, bias=True)
-    param(m + "upsample.weight", mask_dim, mask_dim, 2, 2, fan_in=mask_dim)  # ConvTranspose2d: [in, out, k, k]
-    param(m + "upsample.bias", mask_dim)
-    conv(m + "conv_logits", num_classes, mask_dim, 1, bias=True)
-    linear("track_head.embed_head.fcs.0", fc, neck * 49)
-    linear("track_head.embed_head.fcs.1", fc, fc)
-    return sd
-
-
-def toolbox_resnet(sd, x, depth=50, prefix="detector.backbone."):
-    """ResNet, "pytorch" style (stride on the 3x3 conv), strides (1, 2, 2, 2), no dilation,
-    BatchNorm in eval mode: the outputs of the 4 stages (C2..C5)."""
-
-    def bn(t, name):
-        return F.batch_norm(
-            t,
-            sd[f"{name}.running_mean"],
-            sd[f"{name}.running_var"],
-            sd[f"{name}.weight"],
-            sd[f"{name}.bias"],
-            False,
-            0.0,
-            1e-5,
-        )
-
-    x = F.relu(bn(F.conv2d(x, sd[prefix + "conv1.weight"], stride=2, padding=3), prefix + "bn1"))
-    x = F.max_pool2d(x, 3, 2, 1)
-    outs = []
-    for i, num_blocks in enumerate(STAGE_BLOCKS[depth]):
-        for j in range(num_blocks):
-            p = f"{prefix}layer{i + 1}.{j}."
-            s = (1, 2, 2, 2)[i] if j == 0 else 1
-            out = F.relu(bn(F.conv2d(x, sd[p + "conv1.weight"]), p + "bn1"))
-            w2 = sd[p + "conv2.weight"]
-            out = F.relu(bn(F.conv2d(out, w2, stride=s, padding=1, groups=out.shape[1] // w2.shape[1]), p + "bn2"))
-            out = bn(F.conv2d(out, sd[p + "conv3.weight"]), p + "bn3")
-            if j == 0:
-                x = bn(F.conv2d(x, sd[p + "downsample.0.weight"], stride=s), p + "downsample.1")
-            x = F.relu(out + x)
-        outs.append(x)
-    return outs
+        params.conv(f"{m}convs.{i}.conv", mask_dim, neck if i == 0 else mask_dim, 3, bias=True)
+    params.param(m + "upsample.weight", mask_dim, mask_dim, 2, 2, fan_in=mask_dim)  # ConvTranspose2d: [in, out, k, k]
+    params.param(m + "upsample.bias", mask_dim)
+    params.conv(m + "conv_logits", num_classes, mask_dim, 1, bias=True)
+    params.linear("track_head.embed_head.fcs.0", fc, neck * 49)
+    params.linear("track_head.embed_head.fcs.1", fc, fc)
+    return params.state_dict
 
 
 def toolbox_fpn(sd, stages):
@@ -268,64 +192,9 @@ def toolbox_fpn(sd, stages):
 
 
 STRIDES = (4, 8, 16, 32, 64)
-
-
-def toolbox_anchors(height, width, stride):
-    """AnchorGenerator(scales=[8], ratios=[0.5, 1, 2]) at one level: base size = stride,
-    center offset 0, cells row-major, 3 anchors per cell (ratio order): [H*W*3, 4]."""
-    h_ratios = torch.sqrt(torch.tensor([0.5, 1.0, 2.0]))
-    ws, hs = stride * 8.0 / h_ratios, stride * 8.0 * h_ratios
-    base = torch.stack([-0.5 * ws, -0.5 * hs, 0.5 * ws, 0.5 * hs], dim=-1)
-    ys, xs = torch.meshgrid(torch.arange(height) * float(stride), torch.arange(width) * float(stride), indexing="ij")
-    shifts = torch.stack([xs.reshape(-1), ys.reshape(-1)] * 2, dim=1)
-    return (shifts[:, None, :] + base[None]).reshape(-1, 4)
-
-
-def toolbox_decode(rois, deltas, stds, max_shape=None):
-    """DeltaXYWHBBoxCoder.decode (means 0): per-class deltas [N, 4k], dw/dh clamped to
-    +-log(1000/16), boxes clipped to ``max_shape`` (h, w)."""
-    n, k = deltas.shape[0], deltas.shape[1] // 4
-    deltas = deltas.reshape(n, k, 4) * torch.tensor(stds, dtype=deltas.dtype)
-    rois = rois[:, None, :]
-    centers, sizes = (rois[..., :2] + rois[..., 2:]) * 0.5, rois[..., 2:] - rois[..., :2]
-    limit = abs(math.log(16 / 1000))
-    xy = centers + sizes * deltas[..., :2]
-    wh = sizes * deltas[..., 2:].clamp(min=-limit, max=limit).exp()
-    boxes = torch.cat([xy - wh * 0.5, xy + wh * 0.5], dim=-1)
-    if max_shape is not None:
-        boxes[..., 0::2] = boxes[..., 0::2].clamp(0, max_shape[1])
-        boxes[..., 1::2] = boxes[..., 1::2].clamp(0, max_shape[0])
-    return boxes.reshape(n, 4 * k)
-
-
-def toolbox_rpn_head(sd, feature):
-    """RPNHead.forward_single at one level: the sigmoid logits [H*W*3] and deltas [H*W*3, 4] in
-    the toolbox's order (cell-major, then the level's 3 anchors)."""
-    p = "detector.rpn_head."
-    hidden = F.relu(F.conv2d(feature, sd[p + "rpn_conv.weight"], sd[p + "rpn_conv.bias"], padding=1))
-    logits = F.conv2d(hidden, sd[p + "rpn_cls.weight"], sd[p + "rpn_cls.bias"])[0].permute(1, 2, 0).reshape(-1)
-    deltas = F.conv2d(hidden, sd[p + "rpn_reg.weight"], sd[p + "rpn_reg.bias"])[0].permute(1, 2, 0).reshape(-1, 4)
-    return logits, deltas
-
-
-def toolbox_rpn(sd, pyramid, image_shape):
-    """RPNHead._get_bboxes_single with the MaskTrack test_cfg: per level the top 200 sigmoid
-    scores; decode (stds 1), clip; drop boxes with w or h <= 0 (min_bbox_size 0); NMS 0.7 within
-    each level (batched_nms on level ids); the top 200. (torchvision's nms for mmcv's: same IoU,
-    same ``> threshold`` suppression.)"""
-    scores, boxes, levels = [], [], []
-    for level, feature in enumerate(pyramid):
-        logits, deltas = toolbox_rpn_head(sd, feature)
-        anchors = toolbox_anchors(*feature.shape[2:], STRIDES[level]).to(feature.dtype)
-        s, order = logits.sigmoid().sort(descending=True)
-        order, s = order[:200], s[:200]
-        scores.append(s)
-        boxes.append(toolbox_decode(anchors[order], deltas[order], [1.0] * 4, image_shape))
-        levels.append(torch.full((len(s),), level))
-    scores, boxes, levels = torch.cat(scores), torch.cat(boxes), torch.cat(levels)
-    valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    boxes, scores, levels = boxes[valid], scores[valid], levels[valid]
-    return boxes[batched_nms(boxes, scores, levels, 0.7)[:200]]
+# The MaskTrack test settings: RPN (3 anchors of size 8 x stride on each level) and detections.
+MASKTRACK_RPN = dict(strides=STRIDES, scales=(8,), nms_pre=200, max_per_img=200)
+MASKTRACK_DETECTIONS = dict(stds=[0.1, 0.1, 0.2, 0.2], score_thr=0.01)
 
 
 def toolbox_roi_extract(pyramid, rois, size):
@@ -339,16 +208,6 @@ def toolbox_roi_extract(pyramid, rois, size):
         if len(inds):
             out[inds] = roi_align(pyramid[level], [rois[inds]], size, 1.0 / STRIDES[level], 0, aligned=True)
     return out
-
-
-def toolbox_bbox_head(sd, roi_feats):
-    """Shared2FCBBoxHead: flatten, relu(shared_fcs.0), relu(shared_fcs.1), then fc_cls, fc_reg."""
-    p = "detector.roi_head.bbox_head."
-    x = roi_feats.flatten(1)
-    for i in range(2):
-        x = F.relu(F.linear(x, sd[f"{p}shared_fcs.{i}.weight"], sd[f"{p}shared_fcs.{i}.bias"]))
-    cls_score = F.linear(x, sd[p + "fc_cls.weight"], sd[p + "fc_cls.bias"])
-    return cls_score, F.linear(x, sd[p + "fc_reg.weight"], sd[p + "fc_reg.bias"])
 
 
 def toolbox_mask_head(sd, roi_feats):
@@ -367,17 +226,6 @@ def toolbox_embed(sd, roi_feats):
     for i in range(2):
         x = F.relu(F.linear(x, sd[f"track_head.embed_head.fcs.{i}.weight"], sd[f"track_head.embed_head.fcs.{i}.bias"]))
     return x
-
-
-def toolbox_detections(proposals, cls_score, bbox_pred, image_shape):
-    """BBoxHead.get_bboxes + multiclass_nms with the MaskTrack test_cfg: softmax, decode (stds
-    0.1, 0.1, 0.2, 0.2) and clip, score > 0.01, NMS 0.5 per class, 100 per image."""
-    scores = cls_score.softmax(dim=1)[:, :-1]
-    boxes = toolbox_decode(proposals, bbox_pred, [0.1, 0.1, 0.2, 0.2], image_shape).view(len(proposals), -1, 4)
-    keep = scores > 0.01
-    boxes, scores, labels = boxes[keep], scores[keep], keep.nonzero()[:, 1]
-    kept = batched_nms(boxes, scores, labels, 0.5)[:100]
-    return boxes[kept], scores[kept], labels[kept]
 
 
 def toolbox_paste_masks(probabilities, boxes, height, width):
@@ -512,7 +360,9 @@ def test_rpn_anchors_logits_and_deltas_at_one_position_of_each_level(narrow):
         torch.testing.assert_close(logits[level][0, :, y, x], their_logits[cell])
         torch.testing.assert_close(deltas[level][0, :, y, x].view(3, 4), their_deltas[cell])
         ours = anchors[level].tensor.view(h, w, 3, 4)[y, x]
-        torch.testing.assert_close(ours, toolbox_anchors(h, w, STRIDES[level])[cell], rtol=0, atol=1e-4)
+        torch.testing.assert_close(
+            ours, toolbox_anchors(h, w, STRIDES[level], MASKTRACK_RPN["scales"])[cell], rtol=0, atol=1e-4
+        )
 
 
 def test_rpn_proposals_match_the_toolbox(narrow):
@@ -525,7 +375,7 @@ def test_rpn_proposals_match_the_toolbox(narrow):
         proposals, _ = rpn(
             ImageList(torch.zeros(1, 3, 128, 160), [image_shape]), {f"p{i + 2}": f for i, f in enumerate(pyramid)}
         )
-    expected = toolbox_rpn(narrow.source, pyramid, image_shape)
+    expected = toolbox_rpn(narrow.source, pyramid, image_shape, **MASKTRACK_RPN)
     assert len(expected) == 200  # 3840 anchors on P2: the per-level top 200 matters
     torch.testing.assert_close(proposals[0].proposal_boxes.tensor, expected)
 
@@ -569,7 +419,7 @@ def test_track_head_embeddings_match_the_toolbox(narrow):
 def test_whole_model_gives_the_toolbox_detections_masks_embeddings_and_tracks(narrow):
     """MaskTrackRCNN (the converted checkpoint loaded strictly) on one frame, no resize (the
     output size is the input size), against the toolbox's MaskTrackRCNN.simple_test composed from
-    the functions above: MaskRCNN's detections and masks, the track head's embeddings of the
+    the ``toolbox_*`` functions: MaskRCNN's detections and masks, the track head's embeddings of the
     detected boxes, then the tracker on the same frame again as the video's next frame."""
     source, model = narrow.source, narrow.model
     height, width = 100, 140  # padded to 128 x 160
@@ -581,9 +431,11 @@ def test_whole_model_gives_the_toolbox_detections_masks_embeddings_and_tracks(na
         again = again[0]["instances"]
         x = F.pad((image - model.pixel_mean) / model.pixel_std, (0, 160 - width, 0, 128 - height))[None]
         pyramid = toolbox_fpn(source, toolbox_resnet(source, x))
-        proposals = toolbox_rpn(source, pyramid, (height, width))
+        proposals = toolbox_rpn(source, pyramid, (height, width), **MASKTRACK_RPN)
         cls_score, bbox_pred = toolbox_bbox_head(source, toolbox_roi_extract(pyramid[:4], proposals, 7))
-        boxes, scores, labels = toolbox_detections(proposals, cls_score, bbox_pred, (height, width))
+        boxes, scores, labels = toolbox_detections(
+            proposals, cls_score, bbox_pred, (height, width), **MASKTRACK_DETECTIONS
+        )
         mask_logits = toolbox_mask_head(source, toolbox_roi_extract(pyramid[:4], boxes, 14))
         probabilities = mask_logits[torch.arange(len(labels)), labels].sigmoid()
         masks = toolbox_paste_masks(probabilities, boxes, height, width)
