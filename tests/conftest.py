@@ -4,67 +4,36 @@ import os
 
 import pytest
 
-VID_TOY_TEST_KWARGS = dict(
-    num_train_videos=3,
-    num_val_videos=2,
-    frames_per_video=6,
-    val_frames_per_video=8,
-    image_size=(64, 80),
-    seed=3,
-)
+TOY_TEST_KWARGS = dict(num_train_videos=3, num_val_videos=2, frames_per_video=6, image_size=(64, 80), seed=3)
 
 
-@pytest.fixture(scope="session")
-def vid_toy_kwargs():
-    """The make_toy_vid arguments of ``vid_toy_root``."""
-    return dict(VID_TOY_TEST_KWARGS)
+def _toy_fixtures(kind: str, **kwargs):
+    """The fixtures ``<kind>_toy_kwargs``, ``<kind>_toy_root`` and ``<kind>_toy_datasets_env`` of a
+    small toy dataset made once per session by ``make_toy_<kind>(**kwargs)`` under
+    <tmp>/datasets/toy_<kind>. Tests must not modify it."""
+
+    @pytest.fixture(scope="session", name=f"{kind}_toy_kwargs")
+    def toy_kwargs():
+        """The arguments of the toy dataset ``<kind>_toy_root``."""
+        return dict(kwargs)
+
+    @pytest.fixture(scope="session", name=f"{kind}_toy_root")
+    def toy_root(tmp_path_factory):
+        from temporal_roi_align import data
+
+        make = getattr(data, f"make_toy_{kind}")
+        return make(str(tmp_path_factory.mktemp("datasets") / f"toy_{kind}"), **kwargs)
+
+    @pytest.fixture(name=f"{kind}_toy_datasets_env")
+    def toy_datasets_env(request, monkeypatch):
+        """Points $DETECTRON2_DATASETS at the folder holding ``<kind>_toy_root``, so the registered
+        toy_<kind>_train / toy_<kind>_val names read it."""
+        datasets = os.path.dirname(request.getfixturevalue(f"{kind}_toy_root"))
+        monkeypatch.setenv("DETECTRON2_DATASETS", datasets)
+        return datasets
+
+    return toy_kwargs, toy_root, toy_datasets_env
 
 
-@pytest.fixture(scope="session")
-def vid_toy_root(tmp_path_factory):
-    """A small toy dataset (ImageNet VID format), generated once per session under
-    <tmp>/datasets/toy_vid. Tests must not modify it."""
-    from temporal_roi_align.data import make_toy_vid
-
-    return make_toy_vid(str(tmp_path_factory.mktemp("datasets") / "toy_vid"), **VID_TOY_TEST_KWARGS)
-
-
-@pytest.fixture
-def vid_toy_datasets_env(vid_toy_root, monkeypatch):
-    """Points $DETECTRON2_DATASETS at the folder holding ``vid_toy_root``, so the registered
-    toy_vid_train / toy_vid_val names read it."""
-    monkeypatch.setenv("DETECTRON2_DATASETS", os.path.dirname(vid_toy_root))
-    return os.path.dirname(vid_toy_root)
-
-
-VIS_TOY_TEST_KWARGS = dict(
-    num_train_videos=3,
-    num_val_videos=2,
-    frames_per_video=6,
-    val_frames_per_video=5,
-    image_size=(64, 80),
-    seed=3,
-)
-
-
-@pytest.fixture(scope="session")
-def vis_toy_kwargs():
-    """The make_toy_vis arguments of ``vis_toy_root``."""
-    return dict(VIS_TOY_TEST_KWARGS)
-
-
-@pytest.fixture(scope="session")
-def vis_toy_root(tmp_path_factory):
-    """A small toy VIS dataset (YouTube-VIS format), generated once per session under
-    <tmp>/datasets/toy_vis. Tests must not modify it."""
-    from temporal_roi_align.data import make_toy_vis
-
-    return make_toy_vis(str(tmp_path_factory.mktemp("datasets") / "toy_vis"), **VIS_TOY_TEST_KWARGS)
-
-
-@pytest.fixture
-def vis_toy_datasets_env(vis_toy_root, monkeypatch):
-    """Points $DETECTRON2_DATASETS at the folder holding ``vis_toy_root``, so the registered
-    toy_vis_train / toy_vis_val names read it."""
-    monkeypatch.setenv("DETECTRON2_DATASETS", os.path.dirname(vis_toy_root))
-    return os.path.dirname(vis_toy_root)
+vid_toy_kwargs, vid_toy_root, vid_toy_datasets_env = _toy_fixtures("vid", **TOY_TEST_KWARGS, val_frames_per_video=8)
+vis_toy_kwargs, vis_toy_root, vis_toy_datasets_env = _toy_fixtures("vis", **TOY_TEST_KWARGS, val_frames_per_video=5)

@@ -3,6 +3,7 @@
 import filecmp
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -17,13 +18,7 @@ from temporal_roi_align.data.datasets import load_imagenet_vid
 from temporal_roi_align.data.toy import DEGRADATIONS, load_toy_vid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = dict(
-    num_train_videos=2,
-    num_val_videos=1,
-    frames_per_video=4,
-    val_frames_per_video=5,
-    image_size=(48, 64),
-)
+TINY = dict(num_train_videos=2, num_val_videos=1, frames_per_video=4, val_frames_per_video=5, image_size=(48, 64))
 
 
 def all_files(root):
@@ -108,8 +103,29 @@ def test_num_classes_limits_the_classes(tmp_path):
     root = make_toy_vid(str(tmp_path / "t"), **dict(TINY, num_train_videos=6), num_classes=1)
     dicts = load_imagenet_vid(root, "ImageSets/VID_train_15frames.txt", categories=TOY_CATEGORIES)
     assert {a["category_id"] for d in dicts for a in d["annotations"]} == {0}
-    with pytest.raises(ValueError, match="num_classes"):
-        make_toy_vid(str(tmp_path / "u"), num_classes=len(TOY_CATEGORIES) + 1)
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("num_train_videos", -1),
+        ("num_val_videos", -1),
+        ("frames_per_video", 0),
+        ("val_frames_per_video", 0),
+        ("image_size", (31, 64)),
+        ("image_size", (64,)),
+        ("num_classes", 0),
+        ("num_classes", len(TOY_CATEGORIES) + 1),
+        ("max_objects", 0),
+        ("degradation_prob", 1.5),
+        ("difficulty", -0.5),
+        ("seed", -1),
+    ],
+)
+def test_a_bad_argument_is_named_and_nothing_is_written(tmp_path, name, value):
+    with pytest.raises(ValueError, match=f"argument {name} must be .*, got {re.escape(repr(value))}"):
+        ensure_toy_vid(str(tmp_path / "t"), **dict(TINY, **{name: value}))
+    assert not os.listdir(tmp_path)
 
 
 def test_ensure_regenerates_only_when_parameters_change(tmp_path):
@@ -152,3 +168,27 @@ def test_cli_default_size_takes_seconds(tmp_path):
     before = os.path.getmtime(stamp)
     ensure_toy_vid(str(tmp_path / "toy_vid"))
     assert os.path.getmtime(stamp) == before
+
+
+def test_cli_options_set_every_field_of_the_spec(tmp_path):
+    options = "--train-videos 1 --val-videos 2 --frames 3 --val-frames 4 --size 40 56 --num-classes 2 --max-objects 3"
+    options += " --degradation-prob 0.5 --difficulty 0.25 --seed 7"
+    script = os.path.join(REPO, "tools", "make_toy_vid.py")
+    out = subprocess.run(
+        [sys.executable, script, "--root", str(tmp_path / "t"), *options.split()], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    with open(tmp_path / "t" / "toy_vid.json") as f:
+        assert json.load(f) == dict(
+            num_train_videos=1,
+            num_val_videos=2,
+            frames_per_video=3,
+            val_frames_per_video=4,
+            image_size=[40, 56],
+            num_classes=2,
+            max_objects=3,
+            degradation_prob=0.5,
+            difficulty=0.25,
+            seed=7,
+            version=3,
+        )

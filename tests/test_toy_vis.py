@@ -20,7 +20,7 @@ from temporal_roi_align.data import (
     make_toy_vis,
 )
 from temporal_roi_align.data.datasets import load_ytvis_json
-from temporal_roi_align.data.toy import _sprites, _textures, _Video
+from temporal_roi_align.data.toy.scene import Scene, load_sprites, load_textures
 from temporal_roi_align.evaluation import evaluate_ytvis
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,8 +118,8 @@ def test_the_same_videos_as_the_toy_vid_dataset(tmp_path):
 def test_asking_the_renderer_for_masks_changes_none_of_its_outputs():
     """The toy VID's outputs stay byte-identical: rendering with masks gives the same frames,
     boxes and random state; each mask's bounding box is the object's box."""
-    sprites, textures = _sprites(), _textures()
-    videos = [_Video(np.random.default_rng([5, v]), sprites, textures, (96, 128), 12, 3, 3, v) for v in (0, 0)]
+    sprites, textures = load_sprites(), load_textures()
+    videos = [Scene(np.random.default_rng([5, v]), sprites, textures, (96, 128), 12, 3, 3, v) for v in (0, 0)]
     for t in range(12):
         masks = []
         frame, objects = videos[0].render(t)
@@ -153,6 +153,7 @@ def test_never_overwrites_other_data_and_checks_arguments(tmp_path):
     assert (other / "keep.txt").read_text() == "x"
     with pytest.raises(ValueError, match="num_classes must be in 1..3"):
         make_toy_vis(str(tmp_path / "x"), num_classes=4)
+    assert not (tmp_path / "x").exists()
     with pytest.raises(ValueError, match="toy VIS split must be one of"):
         load_toy_vis(str(tmp_path), "test")
 
@@ -175,24 +176,9 @@ def test_registered_names_generate_on_first_use(tmp_path, monkeypatch, vis_toy_r
 
 def test_cli(tmp_path):
     root = tmp_path / "cli_toy_vis"
+    options = "--train-videos 1 --val-videos 1 --frames 2 --val-frames 2 --size 48 64".split()
     proc = subprocess.run(
-        [
-            sys.executable,
-            "tools/make_toy_vis.py",
-            "--root",
-            str(root),
-            "--train-videos",
-            "1",
-            "--val-videos",
-            "1",
-            "--frames",
-            "2",
-            "--val-frames",
-            "2",
-            "--size",
-            "48",
-            "64",
-        ],
+        [sys.executable, "tools/make_toy_vis.py", "--root", str(root), *options],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -201,3 +187,9 @@ def test_cli(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "toy_vis ready at" in proc.stdout
     assert read_json(str(root), "train")["videos"][0]["length"] == 2
+
+
+def test_a_spec_without_videos_gives_empty_splits(tmp_path):
+    root = make_toy_vis(str(tmp_path / "t"), num_train_videos=0, num_val_videos=0)
+    assert read_json(root, "train")["videos"] == read_json(root, "valid")["annotations"] == []
+    assert load_toy_vis(root, "val") == []

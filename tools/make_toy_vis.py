@@ -12,7 +12,7 @@ default dataset there on first use when there is none).
 import os
 import sys
 
-from temporal_roi_align.data.toy_vis import default_toy_vis_root, ensure_toy_vis, make_toy_vis
+from temporal_roi_align.data.toy import default_toy_vis_root, ensure_toy_vis, make_toy_vis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_toy_vid import toy_generator_main  # noqa: E402

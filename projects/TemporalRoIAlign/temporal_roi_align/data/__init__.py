@@ -7,8 +7,22 @@ from .datasets import builtin as _builtin  # noqa: F401  registers the builtin n
 from .datasets.common import datasets_root, frame_file_name
 from .samplers import VideoInferenceSampler
 from .support_frames import SUPPORT_MODES, SupportSelector, sample_train_supports, select_test_supports
-from .toy import TOY_CATEGORIES, default_toy_root, ensure_toy_vid, is_degraded, make_toy_vid
-from .toy_vis import TOY_VIS_CATEGORIES, default_toy_vis_root, ensure_toy_vis, load_toy_vis, make_toy_vis
+from .toy import (
+    TOY_CATEGORIES,
+    TOY_VIS_CATEGORIES,
+    ToySpec,
+    default_toy_root,
+    default_toy_vis_root,
+    ensure_toy_vid,
+    ensure_toy_vis,
+    is_degraded,
+    load_toy_vid,
+    load_toy_vis,
+    make_toy_vid,
+    make_toy_vis,
+    register_toy_vid,
+    register_toy_vis,
+)
 from .transforms import build_test_augmentation
 from .vis_dataset_mapper import VISDatasetMapper, index_frame_annotations
 
@@ -29,12 +43,16 @@ __all__ = [
     "frame_file_name",
     "index_frame_annotations",
     "is_degraded",
+    "load_toy_vid",
     "load_toy_vis",
     "make_toy_vid",
     "make_toy_vis",
     "read_frame",
+    "register_toy_vid",
+    "register_toy_vis",
     "select_test_supports",
     "sample_train_supports",
     "TOY_CATEGORIES",
     "TOY_VIS_CATEGORIES",
+    "ToySpec",
 ]

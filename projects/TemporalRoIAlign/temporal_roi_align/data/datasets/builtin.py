@@ -30,8 +30,7 @@ from functools import partial
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from ..toy import register_toy_vid
-from ..toy_vis import register_toy_vis
+from ..toy import register_toy_vid, register_toy_vis
 from .coco_video import load_coco_video_json
 from .common import datasets_root
 from .epic_kitchens import register_epic_kitchens
