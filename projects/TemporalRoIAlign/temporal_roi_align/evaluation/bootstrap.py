@@ -19,7 +19,7 @@ from typing import Hashable, List, Optional, Sequence, Set, Tuple
 import numpy as np
 from pycocotools.cocoeval import COCOeval
 
-from .vid_evaluation import _coco_dt, _coco_gt
+from .vid_evaluation import coco_ground_truth, coco_results
 
 __all__ = ["AP50Table", "bootstrap_ap50", "bootstrap_ytvis", "percentile_interval"]
 
@@ -50,9 +50,9 @@ class AP50Table:
         frames = [d for d in dataset_dicts if image_ids is None or d["image_id"] in image_ids]
         self.image_ids = [d["image_id"] for d in frames]
         self.image_videos = [d["video_id"] for d in frames]
-        coco_gt = _coco_gt(frames, class_names)
+        coco_gt = coco_ground_truth(frames, class_names)
         evaluation = COCOeval(
-            coco_gt, _coco_dt(coco_gt, [d for d in detections if d["image_id"] in set(self.image_ids)]), "bbox"
+            coco_gt, coco_results(coco_gt, [d for d in detections if d["image_id"] in set(self.image_ids)]), "bbox"
         )
         p = evaluation.params
         p.imgIds, p.iouThrs, p.maxDets = list(self.image_ids), np.array([0.5]), [max_dets]
