@@ -24,7 +24,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 from pycocotools.cocoeval import COCOeval
 
-__all__ = ["YTVIS_METRICS", "mean_area", "video_mask_ious", "ytvis_metrics"]
+__all__ = ["YTVIS_METRICS", "VideoCOCOeval", "mean_area", "video_mask_ious", "ytvis_metrics"]
 
 # The 12 numbers of YTVOSeval.summarize(), in its order.
 YTVIS_METRICS = tuple("AP AP50 AP75 APs APm APl AR1 AR10 AR100 ARs ARm ARl".split())
@@ -79,10 +79,10 @@ def video_mask_ious(
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-class _VideoCOCOeval(COCOeval):
-    """pycocotools' COCOeval with videos as its "images": instances come prepared (see
-    :func:`ytvis_metrics`), their "area" is the video-level mean area, IoUs come from
-    :func:`video_mask_ious`. Matching and accumulation are COCOeval's own."""
+class VideoCOCOeval(COCOeval):
+    """pycocotools' COCOeval with videos as its "images": instances as :func:`ytvis_metrics` takes
+    them, their "area" the video-level mean area, IoUs from :func:`video_mask_ious`, the
+    YouTube-VIS area ranges. Matching and accumulation are COCOeval's own."""
 
     def __init__(self, video_ids, category_ids, ground_truth, predictions):
         super().__init__(iouType="segm")
@@ -90,7 +90,7 @@ class _VideoCOCOeval(COCOeval):
         p.imgIds = sorted(video_ids)
         p.catIds = sorted(category_ids)
         p.areaRng = [list(r) for r in YTVIS_AREA_RANGES]
-        self._instances = ground_truth, predictions
+        self._instances = _prepared(ground_truth), _prepared(predictions)
 
     def _prepare(self):
         self._gts, self._dts = defaultdict(list), defaultdict(list)
@@ -133,27 +133,7 @@ def ytvis_metrics(
         OrderedDict: :data:`YTVIS_METRICS`, then "AP-<name>" per category (AP over the 10 IoU
         thresholds, at most 100 detections per video; nan without ground truth).
     """
-
-    def prepared(instances):
-        return [
-            {
-                "id": i + 1,  # COCOeval takes id 0 for "unmatched"
-                "video_id": inst["video_id"],
-                "category_id": inst["category_id"],
-                "iscrowd": int(inst.get("iscrowd", 0)),
-                "score": float(inst.get("score", 1.0)),
-                "segmentations": inst["segmentations"],
-                "area": mean_area(
-                    inst["areas"]
-                    if inst.get("areas") is not None
-                    else _frame_areas([inst["segmentations"]])[0].tolist()
-                ),
-            }
-            for i, inst in enumerate(instances)
-        ]
-
-    ids = [c for c, _ in categories]
-    E = _VideoCOCOeval(video_ids, ids, prepared(ground_truth), prepared(predictions))
+    E = VideoCOCOeval(video_ids, [c for c, _ in categories], ground_truth, predictions)
     with contextlib.redirect_stdout(io.StringIO()):
         E.evaluate()
         E.accumulate()
@@ -166,3 +146,21 @@ def ytvis_metrics(
         p = p[p > -1]
         results[f"AP-{names[category_id]}"] = float(p.mean() * 100) if p.size else float("nan")
     return results
+
+
+def _prepared(instances: Sequence[dict]) -> list:
+    """Video instances as COCOeval's annotations: ids from 1, "area" the video-level area."""
+    return [
+        {
+            "id": i + 1,  # COCOeval takes id 0 for "unmatched"
+            "video_id": inst["video_id"],
+            "category_id": inst["category_id"],
+            "iscrowd": int(inst.get("iscrowd", 0)),
+            "score": float(inst.get("score", 1.0)),
+            "segmentations": inst["segmentations"],
+            "area": mean_area(
+                inst["areas"] if inst.get("areas") is not None else _frame_areas([inst["segmentations"]])[0].tolist()
+            ),
+        }
+        for i, inst in enumerate(instances)
+    ]
