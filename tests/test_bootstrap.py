@@ -144,3 +144,104 @@ def test_ytvis_bootstrap_redraws_videos():
     assert set(np.round(draws[:, 0, 0], 6)) == {0.0, round(both, 6), 100.0}
     only_a = bootstrap_ytvis(["A"], categories, gt[:1], [found], samples=5)
     np.testing.assert_allclose(only_a[:, 0], 100.0)
+
+
+def ytvis_instances(seed):
+    """random_case of the YouTube-VIS tests as instance dicts, with at least one crowd, a video
+    without predictions (8) and one without anything (9): (video ids, ground truth, predictions)."""
+    from test_ytvis_evaluator import random_case, rle
+
+    videos, gts, dts = random_case(seed)
+
+    def rles(masks):
+        return [rle(m) if m is not None else None for m in masks]
+
+    ground_truth = [
+        {"video_id": v, "category_id": c, "iscrowd": int(crowd or i == 0), "segmentations": rles(masks)}
+        for i, (v, c, masks, crowd) in enumerate(gts)
+    ]
+    predictions = [
+        {"video_id": v, "category_id": c, "score": round(s, 1), "segmentations": rles(masks)}
+        for v, c, s, masks in dts
+        if v != 8
+    ]
+    return [v for v, *_ in videos] + [9], ground_truth, predictions
+
+
+def redrawn_ytvis_metrics(video_ids, categories, ground_truth, predictions, weights):
+    """ytvis_metrics with video_ids[i] copied weights[i] times, the copies numbered in the
+    videos' sorted order."""
+    from temporal_roi_align.evaluation.ytvis_metric import ytvis_metrics
+
+    count = dict(zip(video_ids, weights))
+    first = dict(zip(sorted(video_ids), np.cumsum([0] + [count[v] for v in sorted(video_ids)]).tolist()))
+
+    def copied(instances):
+        return [dict(x, video_id=first[x["video_id"]] + k) for x in instances for k in range(count[x["video_id"]])]
+
+    return ytvis_metrics(list(range(sum(weights))), categories, copied(ground_truth), copied(predictions))
+
+
+def assert_same_metrics(fast, slow, names):
+    for name in names:
+        assert (np.isnan(fast[name]) and np.isnan(slow[name])) or abs(fast[name] - slow[name]) < 1e-9, name
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ytvis_table_equals_evaluating_redrawn_videos(seed):
+    from test_ytvis_evaluator import CATEGORIES
+
+    from temporal_roi_align.evaluation.bootstrap import YTVISTable
+    from temporal_roi_align.evaluation.ytvis_metric import ytvis_metrics
+
+    video_ids, ground_truth, predictions = ytvis_instances(seed)
+    table = YTVISTable(video_ids, CATEGORIES, ground_truth, predictions)
+    assert table.video_ids == sorted(video_ids)
+    assert_same_metrics(table.metrics(), ytvis_metrics(video_ids, CATEGORIES, ground_truth, predictions), table.METRICS)
+    rng = np.random.default_rng(seed)
+    for weights in (rng.permutation([0, 1, 3, 1, 3, 0]), rng.permutation([3, 0, 0, 1, 1, 1])):
+        slow = redrawn_ytvis_metrics(video_ids, CATEGORIES, ground_truth, predictions, weights)
+        fast = table.metrics([dict(zip(video_ids, weights))[v] for v in table.video_ids])
+        assert_same_metrics(fast, slow, table.METRICS)
+        assert 0 < fast["AP"] < 100
+    no_ground_truth = table.metrics([0, 0, 0, 1, 0, 1])  # videos 5 and 9 only
+    assert all(np.isnan(v) for v in no_ground_truth.values())
+
+
+def test_ytvis_table_ranks_tied_scores_by_video_then_copy():
+    """Video A: an object found with score 0.5; video B: a false positive with score 0.5. With A
+    counted twice, COCOeval ranks the tied detections A, A, B (videos in sorted order, the copies
+    of a video together): recall 1 at precision 1, AP 100. Interleaving the copies (A, B, A) would
+    give precision 2/3 above recall 0.5."""
+    from pycocotools import mask as mask_util
+
+    from temporal_roi_align.evaluation.bootstrap import YTVISTable
+
+    mask = np.zeros((16, 16), np.uint8, order="F")
+    mask[4:12, 2:8] = 1
+    rle = mask_util.encode(mask)
+    gt = [{"video_id": "A", "category_id": 1, "iscrowd": 0, "segmentations": [rle]}]
+    found = [dict(gt[0], score=0.5), {"video_id": "B", "category_id": 1, "score": 0.5, "segmentations": [rle]}]
+    table = YTVISTable(["B", "A"], [(1, "thing")], gt, found)
+    assert table.metrics([2, 1])["AP"] == 100.0
+    slow = redrawn_ytvis_metrics(["B", "A"], [(1, "thing")], gt, found, [1, 2])
+    assert slow["AP"] == 100.0
+
+
+def test_ytvis_bootstrap_equals_evaluating_its_redraws():
+    from test_ytvis_evaluator import CATEGORIES
+
+    from temporal_roi_align.evaluation.bootstrap import bootstrap_ytvis
+
+    video_ids, ground_truth, predictions = ytvis_instances(3)
+    video_ids = video_ids[::-1]  # not sorted
+    weaker = [p for p in predictions if p["score"] < 0.8]
+    draws = bootstrap_ytvis(video_ids, CATEGORIES, ground_truth, [predictions, weaker], ("AP75", "AP"), 3, seed=5)
+    rng = np.random.default_rng(5)  # the redraws: as many videos as there are, with replacement
+    for s in range(3):
+        weights = np.bincount(rng.integers(len(video_ids), size=len(video_ids)), minlength=len(video_ids))
+        for j, instances in enumerate([predictions, weaker]):
+            slow = redrawn_ytvis_metrics(video_ids, CATEGORIES, ground_truth, instances, weights)
+            assert_same_metrics(dict(zip(("AP75", "AP"), draws[s, j])), slow, ("AP75", "AP"))
+    with pytest.raises(ValueError, match=r"metrics \['APs'\] are not among \['AP', 'AP50', 'AP75'\]"):
+        bootstrap_ytvis(video_ids, CATEGORIES, ground_truth, [predictions], ("AP", "APs"))

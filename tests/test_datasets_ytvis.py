@@ -92,6 +92,7 @@ def test_load_ytvis_per_frame(tmp_path):
     assert [(a["track_id"], a["category_id"]) for a in f0] == [(100, 1), (101, 0)]
     assert f0[0]["bbox"] == [6.0, 4.0, 20.0, 12.0]
     assert isinstance(f0[0]["segmentation"]["counts"], bytes)  # uncompressed RLE converted
+    assert (f0[0]["area"], f0[1]["area"], f2[0]["area"]) == (112, 20, 112)  # the JSON's areas
     assert [a["track_id"] for a in f1] == [101]  # the panda is absent (null) in frame 1
     assert [a["track_id"] for a in f2] == [100]  # the person's box lies outside frame 2
     assert dicts[3]["annotations"] == []
@@ -123,12 +124,17 @@ def test_unlabeled_split_has_no_annotations(tmp_path):
 def test_bad_ytvis_files(tmp_path):
     json_file, image_root = ytvis_tree(tmp_path)
     data = json.loads(open(json_file).read())
-    for key in ("segmentations", "bboxes"):
+    for key in ("segmentations", "bboxes", "areas"):
         changed = json.loads(json.dumps(data))
         changed["annotations"][0][key].pop()
         open(json_file, "w").write(json.dumps(changed))
         with pytest.raises(ValueError, match=rf"train\.json: annotation 100 must have 3 '{key}'"):
             load_ytvis_json(json_file, image_root)
+    wrong_size = json.loads(json.dumps(data))
+    wrong_size["annotations"][0]["segmentations"][0]["size"] = [H, W + 1]
+    open(json_file, "w").write(json.dumps(wrong_size))
+    with pytest.raises(ValueError, match=r"annotation 100, frame 0\): mask size \[24, 33\] differs"):
+        load_ytvis_json(json_file, image_root)
     data["annotations"] = [dict(data["annotations"][1], category_id=40)]
     open(json_file, "w").write(json.dumps(data))
     with pytest.raises(ValueError, match=r"train\.json: annotation 101 has category_id 40"):

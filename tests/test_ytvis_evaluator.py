@@ -224,6 +224,25 @@ def test_area_is_the_mean_over_non_empty_frames(tmp_path):
     assert math.isnan(res["APl"])
 
 
+def test_area_ranges_use_the_json_areas(tmp_path):
+    path = gt_json(tmp_path, [(1, H, W, 2)], [(1, 1, [A, A], 0)])
+    data = json.loads(open(path).read())
+    data["annotations"][0]["areas"] = [200**2, None]  # medium, although the mask is small
+    open(path, "w").write(json.dumps(data))
+    res = evaluate_ytvis(path, results_json(tmp_path, [(1, 1, 0.9, [A, A])]))
+    assert res["APm"] == pytest.approx(100.0)
+    assert math.isnan(res["APs"]) and math.isnan(res["APl"])
+
+
+def test_ground_truth_without_a_mask_is_left_out(tmp_path):
+    """The loader drops frames whose mask is empty (their box has no area): an instance empty in
+    every frame is not ground truth. The official API would count it as an object missed."""
+    empty = np.zeros((H, W), bool)
+    gts = [(1, 1, [A, A], 0), (1, 1, [empty, None], 0)]
+    res = score(tmp_path, [(1, H, W, 2)], gts, [(1, 1, 0.9, [A, A])])
+    assert res["AP"] == pytest.approx(100.0) and res["AR100"] == pytest.approx(100.0)
+
+
 def test_matches_the_cocoeval_of_a_one_frame_dataset(tmp_path):
     """On one-frame videos, video AP is COCO mask AP with YouTube-VIS's area ranges."""
     from pycocotools.coco import COCO
@@ -385,7 +404,8 @@ def random_case(seed):
     """Videos (id, h, w, length), ground truth (video, category, masks, iscrowd) and
     predictions (video, category, score, masks) covering every area range, absent and empty
     frames, crowds, duplicates, class confusion, tied scores, videos without ground truth and
-    a video with more than 100 detections of one class."""
+    a video with more than 100 detections of one class. Every ground-truth instance has a
+    non-empty mask somewhere (see test_ground_truth_without_a_mask_is_left_out)."""
     rng = np.random.default_rng(seed)
     videos = [(1, 300, 320, 4), (2, 64, 80, 5), (3, 200, 180, 3), (5, 48, 40, 2), (8, 90, 120, 6)]
     sizes = {v: (h, w, n) for v, h, w, n in videos}
@@ -430,7 +450,9 @@ def random_case(seed):
             present = rng.random(n) < 0.75
             present[rng.integers(n)] = True
             gts.append((v, int(rng.choice(cats)), moving_box(v, present), int(rng.random() < 0.15)))
-    gts.append((2, cats[0], [np.zeros((64, 80), bool)] + [None] * 4, 0))  # only an empty mask
+    with_empty_frame = moving_box(2, [False, True, True, False, True])
+    with_empty_frame[0] = np.zeros((64, 80), bool)  # a null segmentation for the loader
+    gts.append((2, cats[0], with_empty_frame, 0))
     large = [box_mask(300, 320, 4 + f, 10, 294 + f, 315) if f != 2 else None for f in range(4)]
     gts.append((1, cats[2], large, 0))  # at least one "large" object (area > 256²)
     for v, c, masks, _ in gts:
@@ -527,7 +549,8 @@ def test_empty_results_are_scored_with_a_warning(tmp_path, good_gt, caplog):
 
 def test_ground_truth_without_annotations_points_to_the_server(tmp_path):
     path = tmp_path / "test.json"
-    path.write_text(json.dumps({"videos": [], "categories": []}))
+    video = {"id": 1, "height": H, "width": W, "length": 1, "file_names": ["v1/00000.jpg"]}
+    path.write_text(json.dumps({"videos": [video], "categories": [{"id": 1, "name": "cat"}]}))
     with pytest.raises(ValueError, match=f"{path}: has no 'annotations'.*server"):
         evaluate_ytvis(str(path), results_json(tmp_path, []))
 
@@ -657,9 +680,6 @@ def evaluator_case(tmp_path, register):
     """A generated case through YTVISEvaluator: (metrics, written predictions, the track
     predictions fed in, video sizes, GT JSON path, results.json path)."""
     videos, gts, dts = random_case(4)
-    # Boxes for the loader: it drops frames whose mask is empty (null segmentation in the API).
-    gts = [(v, c, [m if m is not None and m.any() else None for m in masks], crowd) for v, c, masks, crowd in gts]
-    gts = [g for g in gts if any(m is not None for m in g[2])]
     gt_path = gt_json(tmp_path, videos, gts, categories=CATEGORIES)
     name = register(gt_path)
     sizes = {v: (h, w, n) for v, h, w, n in videos}

@@ -2,8 +2,8 @@ from .motion import MOTION_RANGES, motion_buckets, motion_ious
 from .vid_devkit import devkit_ap, devkit_aps, iou_thresholds, pixel_iou, voc_ap
 from .vid_evaluation import VIDEvaluator
 from .video_postprocessing import VideoPostprocessingEvaluator
-from .ytvis_evaluation import YTVISEvaluator, video_ground_truth, video_predictions
-from .ytvis_metric import YTVIS_METRICS, evaluate_ytvis, video_mask_ious, ytvis_metrics
+from .ytvis_evaluation import YTVISEvaluator, evaluate_ytvis, video_ground_truth, video_predictions
+from .ytvis_metric import YTVIS_METRICS, video_mask_ious, ytvis_metrics
 
 __all__ = [
     "MOTION_RANGES",

@@ -1,29 +1,49 @@
-"""Confidence intervals over videos for COCO-style AP50 (the VID headline metric).
+"""Confidence intervals over videos for COCO-style AP50 (the VID headline metric) and the
+YouTube-VIS metrics.
 
 A test set of a few videos gives an AP50 that moves with the choice of videos. The bootstrap
 redraws the evaluated videos with replacement and recomputes AP50 each time; the 2.5th and
 97.5th percentiles of the redraws bound a 95% interval. Comparing two models on the same
 redraws (paired) gives an interval for their difference.
 
-:class:`AP50Table` runs COCOeval's matching once (IoU 0.5, all areas, at most ``max_dets``
-detections per frame, as :class:`VIDEvaluator`'s AP50) and keeps, per class, every detection's
-score and match; AP50 for any whole-number weighting of the frames is then a weighted version of
-COCOeval's accumulation (101 recall points), without matching again. With all weights 1 it is
-COCOeval's AP50.
+COCOeval's matching is per image (frame or video) and class, independent of the other images;
+only its accumulation ranks detections across images. So the tables here match once and then
+recompute the accumulation (101 recall points) for any whole-number weighting of the images:
+
+* :class:`AP50Table`: frames, IoU 0.5, all areas, at most ``max_dets`` detections per frame, as
+  :class:`VIDEvaluator`'s AP50.
+* :class:`YTVISTable`: videos, the YouTube-VIS AP, AP50 and AP75 (:func:`ytvis_metrics`).
+
+With all weights 1 they give COCOeval's numbers.
 """
 
 import contextlib
 import io
-from typing import Hashable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Hashable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 from pycocotools.cocoeval import COCOeval
 
-from .vid_evaluation import _coco_dt, _coco_gt
+from .vid_evaluation import coco_ground_truth, coco_results
+from .ytvis_metric import VideoCOCOeval
 
-__all__ = ["AP50Table", "bootstrap_ap50", "bootstrap_ytvis", "percentile_interval"]
+__all__ = ["AP50Table", "YTVISTable", "bootstrap_ap50", "bootstrap_ytvis", "percentile_interval"]
 
 _RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+
+
+def _interpolated_precision(tp_sum: np.ndarray, fp_sum: np.ndarray, num_gt: float) -> np.ndarray:
+    """COCOeval.accumulate's precision at the 101 recall points, [T, 101], from the cumulative
+    true and false positives [T, D] of the detections ranked by score."""
+    recall = tp_sum / num_gt
+    precision = tp_sum / (fp_sum + tp_sum + np.spacing(1))
+    precision = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+    out = np.zeros((len(tp_sum), len(_RECALL_POINTS)))
+    for t in range(len(tp_sum)):
+        positions = np.searchsorted(recall[t], _RECALL_POINTS, side="left")
+        inside = positions < recall.shape[1]
+        out[t, inside] = precision[t, positions[inside]]
+    return out
 
 
 class AP50Table:
@@ -50,9 +70,9 @@ class AP50Table:
         frames = [d for d in dataset_dicts if image_ids is None or d["image_id"] in image_ids]
         self.image_ids = [d["image_id"] for d in frames]
         self.image_videos = [d["video_id"] for d in frames]
-        coco_gt = _coco_gt(frames, class_names)
+        coco_gt = coco_ground_truth(frames, class_names)
         evaluation = COCOeval(
-            coco_gt, _coco_dt(coco_gt, [d for d in detections if d["image_id"] in set(self.image_ids)]), "bbox"
+            coco_gt, coco_results(coco_gt, [d for d in detections if d["image_id"] in set(self.image_ids)]), "bbox"
         )
         p = evaluation.params
         p.imgIds, p.iouThrs, p.maxDets = list(self.image_ids), np.array([0.5]), [max_dets]
@@ -91,15 +111,8 @@ class AP50Table:
             if num_gt == 0:
                 continue
             w = weights[image]
-            tp = np.cumsum(true_positive * w)
-            fp = np.cumsum(false_positive * w)
-            if len(tp) == 0:
-                aps.append(0.0)
-                continue
-            recall = tp / num_gt
-            precision = np.maximum.accumulate((tp / (tp + fp + np.spacing(1)))[::-1])[::-1]
-            positions = np.searchsorted(recall, _RECALL_POINTS, side="left")
-            aps.append(np.where(positions < len(tp), precision[np.minimum(positions, len(tp) - 1)], 0.0).mean() * 100)
+            tp, fp = np.cumsum(true_positive * w), np.cumsum(false_positive * w)
+            aps.append(_interpolated_precision(tp[None], fp[None], num_gt).mean() * 100)
         return float(np.mean(aps)) if aps else float("nan")
 
 
@@ -130,6 +143,81 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> Tuple[float,
     return float(low), float(high)
 
 
+class YTVISTable:
+    """Per-class matches of video-level predictions at the 10 IoU thresholds (area range "all",
+    at most 100 per video and class, as the API's AP), for AP, AP50 and AP75 under any video
+    weights.
+
+    A video of weight ``w`` counts as ``w`` copies of itself: the numbers equal
+    :func:`ytvis_metrics` on the copies, numbered so that the copies of a video follow each
+    other in the videos' sorted order (the order that ranks detections of equal score).
+
+    Args:
+        video_ids, categories, ground_truth, predictions: as :func:`ytvis_metrics` takes them.
+    """
+
+    METRICS = ("AP", "AP50", "AP75")
+
+    def __init__(
+        self, video_ids: Sequence, categories: Sequence[Tuple[int, str]], ground_truth: Sequence[dict], predictions
+    ):
+        evaluation = VideoCOCOeval(video_ids, [c for c, _ in categories], ground_truth, predictions)
+        p = evaluation.params
+        p.areaRng, p.areaRngLbl, p.maxDets = p.areaRng[:1], p.areaRngLbl[:1], [100]
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluation.evaluate()
+        self.video_ids = np.asarray(p.imgIds).tolist()  # sorted by evaluate(), the accumulation's order
+        self._thresholds = {"AP": slice(None), "AP50": p.iouThrs == 0.5, "AP75": p.iouThrs == 0.75}
+        num_thresholds = len(p.iouThrs)
+        # evalImgs is ordered class-major, then video (one area range).
+        per_class = np.array(evaluation.evalImgs, dtype=object).reshape(len(p.catIds), len(p.imgIds))
+        self.classes: List[Tuple[np.ndarray, ...]] = []
+        for entries in per_class:
+            video, rank, scores = [np.zeros(0, int)], [np.zeros(0, int)], [np.zeros(0)]
+            matched, kept = [np.zeros((num_thresholds, 0), bool)], [np.zeros((num_thresholds, 0), bool)]
+            gt_counts = np.zeros(len(self.video_ids), np.int64)
+            for i, entry in enumerate(entries):
+                if entry is None:
+                    continue
+                num_dets = len(entry["dtScores"])
+                video.append(np.full(num_dets, i))
+                rank.append(np.arange(num_dets))  # evaluateImg's order: by score, ties in input order
+                scores.append(np.asarray(entry["dtScores"], dtype=np.float64))
+                matched.append(entry["dtMatches"] > 0)
+                kept.append(~entry["dtIgnore"].astype(bool))
+                gt_counts[i] = np.count_nonzero(entry["gtIgnore"] == 0)
+            video, rank, scores = map(np.concatenate, (video, rank, scores))
+            matched, kept = (np.concatenate(x, axis=1) for x in (matched, kept))
+            true_positive, false_positive = matched & kept, ~matched & kept
+            self.classes.append((video, rank, scores, true_positive, false_positive, gt_counts))
+
+    def metrics(self, video_weights: Optional[np.ndarray] = None) -> Dict[str, float]:
+        """:data:`METRICS` in % (nan without ground truth), each video ``video_weights[i]``
+        times (whole numbers, in the order of :attr:`video_ids`; default once)."""
+        weights = np.ones(len(self.video_ids), np.int64) if video_weights is None else np.asarray(video_weights)
+        if not np.array_equal(weights, np.round(weights)) or (weights < 0).any():
+            raise ValueError(f"video weights must be whole numbers >= 0, got {weights}")
+        weights = weights.astype(np.int64)
+        classes = []
+        for video, rank, scores, true_positive, false_positive, gt_counts in self.classes:
+            num_gt = int(gt_counts @ weights)
+            if num_gt == 0:
+                continue  # COCOeval leaves the class out
+            # Every detection once per copy of its video, in the order COCOeval.accumulate ranks
+            # the copies' detections: by score, then copy (video, copy number), then rank.
+            copies = weights[video]
+            detections = np.repeat(np.arange(len(video)), copies)
+            copy = np.arange(len(detections)) - np.repeat(np.cumsum(copies) - copies, copies)
+            order = detections[np.lexsort((rank[detections], copy, video[detections], -scores[detections]))]
+            tp_sum = np.cumsum(true_positive[:, order], axis=1).astype(float)
+            fp_sum = np.cumsum(false_positive[:, order], axis=1).astype(float)
+            classes.append(_interpolated_precision(tp_sum, fp_sum, num_gt))
+        if not classes:
+            return {name: float("nan") for name in self.METRICS}
+        precision = np.stack(classes, axis=-1)  # [IoU threshold, recall, class], as COCOeval's
+        return {name: float(precision[self._thresholds[name]].mean() * 100) for name in self.METRICS}
+
+
 def bootstrap_ytvis(
     video_ids: Sequence,
     categories: Sequence[Tuple[int, str]],
@@ -139,27 +227,22 @@ def bootstrap_ytvis(
     samples: int = 200,
     seed: int = 0,
 ) -> np.ndarray:
-    """YouTube-VIS metrics (:func:`ytvis_metrics`) of several sets of video-level predictions on
-    ``samples`` redraws of the videos (with replacement; a video drawn twice counts twice, its
-    copies renamed): ``[samples, len(predictions), len(metrics)]``. All sets see the same
-    redraws (paired). Each redraw matches the videos again, so this costs ``samples`` full
-    evaluations: meant for small test sets."""
-    from .ytvis_metric import ytvis_metrics
-
+    """YouTube-VIS metrics (any of :attr:`YTVISTable.METRICS`) of several sets of video-level
+    predictions on ``samples`` redraws of the videos (with replacement; a video drawn twice
+    counts twice): ``[samples, len(predictions), len(metrics)]``. All sets see the same redraws
+    (paired). Each set is matched once (:class:`YTVISTable`)."""
+    unknown = [m for m in metrics if m not in YTVISTable.METRICS]
+    if unknown:
+        raise ValueError(f"bootstrap_ytvis: metrics {unknown} are not among {list(YTVISTable.METRICS)}")
     videos = list(video_ids)
-    gt_by_video, predictions_by_video = {}, [{} for _ in predictions]
-    for instance in ground_truth:
-        gt_by_video.setdefault(instance["video_id"], []).append(instance)
-    for by_video, instances in zip(predictions_by_video, predictions):
-        for instance in instances:
-            by_video.setdefault(instance["video_id"], []).append(instance)
+    tables = [YTVISTable(videos, categories, ground_truth, p) for p in predictions]
+    position = {v: i for i, v in enumerate(videos)}
+    table_order = [position[v] for v in tables[0].video_ids] if tables else []
     rng = np.random.default_rng(seed)
-    out = np.empty((samples, len(predictions), len(metrics)))
+    out = np.empty((samples, len(tables), len(metrics)))
     for s in range(samples):
-        drawn = [(copy, videos[i]) for copy, i in enumerate(rng.integers(len(videos), size=len(videos)))]
-        gt = [dict(g, video_id=copy) for copy, v in drawn for g in gt_by_video.get(v, [])]
-        for j, by_video in enumerate(predictions_by_video):
-            dt = [dict(p, video_id=copy) for copy, v in drawn for p in by_video.get(v, [])]
-            results = ytvis_metrics([copy for copy, _ in drawn], categories, gt, dt)
+        counts = np.bincount(rng.integers(len(videos), size=len(videos)), minlength=len(videos))[table_order]
+        for j, table in enumerate(tables):
+            results = table.metrics(counts)
             out[s, j] = [results[m] for m in metrics]
     return out

@@ -26,7 +26,7 @@ from ..utils import atomic_write
 from .motion import MOTION_RANGES, motion_buckets, motion_ious
 from .vid_devkit import devkit_aps
 
-__all__ = ["VIDEvaluator"]
+__all__ = ["VIDEvaluator", "coco_ground_truth", "coco_results"]
 
 _PROTOCOLS = (
     "AP50, AP, AP75, AP50-<class>, AP50-<subset>: COCOeval (101-point AP, at most "
@@ -273,8 +273,8 @@ class VIDEvaluator(DatasetEvaluator):
 
     def _eval_coco(self, dataset_dicts, detections, img_ids):
         """{AP50, AP, AP75, AP50-<subset>} and the list of the classes' AP50."""
-        coco_gt = _coco_gt(dataset_dicts, self._class_names)
-        coco_dt = _coco_dt(coco_gt, detections)
+        coco_gt = coco_ground_truth(dataset_dicts, self._class_names)
+        coco_dt = coco_results(coco_gt, detections)
         iou_cache = {}
 
         def precision(image_ids, iou_thrs):
@@ -352,7 +352,7 @@ def _coco_detections(predictions):
     return detections
 
 
-def _coco_gt(dataset_dicts, class_names):
+def coco_ground_truth(dataset_dicts, class_names):
     """In-memory COCO ground truth (category ids = contiguous ids)."""
     images, annotations = [], []
     for d in dataset_dicts:
@@ -373,7 +373,7 @@ def _coco_gt(dataset_dicts, class_names):
     return _coco(images, annotations, categories)
 
 
-def _coco_dt(coco_gt, detections):
+def coco_results(coco_gt, detections):
     """COCO detections without COCO.loadRes, which fails on an empty list."""
     annotations = [
         dict(det, id=i + 1, area=det["bbox"][2] * det["bbox"][3], iscrowd=0) for i, det in enumerate(detections)

@@ -1,10 +1,11 @@
-"""YouTube-VIS evaluation of per-frame tracker outputs (MaskTrack R-CNN style)."""
+"""YouTube-VIS evaluation of per-frame tracker outputs (MaskTrack R-CNN style) and of results files."""
 
 import copy
 import io
 import itertools
 import json
 import logging
+import math
 import os
 import zipfile
 from collections import OrderedDict
@@ -18,10 +19,12 @@ from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 from tabulate import tabulate
 
+from ..data.datasets.coco_video import segmentation_to_rle
+from ..data.datasets.ytvis import read_ytvis_json
 from ..utils import atomic_write
-from .ytvis_metric import YTVIS_METRICS, segmentation_to_rle, ytvis_metrics
+from .ytvis_metric import YTVIS_METRICS, ytvis_metrics
 
-__all__ = ["YTVISEvaluator", "encode_masks", "video_ground_truth", "video_predictions"]
+__all__ = ["YTVISEvaluator", "encode_masks", "evaluate_ytvis", "video_ground_truth", "video_predictions"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +90,9 @@ def video_ground_truth(dataset_dicts, dataset_name="dataset"):
     """Video-level ground truth from per-frame dataset dicts: one instance per (video_id,
     track_id), its mask (compressed RLE) in the frames that annotate it, None elsewhere.
 
-    Returns a list of dicts with "video_id", "category_id", "iscrowd", "segmentations",
-    in the order of the instances' first annotated frame.
+    Returns a list of dicts with "video_id", "category_id", "iscrowd", "segmentations" (and
+    "areas", None where absent, when the annotations have an "area"), in the order of the
+    instances' first annotated frame.
     """
     instances = OrderedDict()
     for d in sorted(dataset_dicts, key=lambda d: d["frame_id"]):
@@ -113,6 +117,8 @@ def video_ground_truth(dataset_dicts, dataset_name="dataset"):
             inst["segmentations"][d["frame_id"]] = segmentation_to_rle(
                 ann["segmentation"], d["height"], d["width"], f"{where}, track {ann['track_id']}"
             )
+            if "area" in ann:
+                inst.setdefault("areas", [None] * d["video_length"])[d["frame_id"]] = ann["area"]
     return list(instances.values())
 
 
@@ -335,3 +341,80 @@ class YTVISEvaluator(DatasetEvaluator):
             numalign="left",
         )
         logger.info("Per-category segm AP:\n" + table)
+
+
+def evaluate_ytvis(gt_json_path: str, results_json_path: str) -> "OrderedDict[str, float]":
+    """Score a YouTube-VIS results file against a ground-truth JSON, as the YouTube-VIS API does.
+
+    The ground truth is what the dataset loader reads (:func:`read_ytvis_json`, then
+    :func:`video_ground_truth`), as for :class:`YTVISEvaluator`.
+
+    Args:
+        gt_json_path: YouTube-VIS JSON with "videos", "categories" and "annotations".
+        results_json_path: the server's format, a list of {"video_id", "score", "category_id",
+            "segmentations": [RLE or null, one per frame of the video]} with the JSON's
+            category ids.
+
+    Returns:
+        The metrics of :func:`ytvis_metrics`, in %. An empty results list is scored (every AP
+        is 0) with a warning. Malformed files raise ValueError naming the file and the reason.
+    """
+    dicts, categories = read_ytvis_json(gt_json_path, "")
+    if dicts and "annotations" not in dicts[0]:
+        raise ValueError(
+            f"{gt_json_path}: has no 'annotations' (YouTube-VIS val/test labels are not public: "
+            "those splits are scored by the evaluation server)"
+        )
+    videos = {d["video_id"]: (d["height"], d["width"], d["video_length"]) for d in dicts}
+    contiguous = {cat_id: i for i, (cat_id, _) in enumerate(categories)}
+    predictions = _read_results(results_json_path, videos, contiguous)
+    names = [name for _, name in categories]
+    return ytvis_metrics(list(videos), list(enumerate(names)), video_ground_truth(dicts, gt_json_path), predictions)
+
+
+def _read_results(path: str, videos: dict, contiguous: dict) -> list:
+    """The video instances of a results file, with RLE masks and contiguous category ids;
+    ``videos`` maps video ids to (height, width, length)."""
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: results file does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: results file is not valid JSON ({e})") from None
+    if not isinstance(results, list):
+        raise ValueError(f"{path}: results must be a JSON list of video instances, got {type(results).__name__}")
+    if not results:
+        logger.warning(f"{path} is an empty list: no predictions, every AP is 0.")
+    keys = ("video_id", "category_id", "segmentations", "score")
+    predictions = []
+    for n, obj in enumerate(results):
+        where = f"{path}: result {n}"
+        if not isinstance(obj, dict) or any(k not in obj for k in keys):
+            raise ValueError(f"{where}: must be an object with keys {list(keys)}")
+        if obj["video_id"] not in videos:
+            raise ValueError(f"{where}: unknown video_id {obj['video_id']!r}, not a ground-truth video")
+        if obj["category_id"] not in contiguous:
+            raise ValueError(f"{where}: unknown category_id {obj['category_id']!r}, not one of {sorted(contiguous)}")
+        height, width, length = videos[obj["video_id"]]
+        segms = obj["segmentations"]
+        if not isinstance(segms, list) or len(segms) != length:
+            count = len(segms) if isinstance(segms, list) else type(segms).__name__
+            raise ValueError(
+                f"{where}: 'segmentations' must have one entry per frame of video {obj['video_id']} ({length}), "
+                f"has {count}"
+            )
+        score = obj["score"]
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or math.isnan(score):
+            raise ValueError(f"{where}: 'score' must be a number, got {score!r}")
+        predictions.append(
+            {
+                "video_id": obj["video_id"],
+                "category_id": contiguous[obj["category_id"]],
+                "score": float(score),
+                "segmentations": [
+                    segmentation_to_rle(s, height, width, f"{where}, frame {f}") for f, s in enumerate(segms)
+                ],
+            }
+        )
+    return predictions

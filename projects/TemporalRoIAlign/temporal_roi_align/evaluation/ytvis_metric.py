@@ -17,56 +17,18 @@ place of images:
 
 import contextlib
 import io
-import json
-import logging
-import math
 from collections import OrderedDict, defaultdict
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
 from pycocotools.cocoeval import COCOeval
 
-__all__ = [
-    "YTVIS_METRICS",
-    "evaluate_ytvis",
-    "mean_area",
-    "segmentation_to_rle",
-    "video_mask_ious",
-    "ytvis_metrics",
-]
-
-logger = logging.getLogger(__name__)
+__all__ = ["YTVIS_METRICS", "VideoCOCOeval", "mean_area", "video_mask_ious", "ytvis_metrics"]
 
 # The 12 numbers of YTVOSeval.summarize(), in its order.
 YTVIS_METRICS = tuple("AP AP50 AP75 APs APm APl AR1 AR10 AR100 ARs ARm ARl".split())
 YTVIS_AREA_RANGES = [[0, 1e5**2], [0, 128**2], [128**2, 256**2], [256**2, 1e5**2]]
-
-
-def segmentation_to_rle(segm, height: int, width: int, source: str) -> Optional[dict]:
-    """One frame's mask as a compressed RLE; None where the instance is absent (null, [] or {}).
-
-    Accepts compressed RLE (``counts`` str or bytes), uncompressed RLE (``counts`` a list) and
-    polygons (a list of ``[x0, y0, x1, y1, ...]``, merged into one mask), as the API does.
-    ``source`` names the frame in error messages.
-    """
-    if not segm:
-        return None
-    try:
-        if isinstance(segm, list):
-            return mask_util.merge(mask_util.frPyObjects(segm, height, width))
-        if isinstance(segm, dict) and isinstance(segm.get("counts"), list):
-            rle = mask_util.frPyObjects(segm, height, width)
-        elif isinstance(segm, dict) and isinstance(segm.get("counts"), (str, bytes)):
-            rle = segm
-        else:
-            raise ValueError(f"expected RLE or polygons, got {type(segm).__name__} {str(segm)[:80]}")
-        size = [int(v) for v in segm.get("size", ())]
-    except Exception as e:  # pycocotools raises bare Exceptions on malformed input
-        raise ValueError(f"{source}: invalid segmentation ({e})") from None
-    if size != [height, width]:
-        raise ValueError(f"{source}: mask size {size} differs from the video's [height, width] [{height}, {width}]")
-    return rle
 
 
 def _frame_areas(instances: Sequence[Sequence[Optional[dict]]]) -> np.ndarray:
@@ -117,10 +79,10 @@ def video_mask_ious(
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-class _VideoCOCOeval(COCOeval):
-    """pycocotools' COCOeval with videos as its "images": instances come prepared (see
-    :func:`ytvis_metrics`), their "area" is the video-level mean area, IoUs come from
-    :func:`video_mask_ious`. Matching and accumulation are COCOeval's own."""
+class VideoCOCOeval(COCOeval):
+    """pycocotools' COCOeval with videos as its "images": instances as :func:`ytvis_metrics` takes
+    them, their "area" the video-level mean area, IoUs from :func:`video_mask_ious`, the
+    YouTube-VIS area ranges. Matching and accumulation are COCOeval's own."""
 
     def __init__(self, video_ids, category_ids, ground_truth, predictions):
         super().__init__(iouType="segm")
@@ -128,7 +90,7 @@ class _VideoCOCOeval(COCOeval):
         p.imgIds = sorted(video_ids)
         p.catIds = sorted(category_ids)
         p.areaRng = [list(r) for r in YTVIS_AREA_RANGES]
-        self._instances = ground_truth, predictions
+        self._instances = _prepared(ground_truth), _prepared(predictions)
 
     def _prepare(self):
         self._gts, self._dts = defaultdict(list), defaultdict(list)
@@ -165,33 +127,13 @@ def ytvis_metrics(
             compressed RLE or None per frame of the video) and optionally "areas" (per-frame
             areas, as in the YouTube-VIS JSON; used for the area ranges instead of the masks').
         predictions: dicts with "video_id", "category_id", "score", "segmentations".
-            Inputs must be valid (see :func:`evaluate_ytvis` for the checks on files).
+            Inputs must be valid (``evaluate_ytvis`` checks files).
 
     Returns:
         OrderedDict: :data:`YTVIS_METRICS`, then "AP-<name>" per category (AP over the 10 IoU
         thresholds, at most 100 detections per video; nan without ground truth).
     """
-
-    def prepared(instances):
-        return [
-            {
-                "id": i + 1,  # COCOeval takes id 0 for "unmatched"
-                "video_id": inst["video_id"],
-                "category_id": inst["category_id"],
-                "iscrowd": int(inst.get("iscrowd", 0)),
-                "score": float(inst.get("score", 1.0)),
-                "segmentations": inst["segmentations"],
-                "area": mean_area(
-                    inst["areas"]
-                    if inst.get("areas") is not None
-                    else _frame_areas([inst["segmentations"]])[0].tolist()
-                ),
-            }
-            for i, inst in enumerate(instances)
-        ]
-
-    ids = [c for c, _ in categories]
-    E = _VideoCOCOeval(video_ids, ids, prepared(ground_truth), prepared(predictions))
+    E = VideoCOCOeval(video_ids, [c for c, _ in categories], ground_truth, predictions)
     with contextlib.redirect_stdout(io.StringIO()):
         E.evaluate()
         E.accumulate()
@@ -206,106 +148,19 @@ def ytvis_metrics(
     return results
 
 
-def _load_json(path: str, what: str):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: {what} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: {what} is not valid JSON ({e})") from None
-
-
-def _read_ground_truth(path: str):
-    data = _load_json(path, "ground-truth file")
-    if not isinstance(data, dict) or not isinstance(data.get("videos"), list):
-        raise ValueError(f"{path}: not a YouTube-VIS ground-truth JSON (no list 'videos')")
-    if not isinstance(data.get("categories"), list):
-        raise ValueError(f"{path}: missing list 'categories'")
-    if data.get("annotations") is None:
-        raise ValueError(
-            f"{path}: has no 'annotations' (YouTube-VIS val/test labels are not public: "
-            "those splits are scored by the evaluation server)"
-        )
-    videos = {}
-    for v in data["videos"]:
-        try:
-            length = len(v["file_names"]) if "file_names" in v else int(v["length"])
-            videos[v["id"]] = (int(v["height"]), int(v["width"]), length)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(
-                f"{path}: video {v.get('id') if isinstance(v, dict) else v!r} needs 'id', "
-                f"'height', 'width' and 'file_names' or 'length' ({e!r})"
-            ) from None
-    try:
-        categories = sorted((c["id"], c["name"]) for c in data["categories"])
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"{path}: each category needs an 'id' and a 'name' ({e!r})") from None
-    category_ids = {c for c, _ in categories}
-    ground_truth = []
-    for n, ann in enumerate(data["annotations"]):
-        where = f"{path}: annotation {ann.get('id', n) if isinstance(ann, dict) else n}"
-        inst = _read_instance(ann, where, videos, category_ids, score=False)
-        areas = ann.get("areas")
-        if areas is not None and len(areas) != len(inst["segmentations"]):
-            raise ValueError(f"{where}: {len(areas)} 'areas' for {len(inst['segmentations'])} frames")
-        ground_truth.append(dict(inst, iscrowd=int(ann.get("iscrowd", 0)), areas=areas))
-    return videos, categories, ground_truth
-
-
-def _read_instance(obj, where: str, videos: Dict, category_ids, score: bool) -> dict:
-    """A validated video instance of a ground-truth or results file, with RLE masks."""
-    keys = ("video_id", "category_id", "segmentations") + (("score",) if score else ())
-    if not isinstance(obj, dict) or any(k not in obj for k in keys):
-        raise ValueError(f"{where}: must be an object with keys {list(keys)}")
-    if obj["video_id"] not in videos:
-        raise ValueError(f"{where}: unknown video_id {obj['video_id']!r}, not a ground-truth video")
-    if obj["category_id"] not in category_ids:
-        raise ValueError(f"{where}: unknown category_id {obj['category_id']!r}, not one of {sorted(category_ids)}")
-    height, width, length = videos[obj["video_id"]]
-    segms = obj["segmentations"]
-    if not isinstance(segms, list) or len(segms) != length:
-        n = len(segms) if isinstance(segms, list) else type(segms).__name__
-        raise ValueError(
-            f"{where}: 'segmentations' must have one entry per frame of video {obj['video_id']} ({length}), has {n}"
-        )
-    inst = {
-        "video_id": obj["video_id"],
-        "category_id": obj["category_id"],
-        "segmentations": [segmentation_to_rle(s, height, width, f"{where}, frame {f}") for f, s in enumerate(segms)],
-    }
-    if score:
-        s = obj["score"]
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or math.isnan(s):
-            raise ValueError(f"{where}: 'score' must be a number, got {s!r}")
-        inst["score"] = float(s)
-    return inst
-
-
-def evaluate_ytvis(gt_json_path: str, results_json_path: str) -> "OrderedDict[str, float]":
-    """Score a YouTube-VIS results file against a ground-truth JSON, as the YouTube-VIS API does.
-
-    Args:
-        gt_json_path: YouTube-VIS JSON with "videos", "categories" and "annotations".
-        results_json_path: the server's format, a list of {"video_id", "score", "category_id",
-            "segmentations": [RLE or null, one per frame of the video]} with the JSON's
-            category ids.
-
-    Returns:
-        The metrics of :func:`ytvis_metrics`, in %. An empty results list is scored (every AP
-        is 0) with a warning. Malformed files raise ValueError naming the file and the reason.
-    """
-    videos, categories, ground_truth = _read_ground_truth(gt_json_path)
-    results = _load_json(results_json_path, "results file")
-    if not isinstance(results, list):
-        raise ValueError(
-            f"{results_json_path}: results must be a JSON list of video instances, got {type(results).__name__}"
-        )
-    if not results:
-        logger.warning(f"{results_json_path} is an empty list: no predictions, every AP is 0.")
-    category_ids = {c for c, _ in categories}
-    predictions = [
-        _read_instance(r, f"{results_json_path}: result {n}", videos, category_ids, score=True)
-        for n, r in enumerate(results)
+def _prepared(instances: Sequence[dict]) -> list:
+    """Video instances as COCOeval's annotations: ids from 1, "area" the video-level area."""
+    return [
+        {
+            "id": i + 1,  # COCOeval takes id 0 for "unmatched"
+            "video_id": inst["video_id"],
+            "category_id": inst["category_id"],
+            "iscrowd": int(inst.get("iscrowd", 0)),
+            "score": float(inst.get("score", 1.0)),
+            "segmentations": inst["segmentations"],
+            "area": mean_area(
+                inst["areas"] if inst.get("areas") is not None else _frame_areas([inst["segmentations"]])[0].tolist()
+            ),
+        }
+        for i, inst in enumerate(instances)
     ]
-    return ytvis_metrics(list(videos), categories, ground_truth, predictions)

@@ -30,21 +30,45 @@ from .common import (
     set_thing_classes,
 )
 
-__all__ = ["load_coco_video_json", "register_coco_video_instances"]
+__all__ = ["convert_segmentation", "load_coco_video_json", "register_coco_video_instances", "segmentation_to_rle"]
 
 logger = logging.getLogger(__name__)
 
 
+def segmentation_to_rle(segm, height: int, width: int, source: str) -> Optional[dict]:
+    """One frame's mask as a compressed RLE of size [height, width]; None where there is none (null,
+    [] or {}).
+
+    Accepts compressed RLE (``counts`` str or bytes), uncompressed RLE (``counts`` a list) and
+    polygons (a list of ``[x0, y0, x1, y1, ...]``, merged into one mask), as the COCO and
+    YouTube-VIS APIs do. Malformed input or a mask of another size is a ValueError naming ``source``.
+    """
+    if not segm:
+        return None
+    try:
+        if isinstance(segm, list):
+            return mask_util.merge(mask_util.frPyObjects(segm, height, width))
+        if isinstance(segm, dict) and isinstance(segm.get("counts"), list):
+            rle = mask_util.frPyObjects(segm, height, width)
+        elif isinstance(segm, dict) and isinstance(segm.get("counts"), (str, bytes)):
+            rle = segm
+        else:
+            raise ValueError(f"expected RLE or polygons, got {type(segm).__name__} {str(segm)[:80]}")
+        size = [int(v) for v in segm.get("size", ())]
+    except Exception as e:  # pycocotools raises bare Exceptions on malformed input
+        raise ValueError(f"{source}: invalid segmentation ({e})") from None
+    if size != [height, width]:
+        raise ValueError(f"{source}: mask size {size} differs from the image's [height, width] [{height}, {width}]")
+    return rle
+
+
 def convert_segmentation(segm, height: int, width: int, source: str):
-    """Polygons (invalid ones dropped) or compressed RLE, as detectron2 expects; None if empty."""
-    if isinstance(segm, dict):
-        if isinstance(segm.get("counts"), list):
-            segm = mask_util.frPyObjects(segm, *segm.get("size", (height, width)))
-        return segm
+    """Polygons (invalid ones dropped) or compressed RLE (:func:`segmentation_to_rle`), as
+    detectron2 takes them; None if empty."""
     if isinstance(segm, list):
         polygons = [p for p in segm if len(p) % 2 == 0 and len(p) >= 6]
         return polygons or None
-    raise ValueError(f"{source}: segmentation must be polygons or RLE, got {type(segm).__name__}")
+    return segmentation_to_rle(segm, height, width, source)
 
 
 def load_coco_video_json(

@@ -33,6 +33,7 @@ __all__ = [
     "YTVIS_2019_CATEGORIES",
     "YTVIS_2021_CATEGORIES",
     "load_ytvis_json",
+    "read_ytvis_json",
     "register_ytvis_instances",
     "ytvis_metadata",
 ]
@@ -87,17 +88,37 @@ def load_ytvis_json(
     A frame where an instance has no box or no mask (null) carries no annotation for it, as in
     Mask2Former's loader. When the JSON has no annotations (the val/test splits) the dicts have
     no ``"annotations"`` key. Boxes are clipped to the image; boxes with no area left are dropped.
-    An annotation whose ``video_id`` is missing or names no video, a non-finite box or a
-    malformed entry is a ValueError naming the file.
+    Masks are compressed RLE or polygons; ``area`` is the frame's entry of the JSON's ``areas``
+    when it has them (the YouTube-VIS metric's instance area).
+    An annotation whose ``video_id`` is missing or names no video, a non-finite box, a mask of
+    another size than its video or a malformed entry is a ValueError naming the file.
     ``frame_fields(video, frame_id)``, if given, returns more fields for the frame's dict from
-    its JSON video entry (e.g. the toy dataset's ``"degradation"``).
+    its JSON video entry (e.g. the toy dataset's ``"degradation"``). With ``dataset_name``, the
+    JSON's classes are recorded as its ``thing_classes`` (see :func:`ytvis_metadata`).
+    """
+    dicts, categories = read_ytvis_json(json_file, image_root, dataset_name=dataset_name, frame_fields=frame_fields)
+    metadata = ytvis_metadata(categories)
+    set_thing_classes(dataset_name, metadata["thing_classes"], metadata["thing_dataset_id_to_contiguous_id"], json_file)
+    return dicts
+
+
+def read_ytvis_json(
+    json_file: str,
+    image_root: str,
+    *,
+    dataset_name: Optional[str] = None,
+    frame_fields: Optional[Callable[[dict, int], dict]] = None,
+) -> Tuple[List[dict], List[Tuple[int, str]]]:
+    """:func:`load_ytvis_json`'s frame dicts (category ids contiguous) and the JSON's categories
+    as ``(id, name)`` in increasing id order, without touching the metadata: the one reader of
+    YouTube-VIS JSON, for training and for ``evaluate_ytvis``. ``dataset_name`` names the
+    dataset in warnings.
     """
     data = load_json(json_file)
     for key in ("videos", "categories"):
         if not isinstance(data.get(key), list):
             raise ValueError(f"{json_file}: missing list '{key}'")
     names, id_map = contiguous_categories(json_objects(data["categories"], "categories", json_file), json_file)
-    set_thing_classes(dataset_name, names, id_map, json_file)
     annotations = data.get("annotations")
     videos = json_objects(data["videos"], "videos", json_file)
     video_ids = set()
@@ -134,7 +155,7 @@ def load_ytvis_json(
         width, length = positive_int(video["width"], "width", source), len(files)
         anns = anns_per_video.get(video["id"], [])
         for ann in anns:
-            for key in ("bboxes", "segmentations"):
+            for key in ("bboxes", "segmentations") + (("areas",) if ann.get("areas") is not None else ()):
                 if len(ann.get(key) or []) != length:
                     raise ValueError(
                         f"{json_file}: annotation {ann.get('id')} must have {length} '{key}' "
@@ -167,20 +188,21 @@ def load_ytvis_json(
                     if box is None or segm is None:
                         dropped.add(source, [x, y, x + w, y + h])
                         continue
-                    record["annotations"].append(
-                        {
-                            "bbox": box,
-                            "bbox_mode": BoxMode.XYXY_ABS,
-                            "category_id": id_map[ann["category_id"]],
-                            "iscrowd": int(ann.get("iscrowd", 0)),
-                            "track_id": ann.get("id"),
-                            "segmentation": segm,
-                        }
-                    )
+                    obj = {
+                        "bbox": box,
+                        "bbox_mode": BoxMode.XYXY_ABS,
+                        "category_id": id_map[ann["category_id"]],
+                        "iscrowd": int(ann.get("iscrowd", 0)),
+                        "track_id": ann.get("id"),
+                        "segmentation": segm,
+                    }
+                    if ann.get("areas") is not None:
+                        obj["area"] = ann["areas"][frame_id]
+                    record["annotations"].append(obj)
             dicts.append(record)
     dropped.log(dataset_name or json_file)
     logger.info(f"Loaded {len(dicts)} frames of {len(videos)} videos from {json_file}")
-    return dicts
+    return dicts, [(cat_id, names[i]) for cat_id, i in id_map.items()]
 
 
 def register_ytvis_instances(name: str, metadata: dict, json_file: str, image_root: str):
