@@ -11,7 +11,7 @@ from detectron2.data import DatasetCatalog
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils.logger import setup_logger
 
-from ..config import add_video_config
+from ..config import add_video_config, rename_former_choices
 from ..config_checks import check_config
 
 __all__ = ["argument_parser", "check_output_dir", "setup_cfg"]
@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 def setup_cfg(config_file: str, opts=(), *, args=None):
     """
-    Config from a yaml file plus ``KEY VALUE`` overrides, checked by :func:`check_config`. On a
+    Config from a yaml file plus ``KEY VALUE`` overrides, former names of values replaced by the
+    current ones (:func:`rename_former_choices`), checked by :func:`check_config`. On a
     machine without CUDA the model runs on the CPU whatever MODEL.DEVICE says. With ``args``
     (argparse namespace of ``default_argument_parser``): the datasets must be registered, the
     output folder passes :func:`check_output_dir`, then Detectron2's ``default_setup`` runs
@@ -33,6 +34,7 @@ def setup_cfg(config_file: str, opts=(), *, args=None):
     add_video_config(cfg)
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
+    rename_former_choices(cfg)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()

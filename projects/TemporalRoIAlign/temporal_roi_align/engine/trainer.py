@@ -9,8 +9,10 @@ import detectron2.utils.comm as comm
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer
 
+from .. import data
 from ..checkpoint import VideoCheckpointer
-from ..data import VideoDatasetMapper, VISDatasetMapper, build_video_test_loader, build_video_train_loader
+from ..config import CHOICES
+from ..data import build_video_test_loader, build_video_train_loader
 from ..evaluation import VideoPostprocessingEvaluator, VIDEvaluator, YTVISEvaluator
 from ..postprocessing import build_video_postprocessor
 from .launch import ddp_on_cpu_without_device_ids
@@ -19,8 +21,8 @@ __all__ = ["FailureRecordingLoader", "TRAIN_MAPPERS", "VideoTrainer", "save_iter
 
 logger = logging.getLogger(__name__)
 
-# INPUT.TRAIN_MAPPER -> the mapper of the training frame groups.
-TRAIN_MAPPERS = {"VideoDatasetMapper": VideoDatasetMapper, "VISDatasetMapper": VISDatasetMapper}
+# INPUT.TRAIN_MAPPER -> the mapper of the training frame groups (the class of that name in .data).
+TRAIN_MAPPERS = {name: getattr(data, name) for name in CHOICES["INPUT.TRAIN_MAPPER"]}
 
 
 class FailureRecordingLoader:
