@@ -1,17 +1,26 @@
 """check_config (through setup_cfg): values that cannot work are refused before the run, naming
-the key, the value and the rule; the shipped configs all pass."""
+the key, the value and the rule; the allowed values of each choice key are listed once
+(config.CHOICES), a former name is accepted with one warning; the shipped configs all pass."""
 
+import ast
 import glob
 import logging
 import os
 import subprocess
 import sys
+import warnings
+from functools import reduce
 
+import numpy as np
 import pytest
 import torch
+from detectron2.config import LazyConfig, get_cfg
 from detectron2.modeling import build_backbone
 
-from temporal_roi_align.config_checks import ConfigError, smallest_feature_map
+from temporal_roi_align.checkpoint.common import config_differences
+from temporal_roi_align.config import CHOICES, RENAMED_CHOICES, add_video_config
+from temporal_roi_align.config_checks import ConfigError, check_config, smallest_feature_map
+from temporal_roi_align.data.transforms import MMTrackResizeShortestEdge, build_test_augmentation
 from temporal_roi_align.engine import setup_cfg
 from temporal_roi_align.model_zoo import get_config_file
 
@@ -37,7 +46,7 @@ TOY = get_config_file("toy/troi.yaml")
         (["INPUT.SUPPORT.TRAIN_FRAME_RANGE", 0], r"TRAIN_FRAME_RANGE 0: must be -1 \(anywhere in the video\) or >= 1"),
         (["INPUT.SUPPORT.TEST_MODE", "random"], r"TEST_MODE 'random': must be one of \('uniform'"),
         (["INPUT.SUPPORT.NUM_TEST", -1], r"NUM_TEST -1: must be >= 0"),
-        (["INPUT.RESIZE_STYLE", "mmcv"], r"RESIZE_STYLE 'mmcv': must be one of"),
+        (["INPUT.RESIZE_STYLE", "mmcv2"], r"RESIZE_STYLE 'mmcv2': must be one of \('detectron2', 'mmtrack'\)"),
         (["MODEL.TEMPORAL_ROI_ALIGN.CHUNK_SIZE", 0], r"CHUNK_SIZE 0: must be >= 1"),
         # 160 px at stride 16: 10x10 = 100 locations (see the next test).
         (
@@ -84,6 +93,100 @@ def test_shipped_configs_pass():
     assert len(files) > 30
     for path in files:
         setup_cfg(path)
+
+
+def test_every_lazy_config_loads():
+    """Every LazyConfig file loads; those outside common/ (the parts) are whole runs."""
+    files = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True))
+    assert len(files) > 20
+    for path in files:
+        cfg = LazyConfig.load(path)
+        if os.sep + "common" + os.sep not in path:
+            assert {"model", "dataloader", "optimizer", "train"} <= set(cfg), path
+
+
+def value_of(cfg, key):
+    return reduce(getattr, key.split("."), cfg)
+
+
+def test_every_choice_key_exists_with_an_allowed_default():
+    cfg = get_cfg()
+    add_video_config(cfg)
+    for key, choices in CHOICES.items():
+        assert len(set(choices)) == len(choices) >= 2, key
+        assert value_of(cfg, key) in choices, key
+    for key, renames in RENAMED_CHOICES.items():
+        for former, current in renames.items():
+            assert former not in CHOICES[key] and current in CHOICES[key], key
+
+
+@pytest.mark.parametrize("key", sorted(CHOICES))
+def test_each_choice_key_refuses_another_value(key):
+    with pytest.raises(ConfigError) as e:
+        setup_cfg(TOY, [key, "no_such_value"])
+    assert f"{key} 'no_such_value': must be one of {CHOICES[key]}" in str(e.value)
+
+
+def string_literals(path):
+    """``(line, strings)`` of each tuple, list, set and dict-keys literal of a file but ``__all__``."""
+    tree = ast.parse(open(path).read(), path)
+    exports = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)) and id(node) not in exports:
+            elements = node.keys if isinstance(node, ast.Dict) else node.elts
+            yield node.lineno, {e.value for e in elements if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+
+
+def test_no_copy_of_an_allowed_value_list():
+    """No literal of the package outside config.py holds all the allowed values of a choice key:
+    the code that needs them reads config.CHOICES."""
+    package = os.path.join(REPO, "projects", "TemporalRoIAlign", "temporal_roi_align")
+    copies = []
+    for path in glob.glob(os.path.join(package, "**", "*.py"), recursive=True):
+        name = os.path.relpath(path, package)
+        if name == "config.py" or name.startswith("model_zoo"):
+            continue
+        for line, strings in string_literals(path):
+            copies += [f"{name}:{line} copies {key}" for key, choices in CHOICES.items() if set(choices) <= strings]
+    assert not copies, copies
+
+
+def former_name_warnings(caught):
+    return [
+        str(w.message) for w in caught if issubclass(w.category, FutureWarning) and "RESIZE_STYLE" in str(w.message)
+    ]
+
+
+def test_former_resize_style_mmcv_is_accepted_everywhere_with_one_warning():
+    """ "mmcv", the former name of "mmtrack": setup_cfg renames it (so the saved config and the
+    converters' comparison with mmtrack's settings see "mmtrack"); a config set up without it
+    passes check_config and resizes as "mmtrack". One FutureWarning per process."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        cfg = setup_cfg(TOY, ["INPUT.RESIZE_STYLE", "mmcv"])
+        plain = get_cfg()
+        add_video_config(plain)
+        plain.INPUT.RESIZE_STYLE = "mmcv"
+        check_config(plain)
+        augmentations = [build_test_augmentation(c) for c in (cfg, plain, plain)]
+    assert former_name_warnings(caught) == [
+        "INPUT.RESIZE_STYLE 'mmcv' is deprecated: it is now called 'mmtrack' (the same behaviour); "
+        "set INPUT.RESIZE_STYLE 'mmtrack' in the config"
+    ]
+    assert cfg.INPUT.RESIZE_STYLE == "mmtrack"
+    assert config_differences(cfg, [("INPUT.RESIZE_STYLE", "mmtrack")], "mmtrack") == []
+    # mmtrack's resize: one factor min(1333 / 1280, 800 / 720), sides int(side * factor + 0.5).
+    image = np.zeros((720, 1280, 3), dtype=np.uint8)
+    factor = min(plain.INPUT.MAX_SIZE_TEST / 1280, plain.INPUT.MIN_SIZE_TEST / 720)
+    expected = (int(720 * factor + 0.5), int(1280 * factor + 0.5))
+    for augmentation in augmentations[1:]:
+        (resize,) = augmentation
+        assert isinstance(resize, MMTrackResizeShortestEdge)
+        assert resize.get_transform(image).apply_image(image).shape[:2] == expected
 
 
 def test_train_net_prints_the_errors_without_a_traceback(tmp_path):

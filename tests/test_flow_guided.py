@@ -287,7 +287,7 @@ def test_bad_configs_and_inputs():
         build("dff", "MODEL.TEMPORAL_ROI_ALIGN.ENABLED", True)
     with pytest.raises(ValueError, match="FgfaRCNN: the ROI heads use support proposals"):
         build("fgfa", "MODEL.ROI_BOX_HEAD.NAME", "SelsaBoxHead")
-    with pytest.raises(ValueError, match="WARP_CONVENTION must be one of"):
+    with pytest.raises(ValueError, match=r"WARP_CONVENTION 'mmtrack': must be one of \('toolbox', 'exact'\)"):
         build("fgfa", "MODEL.FLOW_NET.WARP_CONVENTION", "mmtrack")
     with pytest.raises(ValueError, match="must be backbone outputs with the same channels"):
         build("fgfa", "MODEL.RPN.IN_FEATURES", ["res4"])

@@ -426,7 +426,7 @@ def test_from_map_half_precision_and_autocast():
     [
         ({"spatial_scale": 1 / 16}, r"roi_feats are not ROIAlign of target_map at boxes with spatial_scale=0.0625"),
         ({"aligned": False}, "aligned=False"),
-        ({"method": "sparse"}, 'method must be "auto", "direct" or "gram"'),
+        ({"method": "sparse"}, r"method must be one of \('auto', 'direct', 'gram'\)"),
         ({"sampling_ratio": -1}, "sampling_ratio must be an int >= 0"),
         ({"target_map": torch.randn(3, 6, 7)}, r"target_map must be \[8, H, W\]"),
         ({"boxes": torch.zeros(4, 4)}, r"boxes must be \[5, 4\]"),

@@ -10,9 +10,9 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
-from temporal_roi_align import engine
 from temporal_roi_align.checkpoint import CheckpointError, VideoCheckpointer, checkpoint_problem
-from temporal_roi_align.engine import VideoTrainer, setup_cfg
+from temporal_roi_align.engine import VideoTrainer, check_output_dir, setup_cfg
+from temporal_roi_align.engine import trainer as trainer_module
 from temporal_roi_align.model_zoo import get_config_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,7 +85,7 @@ def test_finished_run_folder_with_resume_eval_only_or_overwrite(vid_toy_datasets
 
     (tmp_path / "model_final.pth").write_bytes(b"x")
     for flags in (dict(resume=True, eval_only=False), dict(resume=False, eval_only=True)):
-        engine.check_output_dir(str(tmp_path), overwrite=False, **flags)
+        check_output_dir(str(tmp_path), overwrite=False, **flags)
     (tmp_path / "metrics.json").write_text("{}\n")
     (tmp_path / "model_0000099.pth").write_bytes(b"y")
     args = train_net.argument_parser().parse_args(
@@ -253,7 +253,7 @@ def test_training_weights_backbone_only_or_complete_detector(vid_toy_datasets_en
 
 
 def test_a_data_error_saves_the_iterations_done(vid_toy_datasets_env, tmp_path, monkeypatch):
-    real = engine.build_video_train_loader
+    real = trainer_module.build_video_train_loader
 
     def failing_after_two_batches(cfg, **kwargs):
         def batches():
@@ -264,14 +264,14 @@ def test_a_data_error_saves_the_iterations_done(vid_toy_datasets_env, tmp_path, 
 
         return batches()
 
-    monkeypatch.setattr(engine, "build_video_train_loader", failing_after_two_batches)
+    monkeypatch.setattr(trainer_module, "build_video_train_loader", failing_after_two_batches)
     cfg = toy_cfg("single_frame", tmp_path, "SOLVER.MAX_ITER", 5, "SOLVER.CHECKPOINT_PERIOD", 100)
     trainer = VideoTrainer(cfg)
     trainer.resume_or_load(resume=False)
     with pytest.raises(OSError, match="cannot read image"):
         trainer.train()
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"  # iterations 0 and 1 ran
-    monkeypatch.setattr(engine, "build_video_train_loader", real)
+    monkeypatch.setattr(trainer_module, "build_video_train_loader", real)
     resumed = VideoTrainer(cfg)
     resumed.resume_or_load(resume=True)
     assert resumed.start_iter == 2

@@ -1,9 +1,69 @@
+"""The config keys of the video models: :func:`add_video_config` adds them, one helper per method
+(as Mask2Former splits its image and video keys); :data:`CHOICES` holds the allowed values of
+the keys that name a choice, for :func:`~.config_checks.check_config` and the code that reads them."""
+
+import warnings
+from functools import reduce
+
 from detectron2.config import CfgNode as CN
+
+__all__ = ["CHOICES", "RENAMED_CHOICES", "add_video_config", "current_choice", "rename_former_choices"]
+
+# The allowed values of each key that names a choice (their meaning: the key's comment below):
+# check_config refuses any other, and the code that reads a key takes its allowed values from here.
+CHOICES = {
+    "MODEL.TEMPORAL_ROI_ALIGN.EMBED": ("shared", "grouped"),
+    "MODEL.TEMPORAL_ROI_ALIGN.SIMILARITY": ("auto", "direct", "gram"),
+    "MODEL.SELSA.REFERENCE_MODE": ("mmtrack", "all_frames"),
+    "MODEL.FLOW_NET.WARP_CONVENTION": ("toolbox", "exact"),
+    "INPUT.SUPPORT.TRAIN_MODE": ("random", "bilateral", "random_with_target", "stride"),
+    "INPUT.SUPPORT.TEST_MODE": ("uniform", "stride", "uniform_with_target", "past", "key_frame"),
+    "INPUT.TRAIN_MAPPER": ("VideoDatasetMapper", "VISDatasetMapper"),
+    "INPUT.RESIZE_STYLE": ("detectron2", "mmtrack"),
+    "VIDEO.CACHE_DTYPE": ("float32", "float16", "bfloat16"),
+    "VIDEO.POSTPROCESS": ("none", "seq_nms"),
+    "VIDEO.SEQ_NMS.RESCORE": ("avg", "max"),
+}
+
+# Former names of allowed values, still accepted with a FutureWarning: key -> {former: current}.
+RENAMED_CHOICES = {"INPUT.RESIZE_STYLE": {"mmcv": "mmtrack"}}
+
+
+def current_choice(key: str, value):
+    """``value`` of the choice ``key`` under its current name: a former name (:data:`RENAMED_CHOICES`)
+    is replaced, with a FutureWarning."""
+    current = RENAMED_CHOICES.get(key, {}).get(value)
+    if current is None:
+        return value
+    warnings.warn(
+        f"{key} {value!r} is deprecated: it is now called {current!r} (the same behaviour); "
+        f"set {key} {current!r} in the config",
+        FutureWarning,
+        stacklevel=1,  # one place, so Python's default filter shows it once per process
+    )
+    return current
+
+
+def rename_former_choices(cfg) -> None:
+    """Replace each former name of an allowed value in ``cfg`` (not frozen) by its current one."""
+    for key in RENAMED_CHOICES:
+        *parents, name = key.split(".")
+        node = reduce(getattr, parents, cfg)
+        setattr(node, name, current_choice(key, getattr(node, name)))
 
 
 def add_video_config(cfg):
     """Add the config keys of the video detectors (in the style of ``add_pointrend_config``)."""
-    # Temporal RoI Align (Gong et al., AAAI 2021). K=4, N=4 are the paper's defaults.
+    _add_troi_config(cfg)
+    _add_selsa_config(cfg)
+    _add_flow_config(cfg)
+    _add_masktrack_config(cfg)
+    _add_tam_config(cfg)
+    _add_video_input_config(cfg)
+
+
+def _add_troi_config(cfg):
+    """Temporal RoI Align (Gong et al., AAAI 2021). K=4, N=4 are the paper's defaults."""
     cfg.MODEL.TEMPORAL_ROI_ALIGN = CN()
     cfg.MODEL.TEMPORAL_ROI_ALIGN.ENABLED = False
     # K: most similar locations per RoI cell and support frame (Eq. 2-4).
@@ -23,7 +83,9 @@ def add_video_config(cfg):
     # too (its own pooler, same K, N, EMBED and support frames as the box head's).
     cfg.MODEL.TEMPORAL_ROI_ALIGN.MASK_POOLER = False
 
-    # SELSA (Wu et al., ICCV 2019): attention over the proposals of all frames in the box head.
+
+def _add_selsa_config(cfg):
+    """SELSA (Wu et al., ICCV 2019): attention over the proposals of all frames in the box head."""
     cfg.MODEL.SELSA = CN()
     cfg.MODEL.SELSA.NUM_ATTENTION_GROUPS = 16
     # SELSA modules in the FC box head, one after each of the first NUM_MODULES FC layers.
@@ -37,8 +99,11 @@ def add_video_config(cfg):
     cfg.MODEL.SELSA.SUPPORT_PROPOSALS_TRAIN = 256
     cfg.MODEL.SELSA.SUPPORT_PROPOSALS_TEST = 300
 
-    # FlowNetSimple, the flow network of DFF (Zhu et al., CVPR 2017) and FGFA (ICCV 2017), as
-    # mmtrack runs it (modeling.FlowNetSimple; its defaults are mmtrack's FlowNetSimple's).
+
+def _add_flow_config(cfg):
+    """DFF (Zhu et al., CVPR 2017) and FGFA (ICCV 2017): the flow network and FGFA's weights."""
+    # FlowNetSimple, the flow network of DFF and FGFA, as mmtrack runs it (modeling.FlowNetSimple;
+    # its defaults are mmtrack's FlowNetSimple's).
     cfg.MODEL.FLOW_NET = CN()
     # Resize factor of the image pair before the network (mmtrack's img_scale_factor).
     cfg.MODEL.FLOW_NET.INPUT_SCALE = 0.5
@@ -65,9 +130,11 @@ def add_video_config(cfg):
     # own features (True: every frame of the paper's Eq. 1 sum, as FGFA aggregates at test).
     cfg.MODEL.FGFA.TRAIN_WITH_TARGET = False
 
-    # MaskTrack R-CNN (Yang, Fan, Xu, ICCV 2019): the track head and the online tracker
-    # (modeling/track_head.py, modeling/masktrack_tracker.py, modeling/masktrack.py). Defaults are
-    # those of mmtrack's YouTube-VIS models.
+
+def _add_masktrack_config(cfg):
+    """MaskTrack R-CNN (Yang, Fan, Xu, ICCV 2019): the track head, its reference frame and the
+    online tracker (modeling/track_head.py, modeling/masktrack_tracker.py, modeling/masktrack.py).
+    Defaults are those of mmtrack's YouTube-VIS models."""
     cfg.MODEL.ROI_TRACK_HEAD = CN()
     # Name of the head in ROI_TRACK_HEAD_REGISTRY: RoIAlign on ROI_HEADS.IN_FEATURES (the FPN
     # level of each box as for the box head), FC layers with ReLU, dot-product match logits.
@@ -92,6 +159,11 @@ def add_video_config(cfg):
     # IoU with a ground-truth box from which a RoI is foreground (below it: background).
     cfg.MODEL.ROI_TRACK_HEAD.IOU_THRESHOLD = 0.5
 
+    # VISDatasetMapper (INPUT.TRAIN_MAPPER): the reference frame is drawn at random within
+    # +-REFERENCE_FRAME_RANGE frames of the target, never the target itself (mmtrack's YouTube-VIS
+    # sampling: 100).
+    cfg.INPUT.REFERENCE_FRAME_RANGE = 100
+
     # MaskTrack R-CNN's online tracker. Score of detection i for track j:
     # log_softmax(match logits)[i, j] + DET_SCORE_WEIGHT * log(score_i)
     # + IOU_WEIGHT * IoU(box_i, box_j) + CLASS_WEIGHT * [class_i == class_j];
@@ -106,19 +178,25 @@ def add_video_config(cfg):
     # A track not matched in this many consecutive frames is forgotten.
     cfg.MODEL.MASKTRACK_TRACKER.NUM_FRAMES_RETAIN = 20
 
-    # conv5 -> 3x3 conv to OUT_CHANNELS before RoI pooling, as in the public DC5 configs.
-    cfg.MODEL.CHANNEL_REDUCTION = CN()
-    cfg.MODEL.CHANNEL_REDUCTION.IN_FEATURE = "res5"
-    cfg.MODEL.CHANNEL_REDUCTION.OUT_CHANNELS = 512
 
-    # TAM (Liu et al., ICCV 2021) as a residual temporal block on the RoI heads' input maps of the
-    # frame group (the target and its supports in time order), before RoI pooling; with or
-    # without TRoI. The group is the "stride" rule's (INPUT.SUPPORT.TRAIN_MODE and TEST_MODE
-    # "stride", NUM_TRAIN == NUM_TEST): TAM's global branch has a fixed number of frames.
+def _add_tam_config(cfg):
+    """TAM (Liu et al., ICCV 2021) as a residual temporal block on the RoI heads' input maps of the
+    frame group (the target and its supports in time order), before RoI pooling; with or without
+    TRoI. The group is the "stride" rule's (INPUT.SUPPORT.TRAIN_MODE and TEST_MODE "stride",
+    NUM_TRAIN == NUM_TEST): TAM's global branch has a fixed number of frames."""
     cfg.MODEL.TAM = CN()
     cfg.MODEL.TAM.ENABLED = False
     # K: length of TAM's video-adaptive temporal kernel (3 in the paper).
     cfg.MODEL.TAM.KERNEL_SIZE = 3
+
+
+def _add_video_input_config(cfg):
+    """What the video models share: the DC5 backbone's channel reduction, the support frames, the
+    training mapper, whole-video inference, the test resize and unreadable training frames."""
+    # conv5 -> 3x3 conv to OUT_CHANNELS before RoI pooling, as in the public DC5 configs.
+    cfg.MODEL.CHANNEL_REDUCTION = CN()
+    cfg.MODEL.CHANNEL_REDUCTION.IN_FEATURE = "res5"
+    cfg.MODEL.CHANNEL_REDUCTION.OUT_CHANNELS = 512
 
     # Support frames of each target frame.
     cfg.INPUT.SUPPORT = CN()
@@ -143,9 +221,6 @@ def add_video_config(cfg):
     # Training mapper of build_video_train_loader: "VideoDatasetMapper" (target + supports) or
     # "VISDatasetMapper" (target + the reference frame of MaskTrack R-CNN's track head + supports).
     cfg.INPUT.TRAIN_MAPPER = "VideoDatasetMapper"
-    # VISDatasetMapper: the reference frame is drawn at random within +-REFERENCE_FRAME_RANGE
-    # frames of the target, never the target itself (mmtrack's YouTube-VIS sampling: 100).
-    cfg.INPUT.REFERENCE_FRAME_RANGE = 100
 
     # Whole-video inference (VideoRCNN's feature cache, used by evaluation and VideoPredictor).
     cfg.VIDEO = CN()
@@ -175,6 +250,7 @@ def add_video_config(cfg):
     # "detectron2": ResizeShortestEdge (PIL bilinear, antialiased; rounds after scaling twice).
     # "mmtrack": data.transforms.MMTrackResizeShortestEdge (one factor min(MAX_SIZE / long side,
     # MIN_SIZE / short side), sides int(side * factor + 0.5), OpenCV INTER_LINEAR on uint8).
+    # The former name "mmcv" of "mmtrack" is still accepted, with a warning (RENAMED_CHOICES).
     cfg.INPUT.RESIZE_STYLE = "detectron2"
     # INPUT.SUPPORT.TEST_MODE "uniform_with_target" means mmtrack's test supports: the
     # NUM_TEST frames round(i * (L - 1) / (NUM_TEST - 1)), i = 0..NUM_TEST-1, of the

@@ -4,13 +4,13 @@ fails after training)."""
 
 import logging
 import math
+from functools import reduce
 
 import torch
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_backbone
 
-from .data.support_frames import TEST_MODES, TRAIN_MODES
-from .data.transforms import RESIZE_STYLES
+from .config import CHOICES, current_choice
 
 __all__ = ["ConfigError", "check_config", "smallest_feature_map"]
 
@@ -29,8 +29,9 @@ def check_config(cfg) -> None:
     >= 0, STEPS increasing, >= 1 and without MAX_ITER, WARMUP_ITERS >= 0), TEST.EVAL_PERIOD >= 0,
     DATALOADER.NUM_WORKERS >= 0, MODEL.ROI_HEADS.NUM_CLASSES >= 1 and equal to the classes of each
     dataset whose ``thing_classes`` are known, INPUT.SUPPORT (NUM_* >= 0, TEST_STRIDE >= 1,
-    TRAIN_FRAME_RANGE -1 or >= 1, a test TEST_MODE), INPUT.RESIZE_STYLE, and with Temporal RoI
-    Align on: TOPK >= 1 and at most the locations of the smallest support feature map
+    TRAIN_FRAME_RANGE -1 or >= 1), each key of :data:`~.config.CHOICES` (one of its values or a
+    former name of one, :data:`~.config.RENAMED_CHOICES`), and with Temporal RoI Align on: TOPK
+    >= 1 and at most the locations of the smallest support feature map
     (:func:`smallest_feature_map`), NUM_ATTENTION_BLOCKS >= 0, CHUNK_SIZE >= 1.
     Warned: no support frames (INPUT.SUPPORT.NUM_TEST or NUM_TRAIN 0) for a model that uses them.
     """
@@ -93,15 +94,9 @@ def check_config(cfg) -> None:
         sup.TRAIN_FRAME_RANGE,
         "must be -1 (anywhere in the video) or >= 1 (0 gives copies of the target)",
     )
-    need(sup.TEST_MODE in TEST_MODES, "INPUT.SUPPORT.TEST_MODE", sup.TEST_MODE, f"must be one of {TEST_MODES}")
-    train_modes = TRAIN_MODES + ("stride",)
-    need(sup.TRAIN_MODE in train_modes, "INPUT.SUPPORT.TRAIN_MODE", sup.TRAIN_MODE, f"must be one of {train_modes}")
-    need(
-        cfg.INPUT.RESIZE_STYLE in RESIZE_STYLES,
-        "INPUT.RESIZE_STYLE",
-        cfg.INPUT.RESIZE_STYLE,
-        f"must be one of {RESIZE_STYLES}",
-    )
+    for key, choices in CHOICES.items():
+        value = reduce(getattr, key.split("."), cfg)
+        need(current_choice(key, value) in choices, key, value, f"must be one of {choices}")
 
     tra = cfg.MODEL.TEMPORAL_ROI_ALIGN
     if tra.ENABLED:

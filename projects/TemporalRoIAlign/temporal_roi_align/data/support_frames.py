@@ -6,6 +6,8 @@ from typing import List, Sequence
 
 import numpy as np
 
+from ..config import CHOICES
+
 __all__ = [
     "SUPPORT_MODES",
     "TRAIN_MODES",
@@ -16,9 +18,9 @@ __all__ = [
     "select_test_supports",
 ]
 
-# Drawn at random (training) / deterministic (test).
-TRAIN_MODES = ("random", "bilateral", "random_with_target")
-TEST_MODES = ("uniform", "stride", "uniform_with_target", "past", "key_frame")
+# Deterministic (test) / drawn at random (the training modes that are no test rule).
+TEST_MODES = CHOICES["INPUT.SUPPORT.TEST_MODE"]
+TRAIN_MODES = tuple(mode for mode in CHOICES["INPUT.SUPPORT.TRAIN_MODE"] if mode not in TEST_MODES)
 SUPPORT_MODES = TRAIN_MODES + TEST_MODES
 
 
@@ -147,10 +149,9 @@ class SupportSelector:
         "stride"/"past", key frames VIDEO.KEY_FRAME_INTERVAL apart for "key_frame")."""
         s = cfg.INPUT.SUPPORT
         if is_train:
-            if s.TRAIN_MODE not in TRAIN_MODES + ("stride",):
-                raise ValueError(
-                    f"INPUT.SUPPORT.TRAIN_MODE must be one of {TRAIN_MODES + ('stride',)}, got {s.TRAIN_MODE!r}"
-                )
+            modes = CHOICES["INPUT.SUPPORT.TRAIN_MODE"]
+            if s.TRAIN_MODE not in modes:
+                raise ValueError(f"INPUT.SUPPORT.TRAIN_MODE must be one of {modes}, got {s.TRAIN_MODE!r}")
             return cls(s.TRAIN_MODE, s.NUM_TRAIN, frame_range=s.TRAIN_FRAME_RANGE, stride=s.TEST_STRIDE)
         stride = cfg.VIDEO.KEY_FRAME_INTERVAL if s.TEST_MODE == "key_frame" else s.TEST_STRIDE
         return cls(s.TEST_MODE, s.NUM_TEST, stride=stride)

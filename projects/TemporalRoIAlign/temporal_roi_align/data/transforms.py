@@ -1,18 +1,16 @@
 """Test-time resizing of video frames: Detectron2's, or mmtrack's for converted checkpoints."""
 
-import logging
-
 import cv2
 import numpy as np
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from PIL import Image
 
+from ..config import CHOICES, current_choice
+
 __all__ = ["CV2ResizeTransform", "MMTrackResizeShortestEdge", "build_test_augmentation", "RESIZE_STYLES"]
 
-logger = logging.getLogger(__name__)
-
-RESIZE_STYLES = ("detectron2", "mmtrack")
+RESIZE_STYLES = CHOICES["INPUT.RESIZE_STYLE"]
 
 
 class CV2ResizeTransform(T.ResizeTransform):
@@ -49,10 +47,7 @@ class MMTrackResizeShortestEdge(T.Augmentation):
 def build_test_augmentation(cfg) -> list:
     """Test-time resizing by ``INPUT.RESIZE_STYLE``: "detectron2" (``ResizeShortestEdge``) or
     "mmtrack" (:class:`MMTrackResizeShortestEdge`, for converted checkpoints)."""
-    style = cfg.INPUT.RESIZE_STYLE
-    if style == "mmcv":
-        logger.warning('INPUT.RESIZE_STYLE "mmcv" is now called "mmtrack"; using "mmtrack"')
-        style = "mmtrack"
+    style = current_choice("INPUT.RESIZE_STYLE", cfg.INPUT.RESIZE_STYLE)
     if style == "detectron2":
         return utils.build_augmentation(cfg, is_train=False)
     if style == "mmtrack":

@@ -5,6 +5,8 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
+from ..config import CHOICES
+
 __all__ = ["flow_warp", "resize_flow", "FLOW_WARP_CONVENTIONS"]
 
 # How a sampling position x (in pixels, 0 .. W-1) becomes grid_sample's coordinate in [-1, 1]
@@ -14,7 +16,7 @@ __all__ = ["flow_warp", "resize_flow", "FLOW_WARP_CONVENTIONS"]
 #       not x: up to one pixel towards the top-left corner at the bottom-right.
 #   "exact": 2 * x / (W - 1) - 1, as the original MXNet code's GridGenerator(transform_type="warp")
 #       does: a zero flow is the identity.
-FLOW_WARP_CONVENTIONS = ("toolbox", "exact")
+FLOW_WARP_CONVENTIONS = CHOICES["MODEL.FLOW_NET.WARP_CONVENTION"]
 
 
 def resize_flow(flow: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:

@@ -7,6 +7,7 @@ from typing import Iterator, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..config import CHOICES
 from .roi_align_sampling import RoIAlignSampling, roi_align_sampling
 from .roi_similarity import DirectSimilarity, GramSimilarity, gram_is_cheaper
 
@@ -135,8 +136,8 @@ class _TargetMap:
     """The arguments of the ``*_from_map`` functions, checked."""
 
     def __init__(self, roi_feats, target_map, boxes, spatial_scale, sampling_ratio, aligned, method):
-        if method not in ("auto", "direct", "gram"):
-            raise ValueError(f'method must be "auto", "direct" or "gram", got {method!r}')
+        if method not in CHOICES["MODEL.TEMPORAL_ROI_ALIGN.SIMILARITY"]:
+            raise ValueError(f"method must be one of {CHOICES['MODEL.TEMPORAL_ROI_ALIGN.SIMILARITY']}, got {method!r}")
         if target_map.dim() != 3 or target_map.shape[0] != roi_feats.shape[1]:
             raise ValueError(
                 f"target_map must be [{roi_feats.shape[1]}, H, W] (channels of roi_feats), "

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import CHOICES
 from .roi_align_sampling import RoIAlignSampling
 
 __all__ = ["TemporalAttentionalAggregation"]
@@ -37,8 +38,8 @@ class TemporalAttentionalAggregation(nn.Module):
             raise ValueError(f"num_blocks must be >= 0, got {num_blocks}")
         if num_blocks > 0 and channels % num_blocks != 0:
             raise ValueError(f"channels ({channels}) must be divisible by num_blocks ({num_blocks})")
-        if embed not in ("shared", "grouped"):
-            raise ValueError(f'embed must be "shared" or "grouped", got {embed!r}')
+        if embed not in CHOICES["MODEL.TEMPORAL_ROI_ALIGN.EMBED"]:
+            raise ValueError(f"embed must be one of {CHOICES['MODEL.TEMPORAL_ROI_ALIGN.EMBED']}, got {embed!r}")
         self.channels = channels
         self.num_blocks = num_blocks
         if num_blocks == 0:

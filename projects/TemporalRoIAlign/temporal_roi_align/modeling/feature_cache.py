@@ -6,9 +6,11 @@ from typing import Dict, Hashable, NamedTuple, Optional
 import torch
 from detectron2.structures import Instances
 
+from ..config import CHOICES
+
 __all__ = ["CACHE_DTYPES", "CachedFrame", "FeatureCache"]
 
-CACHE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+CACHE_DTYPES = {name: getattr(torch, name) for name in CHOICES["VIDEO.CACHE_DTYPE"]}
 
 
 class CachedFrame(NamedTuple):

@@ -8,6 +8,7 @@ from detectron2.layers import ShapeSpec, nonzero_tuple
 from detectron2.modeling.poolers import ROIPooler, assign_boxes_to_levels
 from detectron2.structures import Boxes
 
+from ..config import CHOICES
 from ..layers import (
     TemporalAttentionalAggregation,
     iter_most_similar_roi_align_from_map,
@@ -16,7 +17,7 @@ from ..layers import (
     roi_align_sampling,
 )
 
-SIMILARITY_METHODS = ("auto", "direct", "gram")
+SIMILARITY_METHODS = CHOICES["MODEL.TEMPORAL_ROI_ALIGN.SIMILARITY"]
 
 __all__ = ["TemporalROIPooler", "TemporalRoIAlignInspection"]
 

@@ -5,6 +5,8 @@ from detectron2.config import configurable
 from detectron2.modeling.roi_heads import ROI_BOX_HEAD_REGISTRY, FastRCNNConvFCHead
 from torch import nn
 
+from ..config import CHOICES
+
 __all__ = ["SelsaAggregator", "SelsaBoxHead"]
 
 
@@ -41,7 +43,7 @@ class SelsaAggregator(nn.Module):
         return self.fc(torch.bmm(weights, value).transpose(0, 1).reshape(R, C))
 
 
-REFERENCE_MODES = ("mmtrack", "all_frames")
+REFERENCE_MODES = CHOICES["MODEL.SELSA.REFERENCE_MODE"]
 
 
 @ROI_BOX_HEAD_REGISTRY.register()

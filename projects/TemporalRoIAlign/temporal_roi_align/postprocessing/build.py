@@ -5,11 +5,12 @@ from typing import Callable, List, Optional
 
 from detectron2.structures import Instances
 
+from ..config import CHOICES
 from .seq_nms import RESCORE_MODES, seq_nms
 
 __all__ = ["POSTPROCESSORS", "build_video_postprocessor"]
 
-POSTPROCESSORS = ("none", "seq_nms")
+POSTPROCESSORS = CHOICES["VIDEO.POSTPROCESS"]
 
 
 def build_video_postprocessor(cfg) -> Optional[Callable[[List[Instances]], List[Instances]]]:

@@ -30,9 +30,11 @@ import numpy as np
 import torch
 from detectron2.structures import Instances
 
+from ..config import CHOICES
+
 __all__ = ["seq_nms", "seq_nms_arrays", "RESCORE_MODES"]
 
-RESCORE_MODES = ("avg", "max")
+RESCORE_MODES = CHOICES["VIDEO.SEQ_NMS.RESCORE"]
 # Elements of one [frames, boxes, boxes] IoU block computed at a time (bounds temporary memory).
 _IOU_BLOCK_ELEMENTS = 1 << 16
 

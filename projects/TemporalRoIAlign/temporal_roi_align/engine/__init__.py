@@ -1,0 +1,20 @@
+"""Training, evaluation and launching, laid out as Detectron2's ``engine/``: ``trainer.py``
+(:class:`VideoTrainer`), ``launch.py`` (CPU/gloo :func:`launch`), ``defaults.py``
+(:func:`setup_cfg`, the command line, the output folder), ``optimizer.py``."""
+
+from .defaults import argument_parser, check_output_dir, setup_cfg
+from .launch import launch
+from .optimizer import sgd_with_gradient_clipping
+from .trainer import TRAIN_MAPPERS, FailureRecordingLoader, VideoTrainer, save_iterations_done
+
+__all__ = [
+    "FailureRecordingLoader",
+    "TRAIN_MAPPERS",
+    "VideoTrainer",
+    "argument_parser",
+    "check_output_dir",
+    "launch",
+    "save_iterations_done",
+    "setup_cfg",
+    "sgd_with_gradient_clipping",
+]
