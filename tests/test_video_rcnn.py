@@ -123,7 +123,7 @@ def test_training_and_inference_give_the_heads_the_same_supports(variant):
     x = group("v", 1, [0, 2, 3])
     model.train()
     with torch.no_grad():
-        _, train_features, train_supports = model._training_frame_groups([x])
+        _, train_features, train_supports = model._training_features([x])
     model.eval()
     with torch.no_grad():
         target, *supports = model.frame_outputs([x] + x["supports"])

@@ -1,22 +1,15 @@
 """Per-frame outputs of the backbone (and the RPN) kept for the next target frames of a video."""
 
 from collections import OrderedDict
-from typing import Dict, Hashable, NamedTuple, Optional
+from typing import Hashable, Optional
 
 import torch
-from detectron2.structures import Instances
 
-__all__ = ["CACHE_DTYPES", "CachedFrame", "FeatureCache"]
+from .frame_group import CachedFrame
+
+__all__ = ["CACHE_DTYPES", "FeatureCache"]
 
 CACHE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-class CachedFrame(NamedTuple):
-    """What the model computes once per frame: backbone features ([C, H, W] per name) and the
-    RPN's proposals of the frame (None when the model does not need them)."""
-
-    features: Dict[str, torch.Tensor]
-    proposals: Optional[Instances]
 
 
 class FeatureCache:
