@@ -208,9 +208,10 @@ class VideoRCNN(GeneralizedRCNN):
         computed = {}
         for group in by_size.values():
             batch = self.preprocess_image([frame for _, frame in group])
-            for (key, _), output in zip(group, self._compute_frame_outputs(batch)):
+            for (key, frame), output in zip(group, self._compute_frame_outputs(batch)):
                 computed[key] = output
-                self.feature_cache.put(key, output)
+                if FeatureCache.key(frame) is not None:  # a frame without ids is never looked up
+                    self.feature_cache.put(key, output)
         return [
             computed[id(frame)] if key is None else computed[key] if key in computed else self.feature_cache.get(key)
             for key, frame in zip(keys, frames)
