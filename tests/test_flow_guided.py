@@ -41,11 +41,11 @@ def record_rpn_inputs(model):
 def backbone_map(model, *frames):
     """``[len(frames), C, H, W]``: the warped feature of each frame, computed directly."""
     with torch.no_grad():
-        return model.backbone(model._normalize_and_pad([f["image"] for f in frames]).tensor)[FEATURE]
+        return model.backbone(model.preprocess_image(frames).tensor)[FEATURE]
 
 
 def flows(model, target, references):
-    images = model._normalize_and_pad([target["image"]] + [r["image"] for r in references])
+    images = model.preprocess_image([target] + references)
     with torch.no_grad():
         return model.flow_net(images.tensor[:1], images.tensor[1:], images.image_sizes[:1])
 
@@ -291,6 +291,8 @@ def test_bad_configs_and_inputs():
         build("fgfa", "MODEL.FLOW_NET.WARP_CONVENTION", "mmtrack")
     with pytest.raises(ValueError, match="must be backbone outputs with the same channels"):
         build("fgfa", "MODEL.RPN.IN_FEATURES", ["res4"])
+    with pytest.raises(ValueError, match="DffRCNN needs MODEL.ROI_HEADS.NAME: VideoROIHeads, got StandardROIHeads"):
+        build("dff", "MODEL.ROI_HEADS.NAME", "StandardROIHeads")
     dff = build("dff")
     with pytest.raises(ValueError, match=r"DffRCNN: training frame a/2 has 2 support frames; .*NUM_TRAIN 1"):
         training_losses(dff, [{**group("a", 2, [1, 3], with_instances=True), "file_name": "a/2"}])

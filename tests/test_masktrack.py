@@ -137,7 +137,7 @@ def test_one_backbone_pass_and_the_reference_on_its_own_maps(variant, monkeypatc
     num_supports = 3 if variant == "masktrack_troi" else 0
     assert calls == [2 + 2 + num_supports]
     with torch.no_grad():
-        alone = model.backbone(model._normalize_and_pad([x["reference"]["image"] for x in batch]).tensor)
+        alone = model.backbone(model.preprocess_image([x["reference"] for x in batch]).tensor)
     for name, maps in seen["reference"].features.items():
         torch.testing.assert_close(maps, alone[name], rtol=1e-4, atol=1e-4)
     assert [r.gt_track_ids.tolist() for r in seen["reference"].instances] == [[2, 3], [2, 3]]
@@ -205,7 +205,7 @@ def test_embeddings_are_the_track_head_on_the_detected_boxes():
     x = dict(frame("v", 0), height=H, width=W)
     with torch.no_grad():
         out = model([x])[0]["instances"]
-        features = model.backbone(model._normalize_and_pad([x["image"]]).tensor)
+        features = model.backbone(model.preprocess_image([x]).tensor)
         expected = model.roi_heads.track_head.embed(features, [out.pred_boxes])[0]
     torch.testing.assert_close(out.track_embeddings, expected, rtol=1e-4, atol=1e-5)
 

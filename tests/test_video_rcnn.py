@@ -92,6 +92,15 @@ def test_cache_is_cleared_when_training_resumes():
     assert len(model.feature_cache) == 0
 
 
+def test_frames_without_ids_are_computed_but_not_cached():
+    model = build_model(tiny_cfg("troi"))
+    model.eval()
+    with torch.no_grad():
+        model([group("v", 0, [1])])
+        model([{"image": frame("w", 0)["image"], "supports": [{"image": frame("w", 1)["image"]}]}])
+    assert len(model.feature_cache) == 2, "only the frames of video v, which have ids"
+
+
 def test_single_frame_detector_ignores_supports():
     torch.manual_seed(0)
     model = build_model(tiny_cfg("single_frame", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0))
@@ -123,7 +132,7 @@ def test_training_and_inference_give_the_heads_the_same_supports(variant):
     x = group("v", 1, [0, 2, 3])
     model.train()
     with torch.no_grad():
-        _, train_features, train_supports = model._training_frame_groups([x])
+        _, train_features, train_supports = model._training_features([x])
     model.eval()
     with torch.no_grad():
         target, *supports = model.frame_outputs([x] + x["supports"])

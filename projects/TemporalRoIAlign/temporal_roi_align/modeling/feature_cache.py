@@ -1,24 +1,16 @@
 """Per-frame outputs of the backbone (and the RPN) kept for the next target frames of a video."""
 
 from collections import OrderedDict
-from typing import Dict, Hashable, NamedTuple, Optional
+from typing import Hashable, Optional
 
 import torch
-from detectron2.structures import Instances
 
 from ..config import CHOICES
+from .frame_group import CachedFrame
 
-__all__ = ["CACHE_DTYPES", "CachedFrame", "FeatureCache"]
+__all__ = ["CACHE_DTYPES", "FeatureCache"]
 
 CACHE_DTYPES = {name: getattr(torch, name) for name in CHOICES["VIDEO.CACHE_DTYPE"]}
-
-
-class CachedFrame(NamedTuple):
-    """What the model computes once per frame: backbone features ([C, H, W] per name) and the
-    RPN's proposals of the frame (None when the model does not need them)."""
-
-    features: Dict[str, torch.Tensor]
-    proposals: Optional[Instances]
 
 
 class FeatureCache:

@@ -16,15 +16,16 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
+from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import ImageList, Instances
 
 from ..layers.flow_warp import FLOW_WARP_CONVENTIONS, flow_warp, resize_flow
-from .feature_cache import CachedFrame, FeatureCache
+from .feature_cache import FeatureCache
 from .fgfa_aggregator import FgfaAggregator
 from .flownet import FlowNetSimple
-from .frame_group import SupportFrames
-from .meta_arch import VideoRCNN
+from .frame_group import CachedFrame, FrameBatch, SupportFrames
+from .roi_heads import VideoROIHeads
+from .video_rcnn import VideoRCNN
 
 __all__ = ["FlowGuidedRCNN", "FgfaRCNN", "DffRCNN"]
 
@@ -35,9 +36,10 @@ def _frame_name(frame: Dict) -> str:
 
 class FlowGuidedRCNN(VideoRCNN):
     """
-    What FGFA and DFF share: the flow network, the warping, and one road for training and
-    inference in which subclasses only say which features the RPN and the ROI heads see
-    (:meth:`_training_features`, :meth:`_inference_features`).
+    What FGFA and DFF share: the flow network, the warping, and :class:`VideoRCNN`'s road for
+    training and inference, in which subclasses only say which features the RPN and the ROI heads
+    see (:meth:`_training_features`, :meth:`_inference_features`); at test the RPN runs on those
+    features too, not on each frame's own.
 
     ``flow_features``: the backbone outputs that are warped, those the RPN and the ROI heads
     read. The feature cache keeps only these of each frame, and no proposals (the RPN runs on
@@ -63,6 +65,10 @@ class FlowGuidedRCNN(VideoRCNN):
             )
         if self.proposal_generator is None:
             raise ValueError(f"{type(self).__name__} needs an RPN (MODEL.PROPOSAL_GENERATOR.NAME: RPN)")
+        if not isinstance(self.roi_heads, VideoROIHeads):
+            raise ValueError(
+                f"{type(self).__name__} needs MODEL.ROI_HEADS.NAME: VideoROIHeads, got {type(self.roi_heads).__name__}"
+            )
         if self.needs_support_proposals:
             raise ValueError(
                 f"{type(self).__name__}: the ROI heads use support proposals (SELSA), which a flow-guided "
@@ -70,6 +76,8 @@ class FlowGuidedRCNN(VideoRCNN):
             )
         self.flow_net = flow_net
         self.warp_convention = warp_convention
+        # The RPN and the heads see maps made from the supports, whether or not the heads use supports.
+        self.needs_supports = True
         names = list(self.proposal_generator.in_features) + list(self.roi_heads.in_features)
         self.flow_features = tuple(dict.fromkeys(names))
 
@@ -92,17 +100,6 @@ class FlowGuidedRCNN(VideoRCNN):
             )
         return shapes[names[0]]
 
-    # ---- shared road -------------------------------------------------------------------------
-
-    def forward(self, batched_inputs: List[Dict]):
-        if not self.training:
-            return self.inference(batched_inputs)
-        images, features, supports = self._training_features(batched_inputs)
-        gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
-        proposals, proposal_losses = self.proposal_generator(images, features, gt_instances)
-        _, detector_losses = self.roi_heads(images, features, proposals, gt_instances, supports)
-        return {**detector_losses, **proposal_losses}
-
     def inference(
         self,
         batched_inputs: List[Dict],
@@ -111,16 +108,13 @@ class FlowGuidedRCNN(VideoRCNN):
     ):
         if detected_instances is not None:
             raise ValueError(f"{type(self).__name__}.inference does not take detected_instances")
-        results = []
-        for target in batched_inputs:
-            images, features, supports = self._inference_features(target)
-            proposals, _ = self.proposal_generator(images, features, None)
-            instances, _ = self.roi_heads(images, features, proposals, None, supports)
-            results.append(instances[0])
-        if do_postprocess:
-            image_sizes = [tuple(x["image"].shape[-2:]) for x in batched_inputs]
-            return GeneralizedRCNN._postprocess(results, batched_inputs, image_sizes)
-        return results
+        return super().inference(batched_inputs, None, do_postprocess)
+
+    def _inference_one(self, target: Dict) -> Instances:
+        images, features, supports = self._inference_features(target)
+        proposals, _ = self.proposal_generator(images, features, None)
+        instances, _ = self.roi_heads(images, features, proposals, None, supports)
+        return instances[0]
 
     def _training_features(self, batched_inputs: List[Dict]) -> Tuple[ImageList, Dict, Optional[SupportFrames]]:
         """The target images, the features the RPN and ROI heads see (``[N, C, H, W]`` per name
@@ -136,6 +130,18 @@ class FlowGuidedRCNN(VideoRCNN):
         # The backbone alone; only the warped features are kept (class docstring).
         features = self.backbone(batch.tensor)
         return [CachedFrame({k: features[k][i] for k in self.flow_features}, None) for i in range(len(batch))]
+
+    def _warp_supports(self, batch: FrameBatch, support_maps: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """``support_maps`` (``[sum T_i, C, h, w]`` per name of :attr:`flow_features`, the supports of
+        ``batch``) warped to their targets by the flow from each target image to its support image."""
+        if not sum(batch.num_supports):
+            return support_maps
+        owners = [i for i, count in enumerate(batch.num_supports) for _ in range(count)]
+        images = batch.images
+        flows = self.flow_net(
+            images.tensor[owners], images.tensor[batch.supports], [images.image_sizes[i] for i in owners]
+        )
+        return self._warp(support_maps, flows)
 
     def _warp(self, features: Dict[str, torch.Tensor], flows: torch.Tensor) -> Dict[str, torch.Tensor]:
         """``features[name]`` (``[N, C, h, w]``) warped by ``flows`` (``[N, 2, H, W]`` at image
@@ -196,65 +202,41 @@ class FgfaRCNN(FlowGuidedRCNN):
         return ret
 
     def _training_features(self, batched_inputs):
-        num_images = len(batched_inputs)
-        counts = [len(x.get("supports", [])) for x in batched_inputs]
-        for x, count in zip(batched_inputs, counts):
-            if count == 0 and not self.train_with_target:
+        for x in batched_inputs:
+            if not x.get("supports") and not self.train_with_target:
                 raise ValueError(
                     f"FgfaRCNN: training frame {_frame_name(x)} has no support frame; FGFA aggregates the "
                     "warped supports (INPUT.SUPPORT.NUM_TRAIN >= 1)"
                 )
-        frames = [x["image"] for x in batched_inputs] + [s["image"] for x in batched_inputs for s in x["supports"]]
-        batch = self._normalize_and_pad(frames)
-        all_features = self.backbone(batch.tensor)
-        images = ImageList(batch.tensor[:num_images], batch.image_sizes[:num_images])
-        support_maps = {k: all_features[k][num_images:] for k in self.flow_features}
-        warped = support_maps
-        if sum(counts):
-            target_of = [i for i, count in enumerate(counts) for _ in range(count)]
-            flows = self.flow_net(
-                batch.tensor[target_of], batch.tensor[num_images:], [batch.image_sizes[i] for i in target_of]
-            )
-            warped = self._warp(support_maps, flows)
+        batch = self._frame_batch(batched_inputs)
+        maps = self.backbone(batch.images.tensor)
+        maps = {name: maps[name] for name in self.flow_features}
+        target_maps, support_maps = batch.maps_of(maps, batch.targets), batch.maps_of(maps, batch.supports)
+        warped = self._warp_supports(batch, support_maps)
         features = {}
         for name in self.flow_features:
             aggregated = []
-            for target, frames in zip(all_features[name][:num_images], warped[name].split(counts)):
+            for target, frames in zip(target_maps[name], warped[name].split(batch.num_supports)):
                 target = target[None]
                 if self.train_with_target:
                     frames = torch.cat([target, frames])
                 aggregated.append(self.aggregator(target, frames))
             features[name] = torch.cat(aggregated)
-        supports = None
-        if self.needs_supports:
-            per_image = {k: v.split(counts) for k, v in support_maps.items()}
-            supports = SupportFrames([{k: v[i] for k, v in per_image.items()} for i in range(num_images)])
-        return images, features, supports
+        supports = batch.support_frames(support_maps) if self.roi_heads.needs_support_features else None
+        return batch.images_of(batch.targets), features, supports
 
     def _inference_features(self, target):
-        supports = target.get("supports", [])
-        self._check_frame_sizes(target, supports)
-        target_frame, *support_frames = self.frame_outputs([target] + supports)
-        target_maps = {k: v[None] for k, v in target_frame.features.items()}
-        support_maps = {
-            k: torch.stack([f.features[k] for f in support_frames]) if support_frames else v[:0]
-            for k, v in target_maps.items()
-        }
-        batch = self._normalize_and_pad([target["image"]] + [s["image"] for s in supports])
-        images = ImageList(batch.tensor[:1], batch.image_sizes[:1])
-        if supports:
-            flows = self.flow_net(batch.tensor[:1], batch.tensor[1:], batch.image_sizes[:1])
-            warped = self._warp(support_maps, flows)
-        else:
-            warped = support_maps
-        middle = len(supports) // 2
+        target_maps, _, supports = self._inference_frame_group(target)
+        batch = self._frame_batch([target])
+        warped = self._warp_supports(batch, supports.features[0])
+        middle = batch.num_supports[0] // 2
         features = {
             name: self.aggregator(
                 target_maps[name], torch.cat([warped[name][:middle], target_maps[name], warped[name][middle:]])
             )
             for name in self.flow_features
         }
-        return images, features, SupportFrames([support_maps]) if self.needs_supports else None
+        return batch.images_of(batch.targets), features, supports if self.roi_heads.needs_support_features else None
 
 
 @META_ARCH_REGISTRY.register()
@@ -280,7 +262,7 @@ class DffRCNN(FlowGuidedRCNN):
     @configurable
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        if self.needs_supports:
+        if self.roi_heads.needs_support_features:
             raise ValueError("DffRCNN: the ROI heads use support frames (TRoI or SELSA), which DFF does not give them")
 
     def _training_features(self, batched_inputs):
@@ -290,19 +272,13 @@ class DffRCNN(FlowGuidedRCNN):
                     f"DffRCNN: training frame {_frame_name(x)} has {len(x.get('supports', []))} support frames; "
                     "DFF trains with one (INPUT.SUPPORT.NUM_TRAIN 1)"
                 )
-        num_images = len(batched_inputs)
-        batch = self._normalize_and_pad(
-            [x["image"] for x in batched_inputs] + [x["supports"][0]["image"] for x in batched_inputs]
-        )
-        support_features = self.backbone(batch.tensor[num_images:])
-        flows = self.flow_net(batch.tensor[:num_images], batch.tensor[num_images:], batch.image_sizes[:num_images])
-        warped = self._warp(support_features, flows)
-        still = torch.tensor([float(x.get("video_length") == 1) for x in batched_inputs], device=flows.device).view(
-            -1, 1, 1, 1
-        )
-        features = {k: v * (1 - still) + support_features[k] * still for k, v in warped.items()}
-        images = ImageList(batch.tensor[:num_images], batch.image_sizes[:num_images])
-        return images, features, None
+        batch = self._frame_batch(batched_inputs)
+        support_maps = self.backbone(batch.images.tensor[batch.supports])
+        warped = self._warp_supports(batch, support_maps)
+        still = torch.tensor([float(x.get("video_length") == 1) for x in batched_inputs], device=self.device)
+        still = still.view(-1, 1, 1, 1)
+        features = {k: v * (1 - still) + support_maps[k] * still for k, v in warped.items()}
+        return batch.images_of(batch.targets), features, None
 
     def _inference_features(self, target):
         supports = target.get("supports", [])
@@ -316,10 +292,9 @@ class DffRCNN(FlowGuidedRCNN):
         key_frame = self.frame_outputs([key])[0]
         key_maps = {k: v[None] for k, v in key_frame.features.items()}
         if self._same_frame(key, target):
-            return self._normalize_and_pad([target["image"]]), key_maps, None
-        batch = self._normalize_and_pad([target["image"], key["image"]])
-        flows = self.flow_net(batch.tensor[:1], batch.tensor[1:], batch.image_sizes[:1])
-        return ImageList(batch.tensor[:1], batch.image_sizes[:1]), self._warp(key_maps, flows), None
+            return self.preprocess_image([target]), key_maps, None
+        batch = self._frame_batch([target])
+        return batch.images_of(batch.targets), self._warp_supports(batch, key_maps), None
 
     @staticmethod
     def _same_frame(a: Dict, b: Dict) -> bool:

@@ -11,7 +11,6 @@ Temporal RoI Align (Gong et al., AAAI 2021, Table 8): video instance segmentatio
   :class:`~.masktrack_tracker.MaskTrackTracker`.
 """
 
-from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import torch
@@ -20,28 +19,13 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY
 from detectron2.structures import ImageList, Instances
 
-from .frame_group import SupportFrames
+from .frame_group import ReferenceFrames, SupportFrames
 from .masktrack_tracker import MaskTrackTracker
-from .meta_arch import VideoRCNN
 from .roi_heads import VideoROIHeads
 from .track_head import build_track_head
+from .video_rcnn import VideoRCNN
 
-__all__ = ["MaskTrackRCNN", "MaskTrackROIHeads", "ReferenceFrames"]
-
-
-@dataclass
-class ReferenceFrames:
-    """
-    The reference frame of each target image of a training batch (MaskTrack R-CNN's track head
-    matches the target's RoIs against the reference's ground-truth instances).
-
-    Attributes:
-        features: feature name -> ``[N, C, H, W]`` backbone maps, one reference per target image.
-        instances: N ``Instances`` with ``gt_boxes`` and ``gt_track_ids`` (any number, 0 included).
-    """
-
-    features: Dict[str, torch.Tensor]
-    instances: List[Instances]
+__all__ = ["MaskTrackRCNN", "MaskTrackROIHeads"]
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -181,22 +165,13 @@ class MaskTrackRCNN(VideoRCNN):
                 f"MaskTrackRCNN training needs a 'reference' frame in every input, missing in {names} "
                 '(the training mapper must be VISDatasetMapper: INPUT.TRAIN_MAPPER "VISDatasetMapper")'
             )
-        # The reference rides along as each target's last support frame in the one backbone pass.
-        groups = [
-            {**x, "supports": (list(x.get("supports", [])) if self.needs_supports else []) + [x["reference"]]}
-            for x in batched_inputs
-        ]
-        images, features, frames = self._training_frame_groups(groups)
+        batch = self._frame_batch(batched_inputs, with_supports=self.needs_supports, with_references=True)
+        maps = self.backbone(batch.images.tensor)
+        images, features = batch.images_of(batch.targets), batch.maps_of(maps, batch.targets)
+        supports = self._support_frames(batch, maps) if self.needs_supports else None
         reference = ReferenceFrames(
-            {name: torch.stack([f[name][-1] for f in frames.features]) for name in features},
-            [x["reference"]["instances"].to(self.device) for x in batched_inputs],
+            batch.maps_of(maps, batch.references), [x["reference"]["instances"].to(self.device) for x in batched_inputs]
         )
-        supports = None
-        if self.needs_supports:
-            supports = SupportFrames(
-                [{name: maps[:-1] for name, maps in f.items()} for f in frames.features],
-                None if frames.proposals is None else [p[:-1] for p in frames.proposals],
-            )
         gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
         proposals, proposal_losses = self.proposal_generator(images, features, gt_instances)
         _, detector_losses = self.roi_heads(images, features, proposals, gt_instances, supports, reference)

@@ -7,8 +7,8 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import ImageList, Instances
 
-from .feature_cache import CACHE_DTYPES, CachedFrame, FeatureCache
-from .frame_group import SupportFrames
+from .feature_cache import CACHE_DTYPES, FeatureCache
+from .frame_group import CachedFrame, FrameBatch, SupportFrames
 from .roi_heads import VideoROIHeads
 from .temporal_block import TemporalAdaptiveBlock
 
@@ -43,6 +43,11 @@ class VideoRCNN(GeneralizedRCNN):
     ``VIDEO.CACHE_FRAMES`` frames, features kept as ``VIDEO.CACHE_DTYPE``, keyed by the frame's
     ``(video_id, frame_id)`` and image size), so visiting a video's frames in order costs about
     one backbone and one RPN pass per frame.
+
+    Subclasses change what the RPN and the ROI heads see by overriding :meth:`_training_features`
+    (a training batch) and :meth:`_inference_one` (one target frame at test), building on
+    :meth:`_frame_batch` (one backbone batch of targets, supports and references) and
+    :meth:`_inference_frame_group` (a target and its supports through the cache).
     """
 
     @configurable
@@ -71,6 +76,7 @@ class VideoRCNN(GeneralizedRCNN):
         self.support_proposals_test = support_proposals_test
         self.temporal_block = temporal_block
         video_heads = isinstance(self.roi_heads, VideoROIHeads)
+        # Without supports the model is GeneralizedRCNN (forward, inference).
         self.needs_supports = (video_heads and self.roi_heads.needs_support_features) or temporal_block is not None
         self.needs_support_proposals = video_heads and self.roi_heads.needs_support_proposals
 
@@ -98,33 +104,39 @@ class VideoRCNN(GeneralizedRCNN):
             return self.inference(batched_inputs)
         if not self.needs_supports:
             return super().forward(batched_inputs)
-        images, features, supports = self._training_frame_groups(batched_inputs)
-        if self.temporal_block is not None:
-            features, supports = self.temporal_block(features, supports)
+        images, features, supports = self._training_features(batched_inputs)
         gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
         proposals, proposal_losses = self.proposal_generator(images, features, gt_instances)
         _, detector_losses = self.roi_heads(images, features, proposals, gt_instances, supports)
         return {**detector_losses, **proposal_losses}
 
-    def _training_frame_groups(self, batched_inputs: List[Dict]) -> Tuple[ImageList, Dict, SupportFrames]:
-        """One backbone pass over the target frames and all their supports."""
-        num_images = len(batched_inputs)
-        counts = [len(x.get("supports", [])) for x in batched_inputs]
-        frames = [x["image"] for x in batched_inputs] + [s["image"] for x in batched_inputs for s in x["supports"]]
-        batch = self._normalize_and_pad(frames)
-        all_features = self.backbone(batch.tensor)
-        images = ImageList(batch.tensor[:num_images], batch.image_sizes[:num_images])
-        features = {k: v[:num_images] for k, v in all_features.items()}
-        support_maps = {k: v[num_images:] for k, v in all_features.items()}
-        per_image = {k: v.split(counts) for k, v in support_maps.items()}
-        support_features = [{k: v[i] for k, v in per_image.items()} for i in range(num_images)]
-        support_proposals = None
+    def _training_features(self, batched_inputs: List[Dict]) -> Tuple[ImageList, Dict, Optional[SupportFrames]]:
+        """The target images, the maps the RPN and the ROI heads see (``[N, C, H, W]`` per name) and
+        the heads' :class:`SupportFrames`, from one backbone pass over the frame groups."""
+        batch = self._frame_batch(batched_inputs)
+        maps = self.backbone(batch.images.tensor)
+        features, supports = batch.maps_of(maps, batch.targets), self._support_frames(batch, maps)
+        if self.temporal_block is not None:
+            features, supports = self.temporal_block(features, supports)
+        return batch.images_of(batch.targets), features, supports
+
+    def _frame_batch(
+        self, batched_inputs: List[Dict], with_supports: bool = True, with_references: bool = False
+    ) -> FrameBatch:
+        """The target frames, their ``"supports"`` (unless ``with_supports`` is False) and their
+        ``"reference"`` frames (with ``with_references``), normalised and padded together."""
+        supports = [x.get("supports", []) if with_supports else [] for x in batched_inputs]
+        return FrameBatch.stack(batched_inputs, supports, with_references, self.preprocess_image)
+
+    def _support_frames(self, batch: FrameBatch, maps: Dict[str, torch.Tensor]) -> SupportFrames:
+        """The supports' part of ``maps`` (the backbone's on ``batch``), split per target, with
+        their top RPN proposals when the ROI heads use them."""
+        support_maps = batch.maps_of(maps, batch.supports)
+        proposals = None
         if self.needs_support_proposals:
-            support_images = ImageList(batch.tensor[num_images:], batch.image_sizes[num_images:])
-            flat = self._frame_proposals(support_images, support_maps, self.support_proposals_train)
-            starts = [sum(counts[:i]) for i in range(num_images)]
-            support_proposals = [flat[start : start + count] for start, count in zip(starts, counts)]
-        return images, features, SupportFrames(support_features, support_proposals)
+            images = batch.images_of(batch.supports)
+            proposals = self._frame_proposals(images, support_maps, self.support_proposals_train)
+        return batch.support_frames(support_maps, proposals)
 
     def _frame_proposals(self, images: ImageList, features: Dict[str, torch.Tensor], keep: int) -> List[Instances]:
         """The top ``keep`` RPN proposals of each frame, as at test time and without gradient."""
@@ -147,6 +159,17 @@ class VideoRCNN(GeneralizedRCNN):
         return results
 
     def _inference_one(self, target: Dict) -> Instances:
+        features, proposals, supports = self._inference_frame_group(target)
+        if self.temporal_block is not None:
+            features, supports = self.temporal_block(features, supports)
+        results, _ = self.roi_heads(None, features, [proposals], None, supports)
+        return results[0]
+
+    def _inference_frame_group(
+        self, target: Dict
+    ) -> Tuple[Dict[str, torch.Tensor], Optional[Instances], SupportFrames]:
+        """The target frame's backbone maps (``[1, C, H, W]`` per name) and proposals, and its
+        supports, through the feature cache (:meth:`frame_outputs`)."""
         supports = target.get("supports", [])
         self._check_frame_sizes(target, supports)
         target_frame, *support_frames = self.frame_outputs([target] + supports)
@@ -158,11 +181,7 @@ class VideoRCNN(GeneralizedRCNN):
         support_proposals = None
         if self.needs_support_proposals:
             support_proposals = [[f.proposals[: self.support_proposals_test] for f in support_frames]]
-        supports = SupportFrames([support_features], support_proposals)
-        if self.temporal_block is not None:
-            features, supports = self.temporal_block(features, supports)
-        results, _ = self.roi_heads(None, features, [target_frame.proposals], None, supports)
-        return results[0]
+        return features, target_frame.proposals, SupportFrames([support_features], support_proposals)
 
     @staticmethod
     def _check_frame_sizes(target: Dict, supports: List[Dict]) -> None:
@@ -188,10 +207,11 @@ class VideoRCNN(GeneralizedRCNN):
             by_size.setdefault(tuple(frame["image"].shape), []).append((key, frame))
         computed = {}
         for group in by_size.values():
-            batch = self._normalize_and_pad([frame["image"] for _, frame in group])
-            for (key, _), output in zip(group, self._compute_frame_outputs(batch)):
+            batch = self.preprocess_image([frame for _, frame in group])
+            for (key, frame), output in zip(group, self._compute_frame_outputs(batch)):
                 computed[key] = output
-                self.feature_cache.put(key, output)
+                if FeatureCache.key(frame) is not None:  # a frame without ids is never looked up
+                    self.feature_cache.put(key, output)
         return [
             computed[id(frame)] if key is None else computed[key] if key in computed else self.feature_cache.get(key)
             for key, frame in zip(keys, frames)
@@ -203,10 +223,6 @@ class VideoRCNN(GeneralizedRCNN):
         features = self.backbone(batch.tensor)
         proposals, _ = self.proposal_generator(batch, features, None)
         return [CachedFrame({k: v[i] for k, v in features.items()}, proposals[i]) for i in range(len(batch))]
-
-    def _normalize_and_pad(self, images: List[torch.Tensor]) -> ImageList:
-        images = [(x.to(self.device) - self.pixel_mean) / self.pixel_std for x in images]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
 
 def _build_temporal_block(cfg, shapes) -> Optional[TemporalAdaptiveBlock]:
