@@ -6,6 +6,8 @@ import os
 import shutil
 import uuid
 
+import numpy as np
+import pycocotools.mask as mask_util
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
@@ -112,3 +114,33 @@ def test_boxes_classes_and_video_length_of_a_custom_dataset(tmp_path, capsys):
 
 def test_unknown_name():
     assert check_dataset.main(["no_such_dataset"]) == 2
+
+
+def test_full_checks_every_mask(tmp_path, capsys):
+    Image.new("RGB", (40, 30)).save(tmp_path / "000.jpg")
+    good = mask_util.encode(np.ones((30, 40), np.uint8, order="F"))
+    other_size = mask_util.encode(np.ones((31, 40), np.uint8, order="F"))
+    masks = [good, dict(other_size, size=[30, 40]), dict(good, counts=good["counts"][:-1]), [[1, 1, 9, 1, 9, 9]]]
+    dicts = [
+        {
+            "file_name": str(tmp_path / "000.jpg"),
+            "image_id": 0,
+            "height": 30,
+            "width": 40,
+            "annotations": [
+                {"bbox": [1, 1, 9, 9], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "segmentation": m}
+                for m in masks
+            ],
+        }
+    ]
+    name = f"check_dataset_test_{uuid.uuid4().hex}"
+    DatasetCatalog.register(name, lambda: dicts)
+    try:
+        assert check_dataset.main([name]) == 0  # without --full, masks are not read
+        assert check_dataset.main([name, "--full"]) == 1
+    finally:
+        DatasetCatalog.remove(name)
+    out = capsys.readouterr().out
+    assert "mask of another size or corrupt: 2" in out
+    assert "000.jpg (annotation 1): invalid segmentation: its RLE counts cover 1240 pixels, not the mask's 30x40" in out
+    assert "000.jpg (annotation 2): invalid segmentation" in out

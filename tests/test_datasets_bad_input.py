@@ -4,6 +4,8 @@ now a ValueError/FileNotFoundError naming the file (and the line, the annotation
 import json
 import os
 
+import numpy as np
+import pycocotools.mask as mask_util
 import pytest
 from test_datasets_coco_video import coco_video_json
 from test_datasets_epic_kitchens import epic_tree
@@ -181,3 +183,183 @@ def test_epic_csv_with_bom_or_not_utf8(tmp_path):
         f.write(text.replace(b"dustpan", b"d\xfcstpan"))
     with pytest.raises(ValueError, match=r"EPIC_train_object_labels\.csv: not UTF-8 text"):
         load_epic_kitchens_55(root, "train")
+
+
+# ---- Issue 22: faults that loaded silently wrong or lost data ----
+
+
+def _edited(json_file, edit):
+    data = json.loads(open(json_file).read())
+    edit(data)
+    with open(json_file, "w") as f:
+        json.dump(data, f)
+    return json_file
+
+
+def _ytvis(tmp_path, edit):
+    json_file, image_root = ytvis_tree(tmp_path)
+    return _edited(json_file, edit), image_root
+
+
+def _empty_rle_counts(height, width):
+    return mask_util.encode(np.zeros((height, width), np.uint8, order="F"))["counts"].decode()
+
+
+def _first_rle(data):
+    return data["annotations"][0]["segmentations"][2]  # compressed RLE of frame 2
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        # cut short: pycocotools would decode memory left uninitialised past its end
+        (
+            lambda d: _first_rle(d).update(counts=_first_rle(d)["counts"][:-2]),
+            r"cover \d+ pixels, not the mask's 24x32",
+        ),
+        (lambda d: _first_rle(d).update(counts="~~~"), "are not a valid RLE string"),
+        # an empty mask encoded for 25x32, labelled 24x32
+        (
+            lambda d: _first_rle(d).update(counts=_empty_rle_counts(25, 32)),
+            r"cover 800 pixels, not the mask's 24x32 = 768",
+        ),
+        (lambda d: d["annotations"][0]["segmentations"][0].update(counts=[10, 5, 400]), "cover 415 pixels"),
+    ],
+)
+def test_ytvis_corrupt_rle(tmp_path, edit, match):
+    json_file, image_root = _ytvis(tmp_path, edit)
+    with pytest.raises(
+        ValueError, match=rf"train\.json \(annotation 100, frame [02]\): invalid segmentation: .*{match}"
+    ):
+        load_ytvis_json(json_file, image_root)
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda d: d["annotations"][1]["bboxes"].__setitem__(1, [float("nan")] * 4), r"frame 1\): bbox must be 4"),
+        (lambda d: d["annotations"][0]["bboxes"].__setitem__(1, ["a", 1, 2, 3]), r"frame 1\): bbox must be 4"),
+        (lambda d: d["annotations"][0].update(iscrowd=2), "annotation 100: iscrowd must be 0 or 1, got 2"),
+        (lambda d: d["annotations"][0].update(iscrowd="0"), "annotation 100: iscrowd must be 0 or 1, got '0'"),
+        (
+            lambda d: d["categories"].append({"id": 1, "name": "ghost"}),
+            "category id 1 appears twice \\('person', 'ghost'\\)",
+        ),
+        (lambda d: d["videos"][0].update(length=4), "video 1: length 4, but 3 file_names"),
+        (lambda d: d["annotations"][0]["areas"].__setitem__(0, float("nan")), "frame 0: area must be null or a"),
+        (lambda d: d["annotations"][0]["areas"].__setitem__(2, -1), "frame 2: area must be null or a finite"),
+        (lambda d: d["videos"].append(dict(d["videos"][0])), r"video id 1 appears twice \(videos\[0\], videos\[2\]\)"),
+        (lambda d: d["annotations"][1].update(id=100), "annotation id 100 appears twice"),
+    ],
+)
+def test_ytvis_faults_name_the_file_and_the_reason(tmp_path, edit, match):
+    json_file, image_root = _ytvis(tmp_path, edit)
+    with pytest.raises(ValueError, match=match) as e:
+        load_ytvis_json(json_file, image_root)
+    assert json_file in str(e.value)
+
+
+def test_ytvis_null_box_where_the_mask_exists_is_taken_from_the_mask(tmp_path, caplog):
+    json_file, image_root = ytvis_tree(tmp_path)
+    expected = load_ytvis_json(json_file, image_root)
+    _edited(json_file, lambda d: d["annotations"][0]["bboxes"].__setitem__(2, None))
+    with caplog.at_level("WARNING"):
+        dicts = load_ytvis_json(json_file, image_root)
+    assert dicts == expected  # the box of the mask is the JSON's box
+    assert "took 1 boxes from the mask, where the 'bboxes' entry is null" in caplog.text
+    assert "annotation 100, frame 2" in caplog.text
+
+
+def test_ytvis_empty_annotation_list_is_a_split_without_labels(tmp_path, caplog):
+    json_file, image_root = ytvis_tree(tmp_path, annotations=[])
+    with caplog.at_level("WARNING"):
+        dicts = load_ytvis_json(json_file, image_root)
+    assert all("annotations" not in d and "video_tracks" not in d for d in dicts)
+    assert "'annotations' is an empty list: read as a split without labels" in caplog.text
+
+
+def test_ytvis_video_tracks_keep_instances_without_a_mask(tmp_path):
+    def edit(d):
+        d["annotations"].append(
+            {
+                "id": 102,
+                "video_id": 1,
+                "category_id": 1,
+                "areas": None,
+                "bboxes": [None] * 3,
+                "segmentations": [None] * 3,
+            }
+        )
+
+    dicts = load_ytvis_json(*_ytvis(tmp_path, edit))
+    tracks = dicts[0]["video_tracks"]
+    assert [(t["track_id"], t["category_id"], t["iscrowd"]) for t in tracks] == [(100, 1, 0), (101, 0, 0), (102, 0, 0)]
+    assert tracks[0]["areas"] == [112, None, 112] and tracks[2]["areas"] is None
+    assert all(d["video_tracks"] is tracks for d in dicts if d["video_id"] == 1)
+    assert all(102 not in [a["track_id"] for a in d["annotations"]] for d in dicts)
+
+
+def test_coco_frame_ids_and_video_ids(tmp_path, caplog):
+    images = json.loads(open(coco_video_json(tmp_path)).read())["images"]
+    images[2]["frame_id"] = 1  # frames 1 and 1: the order would be the listing order
+    with pytest.raises(ValueError, match=r"images 11 \(val/a/000001\.JPEG\) and 12 .* are both frame 1 of video 7"):
+        load_coco_video_json(coco_video_json(tmp_path, images=images), "/img")
+    del images[2]["frame_id"]
+    with pytest.raises(ValueError, match=r"image 12: frame_id must be an integer \(its place in video 7\), got None"):
+        load_coco_video_json(coco_video_json(tmp_path, images=images), "/img")
+    images[2]["frame_id"] = 2
+    del images[3]["video_id"]  # among images of videos: a video of its own, counted and logged
+    with caplog.at_level("WARNING"):
+        dicts = load_coco_video_json(coco_video_json(tmp_path, images=images), "/img")
+    assert {d["image_id"]: d["video_length"] for d in dicts} == {10: 3, 11: 3, 12: 3, 20: 1, 30: 1}
+    assert "loaded 2 images without video_id, among images of videos, as 1-frame videos" in caplog.text
+    assert "image 20 (val/b/img_a.jpg)" in caplog.text
+    caplog.clear()
+    stills = [{k: v for k, v in img.items() if k not in ("video_id", "frame_id")} for img in images]
+    with caplog.at_level("WARNING"):
+        assert len(load_coco_video_json(coco_video_json(tmp_path, images=stills, annotations=[]), "/img")) == 5
+    assert "without video_id" not in caplog.text  # a file of still images
+
+
+@pytest.mark.parametrize("iscrowd, match", [(2, "got 2"), (None, "got None"), (0.5, "got 0.5")])
+def test_coco_iscrowd_must_be_0_or_1(tmp_path, iscrowd, match):
+    annotations = json.loads(open(coco_video_json(tmp_path)).read())["annotations"]
+    annotations[1]["iscrowd"] = iscrowd
+    with pytest.raises(ValueError, match=rf"vid\.json: annotation 2: iscrowd must be 0 or 1, {match}"):
+        load_coco_video_json(coco_video_json(tmp_path, annotations=annotations), "/img")
+
+
+def test_coco_duplicate_category_id(tmp_path):
+    categories = [{"id": 2, "name": "dog"}, {"id": 1, "name": "airplane"}, {"id": 2, "name": "cat"}]
+    with pytest.raises(ValueError, match=r"vid\.json: category id 2 appears twice \('dog', 'cat'\)"):
+        load_coco_video_json(coco_video_json(tmp_path, categories=categories), "/img")
+
+
+def test_vid_object_without_trackid(val_root):
+    xml = os.path.join(val_root, "Annotations", "VID", VIDEO, "000001.xml")
+    with open(xml, "w") as f:
+        f.write(vid_xml(40, 32, [(None, CAT, (1, 1, 9, 9))], track=False))
+    split = write_split(val_root, "VID_val_videos.txt", [f"{VIDEO} 1 0 4"])
+    with pytest.raises(ValueError, match=rf"{xml}: object 0 \({CAT}\) has no <trackid>"):
+        load_imagenet_vid(val_root, split, all_frames=True)
+
+
+def test_vid_repeated_split_lines_are_skipped_and_counted(val_root, caplog):
+    split = write_split(val_root, "train.txt", [f"{VIDEO} 1 0 4", f"{VIDEO} 2 1 4", f"{VIDEO} 3 0 4"])
+    with caplog.at_level("WARNING"):
+        dicts = load_imagenet_vid(val_root, split)
+    assert [d["frame_id"] for d in dicts] == [0, 1]
+    assert "skipped 1 lines that repeat an earlier line's frame" in caplog.text
+    assert f"frame 0 of {VIDEO}, line 1 in {os.path.join(val_root, split)}:3" in caplog.text
+
+
+def test_epic_repeated_rows_are_skipped_and_counted(tmp_path, caplog):
+    from test_datasets_epic_kitchens import LABELS_ROWS
+
+    root = epic_tree(str(tmp_path / "epic"), labels_rows=LABELS_ROWS + [LABELS_ROWS[0], "2,dustpan,P01,P01_01,61,[]"])
+    expected = load_epic_kitchens_55(epic_tree(str(tmp_path / "clean")), "train")
+    with caplog.at_level("WARNING"):
+        dicts = load_epic_kitchens_55(root, "train")
+    assert [d["annotations"] for d in dicts] == [d["annotations"] for d in expected]  # the pan box once
+    assert "skipped 1 rows that repeat the boxes of an earlier row" in caplog.text
+    assert "EPIC_train_object_labels.csv:10" in caplog.text and "the boxes of" in caplog.text

@@ -245,12 +245,23 @@ def test_subsets(register):
     assert math.isnan(partial["AP50-hard"])
 
 
-def test_crowd_ground_truth_is_ignored(register):
-    dicts = [frame(0, 0, 0, [(A, 0, 0), (B, 0, 1)])]
-    dicts[0]["annotations"][1]["iscrowd"] = 1
+def test_crowd_ground_truth_is_ignored_by_every_protocol(register):
+    """COCOeval's crowd rule and the devkit's (VOC's "difficult") agree: a crowd box is no
+    positive and the detections on it (two here) count neither way. The devkit used to count it
+    as an object: AP50 100, AP50-devkit 50."""
+    dicts = [frame(0, 0, 0, [(A, 0, 0), (B, 0, 1)]), frame(1, 0, 1, [(A, 0, 0), (B, 0, 1)])]
+    for d in dicts:
+        d["annotations"][1]["iscrowd"] = 1
     name = register(dicts, ["cat"])
-    res = run(name, {0: [(B, 0.95, 0), (A, 0.9, 0)]})["bbox"]
-    assert res["AP50"] == pytest.approx(100.0)
+    preds = {i: [(B, 0.95, 0), (B, 0.93, 0), (A, 0.9, 0)] for i in (0, 1)}
+    res = run(name, preds)["bbox"]
+    for key in ("AP50", "AP50-devkit", "AP50-slow"):
+        assert res[key] == pytest.approx(100.0), key
+    only_crowd = register([frame(0, 0, 0, [(B, 0, 1)])], ["cat"])
+    dicts_only = DatasetCatalog.get(only_crowd)
+    dicts_only[0]["annotations"][0]["iscrowd"] = 1
+    res = run(only_crowd, {0: [(B, 0.95, 0)]})["bbox"]
+    assert math.isnan(res["AP50"]) and math.isnan(res["AP50-devkit"]) and math.isnan(res["AP50-slow"])
 
 
 def test_result_key_clash_is_rejected(register):

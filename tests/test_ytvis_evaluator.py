@@ -234,13 +234,13 @@ def test_area_ranges_use_the_json_areas(tmp_path):
     assert math.isnan(res["APs"]) and math.isnan(res["APl"])
 
 
-def test_ground_truth_without_a_mask_is_left_out(tmp_path):
-    """The loader drops frames whose mask is empty (their box has no area): an instance empty in
-    every frame is not ground truth. The official API would count it as an object missed."""
+def test_ground_truth_without_a_mask_is_a_missed_object(tmp_path):
+    """An object whose masks are all empty or null stays ground truth (it can never be found), as
+    in the official API; the loader keeps it in "video_tracks"."""
     empty = np.zeros((H, W), bool)
-    gts = [(1, 1, [A, A], 0), (1, 1, [empty, None], 0)]
+    gts = [(1, 1, [A, A], 0), (1, 1, [empty, None], 0), (1, 1, [None, None], 0)]
     res = score(tmp_path, [(1, H, W, 2)], gts, [(1, 1, 0.9, [A, A])])
-    assert res["AP"] == pytest.approx(100.0) and res["AR100"] == pytest.approx(100.0)
+    assert res["AR100"] == pytest.approx(100 / 3) and res["AP"] == pytest.approx(ap101([(1 / 3, 1.0)]))
 
 
 def test_matches_the_cocoeval_of_a_one_frame_dataset(tmp_path):
@@ -486,6 +486,59 @@ def test_equals_the_official_api(tmp_path, official_api, seed):
     assert max_abs_difference(ours, official) < 1e-6
     assert 0 < ours["AP"] < 100  # the case is not degenerate
     assert not math.isnan(ours["APs"]) and not math.isnan(ours["APm"]) and not math.isnan(ours["APl"])
+
+
+def _both_paths(tmp_path, register, gt_path, dts, sizes, id_map):
+    """(evaluate_ytvis on the JSON, YTVISEvaluator on the registered dataset) for the same
+    predictions ``dts`` (video, category, score, masks)."""
+    name = register(gt_path)
+    res_path = results_json(tmp_path, dts)
+    out = run_evaluator(name, fake_outputs(dts, sizes, id_map), frame_inputs(name))["segm"]
+    return evaluate_ytvis(gt_path, res_path), out, res_path
+
+
+def _null_entries(path, annotation, frames, keys):
+    data = json.loads(open(path).read())
+    for f in frames:
+        for key in keys:
+            data["annotations"][annotation][key][f] = None
+    open(path, "w").write(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["object without a mask anywhere", "bboxes null where the mask exists"],
+)
+def test_ground_truth_faults_score_as_the_official_api_by_both_paths(tmp_path, register, official_api, fault):
+    videos = [(1, H, W, 3), (2, H, W, 2)]
+    B = box_mask(H, W, 5, 6, 9, 11)
+    gts = [(1, 1, [A, A, None], 0), (1, 2, [B, B, B], 0), (2, 1, [A, A_SHIFTED], 0), (2, 2, [B, None], 0)]
+    gt_path = gt_json(tmp_path, videos, gts)
+    if fault == "object without a mask anywhere":
+        _null_entries(gt_path, 3, [0, 1], ["segmentations", "bboxes", "areas"])
+    else:
+        _null_entries(gt_path, 1, [0, 2], ["bboxes"])  # the masks stay: the API scores them
+    dts = [(1, 1, 0.9, [A, A, None]), (1, 2, 0.8, [B, B, B]), (2, 1, 0.7, [A, A_SHIFTED]), (2, 2, 0.6, [B, None])]
+    sizes = {1: (H, W, 3), 2: (H, W, 2)}
+    ours, evaluator, res_path = _both_paths(tmp_path, register, gt_path, dts, sizes, {1: 0, 2: 1})
+    official = official_scores(official_api, gt_path, res_path)
+    assert max_abs_difference(ours, official) < 1e-9
+    assert max_abs_difference(evaluator, official) < 1e-9
+    if fault == "object without a mask anywhere":
+        assert official["AR100"] == pytest.approx(75.0)  # 3 of 4 objects found
+    else:
+        assert official["AP"] == pytest.approx(100.0)
+
+
+def test_evaluator_of_an_empty_annotation_list_writes_the_submission(tmp_path, register, caplog):
+    name = register(gt_json(tmp_path, [(1, H, W, 2)], []))  # "annotations": []
+    outputs = fake_outputs([(1, 1, 0.8, [A, A])], {1: (H, W, 2)}, {1: 0, 2: 1})
+    with caplog.at_level(logging.WARNING):
+        res = run_evaluator(name, outputs, frame_inputs(name), output_dir=str(tmp_path / "out"))
+    assert res == {} and (tmp_path / "out" / "submission.zip").exists()
+    assert "'annotations' is an empty list: read as a split without labels" in caplog.text
+    with pytest.raises(ValueError, match="has no 'annotations', or an empty list"):
+        evaluate_ytvis(gt_json(tmp_path, [(1, H, W, 2)], [], name="empty.json"), results_json(tmp_path, []))
 
 
 # ---------------------------------------------------------------------------------------------

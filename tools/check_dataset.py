@@ -9,11 +9,13 @@ Check registered video datasets against the files on disk before a long run:
 Loads each dataset (a loader's error is reported as it is: loaders stop at the first problem of
 their own, e.g. a missing frame or a split length that differs from the disk), then opens every frame of every
 video, targets and the frames that serve only as supports, once each: the image header (its
-size, no decoding) and, for JPEG and PNG, the file's last bytes (a file cut short has lost its
-end marker); ``--full`` decodes the pixels instead. Checks each frame's size against its dict
-and the rest of its video, each video length against the frames on disk, each box (finite,
-area left inside the image after clipping) and each class id. Prints the number of each problem
-with the first examples (file names) and exits with 1 when there is any.
+size, no decoding) and, for JPEG and PNG (told by their first bytes, not by the extension), the
+file's last bytes (a file cut short has lost its end marker); ``--full`` decodes the pixels
+instead, as training and evaluation read them (``read_frame``), and every mask (its size and
+RLE counts). Checks each frame's size against its dict and the rest of its video, each video
+length against the frames on disk, each box (finite, area left inside the image after clipping)
+and each class id. Prints the number of each problem with the first examples (file names) and
+exits with 1 when there is any.
 """
 
 import argparse
@@ -27,14 +29,17 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
-from PIL import Image
 from tqdm import tqdm
 
 import temporal_roi_align  # noqa: F401  registers the builtin datasets
 from temporal_roi_align.data.datasets import EPIC_KITCHENS_55_SPLITS, frame_file_name, register_epic_kitchens
+from temporal_roi_align.data.datasets.coco_video import segmentation_to_rle
 from temporal_roi_align.data.datasets.common import clip_box, image_size
+from temporal_roi_align.utils.video_io import read_frame
 
-_END_MARKERS = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND\xaeB`\x82"}
+# The first bytes of JPEG and PNG files and the bytes they end with: the format is told by the
+# content, not by the extension (PNG data may be named .JPEG).
+_END_MARKERS = {b"\xff\xd8": b"\xff\xd9", b"\x89PNG": b"IEND\xaeB`\x82"}
 
 
 class Report:
@@ -62,16 +67,15 @@ def check_image(path: str, full: bool):
     try:
         size = image_size(path, "frame")
         if full:
-            with Image.open(path) as image:
-                image.load()
+            read_frame(path)  # as training and evaluation read it
         else:
-            marker = _END_MARKERS.get(os.path.splitext(path)[1].lower())
-            if marker is not None:
-                with open(path, "rb") as f:
-                    f.seek(max(0, os.path.getsize(path) - 64))
-                    tail = f.read().rstrip(b"\x00")
-                if not tail.endswith(marker):
-                    return None, ("truncated image (no end marker)", path)
+            with open(path, "rb") as f:
+                head = f.read(4)
+                f.seek(max(0, os.path.getsize(path) - 64))
+                tail = f.read().rstrip(b"\x00")
+            marker = next((end for start, end in _END_MARKERS.items() if head.startswith(start)), None)
+            if marker is not None and not tail.endswith(marker):
+                return None, ("truncated image (no end marker)", path)
     except FileNotFoundError:
         return None, ("missing image", path)
     except (OSError, SyntaxError, ValueError) as e:  # image_size's errors name the file
@@ -79,10 +83,16 @@ def check_image(path: str, full: bool):
     return size, None
 
 
-def check_annotations(d: dict, num_classes, report: Report):
-    """Boxes and class ids of one dataset dict (class ids unchecked when ``num_classes`` is None)."""
+def check_annotations(d: dict, num_classes, report: Report, masks: bool = False):
+    """Boxes, class ids (unchecked when ``num_classes`` is None) and, with ``masks``, the masks of
+    one dataset dict."""
     for i, ann in enumerate(d.get("annotations", [])):
         where = f"{d['file_name']} (annotation {i})"
+        if masks and ann.get("segmentation") is not None:
+            try:
+                segmentation_to_rle(ann["segmentation"], d["height"], d["width"], where)
+            except ValueError as e:
+                report.add("mask of another size or corrupt", str(e))
         try:
             box = BoxMode.convert(np.asarray([ann["bbox"]], dtype=np.float64), ann["bbox_mode"], BoxMode.XYXY_ABS)[0]
         except Exception as e:  # a box that is not 4 numbers, or a relative box mode
@@ -112,7 +122,7 @@ def check_dataset(name: str, *, full: bool = False, workers: int = 8, max_exampl
     for d in dicts:
         videos[d.get("video_id", d["file_name"])].append(d)
         if "annotations" in d:
-            check_annotations(d, None if classes is None else len(classes), report)
+            check_annotations(d, None if classes is None else len(classes), report, masks=full)
     # Every frame a video has, once: supports come from any of them.
     frames = {}  # file -> (video, frame index, the dicts' size or None)
     for video, video_dicts in videos.items():
@@ -151,7 +161,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="+", metavar="DATASET_NAME", help="names registered in DatasetCatalog")
     parser.add_argument(
-        "--full", action="store_true", help="decode every image (slow) instead of reading its header and end"
+        "--full",
+        action="store_true",
+        help="decode every image and mask (slow) instead of reading the images' header and end",
     )
     parser.add_argument(
         "--workers", type=int, default=8, help="threads opening files (default 8; more for network disks)"

@@ -12,6 +12,7 @@ from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
+from ..utils.video_io import read_frame
 from .datasets.common import frame_file_name
 from .support_frames import SupportSelector
 from .transforms import build_test_augmentation
@@ -19,16 +20,6 @@ from .transforms import build_test_augmentation
 __all__ = ["VideoDatasetMapper", "read_frame"]
 
 logger = logging.getLogger(__name__)
-
-
-def read_frame(file_name: str, image_format: str) -> np.ndarray:
-    """``detection_utils.read_image`` whose errors name the file and the reason."""
-    try:
-        return utils.read_image(file_name, format=image_format)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{file_name}: image file does not exist") from None
-    except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for broken or truncated files
-        raise OSError(f"{file_name}: cannot read image ({type(e).__name__}: {e})") from e
 
 
 class VideoDatasetMapper(DatasetMapper):

@@ -84,7 +84,8 @@ def devkit_aps(
 
     Args:
         frames: one dict per evaluated frame with
-            "gt_boxes" (G, 4) pixel-inclusive XYXY, "gt_classes" (G,),
+            "gt_boxes" (G, 4) pixel-inclusive XYXY, "gt_classes" (G,), optionally "gt_ignore"
+            (G,) true for crowd regions,
             "gt_motion" (G,) motion IoU of each object (only needed for a range that is not None),
             "boxes" (D, 4) XYXY, "scores" (D,), "classes" (D,): the detections.
         num_classes: number of classes; class ids are in [0, num_classes).
@@ -107,6 +108,11 @@ def devkit_aps(
       frame without objects one entry of 0 (so such frames count towards ranges containing 0).
 
     With None, every object is in the range: this is the devkit's plain AP (``vid_eval``).
+
+    Objects with "gt_ignore" (crowd regions, which the devkit's VID labels never have) are
+    treated as VOC's devkit treats "difficult" objects: never positives, and a detection matched
+    to one counts neither as true nor as false positive; unlike objects, one such region can
+    absorb several detections. This agrees with the crowd rule of the COCO-style metrics.
     Ties in score keep the order of ``frames`` and of the detections within a frame.
     """
     frames = [_checked(i, f, num_classes, motion_ranges) for i, f in enumerate(frames)]
@@ -117,8 +123,9 @@ def devkit_aps(
         tp, fp, scores, classes, npos = [], [], [], [], np.zeros(num_classes)
         for frame, (order, iou, matched) in zip(frames, matches):
             in_range = _in_range(frame, motion_range)
-            npos += np.bincount(frame["gt_classes"][in_range], minlength=num_classes)
-            t, f = _tp_fp(iou, matched, in_range, empty_weight)
+            positive = in_range & ~frame["gt_ignore"]
+            npos += np.bincount(frame["gt_classes"][positive], minlength=num_classes)
+            t, f = _tp_fp(iou, matched, in_range, positive, empty_weight)
             tp.append(t)
             fp.append(f)
             scores.append(frame["scores"][order])
@@ -142,12 +149,17 @@ def _checked(index, frame, num_classes, motion_ranges):
             "boxes": np.asarray(frame["boxes"], dtype=np.float64).reshape(-1, 4),
             "scores": np.asarray(frame["scores"], dtype=np.float64).reshape(-1),
             "classes": np.asarray(frame["classes"], dtype=np.int64).reshape(-1),
+            "gt_ignore": np.asarray(frame.get("gt_ignore", ()), dtype=bool).reshape(-1),
         }
     except KeyError as e:
         raise ValueError(f"frames[{index}]: missing {e}") from None
     except ValueError as e:
         raise ValueError(f"frames[{index}]: {e}") from None
     num_gt, num_det = len(out["gt_boxes"]), len(out["boxes"])
+    if "gt_ignore" not in frame:
+        out["gt_ignore"] = np.zeros(num_gt, dtype=bool)
+    if len(out["gt_ignore"]) != num_gt:
+        raise ValueError(f"frames[{index}]: {len(out['gt_ignore'])} gt_ignore for {num_gt} objects")
     if len(out["gt_classes"]) != num_gt or not len(out["scores"]) == len(out["classes"]) == num_det:
         raise ValueError(
             f"frames[{index}]: {num_gt} gt_boxes with {len(out['gt_classes'])} gt_classes, "
@@ -170,7 +182,8 @@ def _match(frame):
     """Greedy devkit matching of one frame; independent of the motion range.
 
     Detections in decreasing score take, among the objects of their class not yet taken with
-    IoU >= the object's threshold, the one of highest IoU (the first on a tie).
+    IoU >= the object's threshold, the one of highest IoU (the first on a tie); ignored objects
+    (crowd regions) are never taken.
     Returns the score order, the (D, G) IoU of the ordered detections and, per ordered
     detection, the index of its object or -1.
     """
@@ -185,7 +198,7 @@ def _match(frame):
         if free.any():
             k = int(np.argmax(np.where(free, iou[j], -1.0)))
             matched[j] = k
-            taken[k] = True
+            taken[k] = not frame["gt_ignore"][k]
     return order, iou, matched
 
 
@@ -210,12 +223,12 @@ def _empty_frame_weight(frames, motion_range):
     return (in_range + (num_empty if low <= 0 <= high else 0)) / total
 
 
-def _tp_fp(iou, matched, in_range, empty_weight):
+def _tp_fp(iou, matched, in_range, positive, empty_weight):
     """True-positive and false-positive weights of one frame's ordered detections."""
     num_gt = len(in_range)
     tp = np.zeros(len(matched))
     hit = matched >= 0
-    tp[hit] = in_range[matched[hit]]
+    tp[hit] = positive[matched[hit]]
     best_in = np.where(in_range[None], iou, -1.0).max(axis=1, initial=-1.0)
     best_out = np.where(~in_range[None], iou, -1.0).max(axis=1, initial=-1.0)
     tie = empty_weight if num_gt == 0 else np.count_nonzero(~in_range) / num_gt

@@ -310,6 +310,7 @@ class VIDEvaluator(DatasetEvaluator):
             frame = {
                 "gt_boxes": [_convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in anns],
                 "gt_classes": [a["category_id"] for a in anns],
+                "gt_ignore": [bool(a.get("iscrowd", 0)) for a in anns],
                 "boxes": pred["boxes"],
                 "scores": pred["scores"],
                 "classes": pred["classes"],

@@ -19,7 +19,7 @@ from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 from tabulate import tabulate
 
-from ..data.datasets.coco_video import segmentation_to_rle
+from ..data.datasets.coco_video import segmentation_to_rle, segmentations_to_rles
 from ..data.datasets.ytvis import read_ytvis_json
 from ..utils import atomic_write
 from .ytvis_metric import YTVIS_METRICS, ytvis_metrics
@@ -90,24 +90,27 @@ def video_ground_truth(dataset_dicts, dataset_name="dataset"):
     """Video-level ground truth from per-frame dataset dicts: one instance per (video_id,
     track_id), its mask (compressed RLE) in the frames that annotate it, None elsewhere.
 
+    The instances of a video are its dicts' "video_tracks" when they have them (the YouTube-VIS
+    loader's: every annotation of the JSON, in its order, with its "areas"), so that an object
+    without a mask in any frame is ground truth that no prediction can find, as the YouTube-VIS
+    API scores it. Without "video_tracks", they are the annotated tracks, in the order of their
+    first annotated frame, with "areas" from the annotations' "area".
+
     Returns a list of dicts with "video_id", "category_id", "iscrowd", "segmentations" (and
-    "areas", None where absent, when the annotations have an "area"), in the order of the
-    instances' first annotated frame.
+    "areas", None where absent, when known).
     """
     instances = OrderedDict()
     for d in sorted(dataset_dicts, key=lambda d: d["frame_id"]):
+        where = f"{dataset_name}: video {d['video_id']}, frame {d['frame_id']}"
+        for track in d.get("video_tracks", ()):
+            if (d["video_id"], track["track_id"]) not in instances:
+                instances[d["video_id"], track["track_id"]] = _instance(d, track, track["areas"])
         for ann in d.get("annotations", []):
-            where = f"{dataset_name}: video {d['video_id']}, frame {d['frame_id']}"
             if "track_id" not in ann:
                 raise ValueError(f"{where}: an annotation has no 'track_id'")
             key = d["video_id"], ann["track_id"]
             if key not in instances:
-                instances[key] = {
-                    "video_id": d["video_id"],
-                    "category_id": ann["category_id"],
-                    "iscrowd": int(ann.get("iscrowd", 0)),
-                    "segmentations": [None] * d["video_length"],
-                }
+                instances[key] = _instance(d, ann, None)
             inst = instances[key]
             if inst["category_id"] != ann["category_id"]:
                 raise ValueError(
@@ -117,9 +120,22 @@ def video_ground_truth(dataset_dicts, dataset_name="dataset"):
             inst["segmentations"][d["frame_id"]] = segmentation_to_rle(
                 ann["segmentation"], d["height"], d["width"], f"{where}, track {ann['track_id']}"
             )
-            if "area" in ann:
+            if "area" in ann and "video_tracks" not in d:
                 inst.setdefault("areas", [None] * d["video_length"])[d["frame_id"]] = ann["area"]
     return list(instances.values())
+
+
+def _instance(frame_dict, track, areas):
+    """A video instance of ``video_ground_truth`` with no mask yet."""
+    instance = {
+        "video_id": frame_dict["video_id"],
+        "category_id": track["category_id"],
+        "iscrowd": int(track.get("iscrowd", 0)),
+        "segmentations": [None] * frame_dict["video_length"],
+    }
+    if areas is not None:
+        instance["areas"] = list(areas)
+    return instance
 
 
 class YTVISEvaluator(DatasetEvaluator):
@@ -362,7 +378,7 @@ def evaluate_ytvis(gt_json_path: str, results_json_path: str) -> "OrderedDict[st
     dicts, categories = read_ytvis_json(gt_json_path, "")
     if dicts and "annotations" not in dicts[0]:
         raise ValueError(
-            f"{gt_json_path}: has no 'annotations' (YouTube-VIS val/test labels are not public: "
+            f"{gt_json_path}: has no 'annotations', or an empty list (YouTube-VIS val/test labels are not public: "
             "those splits are scored by the evaluation server)"
         )
     videos = {d["video_id"]: (d["height"], d["width"], d["video_length"]) for d in dicts}
@@ -412,9 +428,9 @@ def _read_results(path: str, videos: dict, contiguous: dict) -> list:
                 "video_id": obj["video_id"],
                 "category_id": contiguous[obj["category_id"]],
                 "score": float(score),
-                "segmentations": [
-                    segmentation_to_rle(s, height, width, f"{where}, frame {f}") for f, s in enumerate(segms)
-                ],
+                "segmentations": segmentations_to_rles(
+                    segms, height, width, [f"{where}, frame {f}" for f in range(length)]
+                ),
             }
         )
     return predictions

@@ -1,4 +1,5 @@
-"""Frames of a video from a file, a folder of frames or a camera, read on demand."""
+"""Frames of a video from a file, a folder of frames or a camera, read on demand, and the one
+reader of frame image files (training, evaluation, tools/check_dataset.py, the demo)."""
 
 import os
 from collections import OrderedDict
@@ -7,10 +8,40 @@ from typing import Iterator, Optional, Union
 
 import cv2
 import numpy as np
+from detectron2.data import detection_utils
+from PIL import Image
 
-__all__ = ["IMAGE_EXTENSIONS", "VideoFileFrames", "FolderFrames", "camera_frames", "open_frames"]
+__all__ = ["IMAGE_EXTENSIONS", "VideoFileFrames", "FolderFrames", "camera_frames", "open_frames", "read_frame"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+# PIL's modes of one-channel images deeper than 8 bits (16-bit PNGs are "I;16" or "I").
+_DEEP_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def read_frame(file_name: str, image_format: str = "BGR") -> np.ndarray:
+    """An image file as Detectron2's ``read_image`` returns it (HxWxC uint8 in ``image_format``,
+    EXIF orientation applied), whatever its bit depth.
+
+    The format is the file's content, not its extension (PNG data named ``.JPEG`` reads as PNG).
+    A 16-bit grayscale image, which ``read_image`` clips to white, keeps its high byte, as PIL
+    reads 16-bit colour images and OpenCV any 16-bit image; grayscale becomes 3 equal channels
+    and an alpha channel is dropped, as ``read_image`` does. Errors name the file and the reason:
+    ``FileNotFoundError``, or ``OSError`` for an unreadable, truncated or unsupported image.
+    """
+    try:
+        with Image.open(file_name) as image:
+            image = detection_utils._apply_exif_orientation(image)
+            if image.mode in _DEEP_GRAY_MODES:
+                pixels = np.asarray(image)
+                if pixels.min(initial=0) < 0 or pixels.max(initial=0) > 65535:
+                    raise OSError(f"{image.mode} image with values outside 0..65535: not a 16-bit frame")
+                image = Image.fromarray((pixels >> 8).astype(np.uint8), "L")
+            return detection_utils.convert_PIL_to_numpy(image, image_format)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{file_name}: image file does not exist") from None
+    except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for broken or truncated files
+        raise OSError(f"{file_name}: cannot read image ({type(e).__name__}: {e})") from e
 
 
 class VideoFileFrames(Sequence):
@@ -73,10 +104,7 @@ class FolderFrames(Sequence):
         return len(self.files)
 
     def __getitem__(self, index):
-        frame = cv2.imread(self.files[index])
-        if frame is None:
-            raise OSError(f"{self.files[index]}: cannot read image")
-        return frame
+        return read_frame(self.files[index], "BGR")
 
 
 def camera_frames(index: int, max_frames: Optional[int] = None) -> Iterator[np.ndarray]:

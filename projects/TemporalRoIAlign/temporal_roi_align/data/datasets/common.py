@@ -99,25 +99,34 @@ def clip_box(box: Sequence[float], width: int, height: int) -> Optional[List[flo
     return [x0, y0, x1, y1]
 
 
-class DroppedBoxes:
-    """Counts boxes dropped while loading a dataset and logs one summary warning."""
+class CountedWarning:
+    """Counts entries a loader leaves out (or mends) for one reason and logs one warning per dataset
+    with the count and the first of them. ``what`` says what happened, with ``{count}``."""
 
-    def __init__(self):
+    def __init__(self, what: str):
+        self.what = what
         self.count = 0
-        self.example: Optional[Tuple[str, Sequence[float]]] = None
+        self.example: Optional[Tuple[str, str]] = None
 
-    def add(self, source: str, box: Sequence[float]):
+    def add(self, source: str, detail: str):
         self.count += 1
         if self.example is None:
-            self.example = (source, list(box))
+            self.example = (source, detail)
 
     def log(self, dataset: str):
         if self.count:
-            source, box = self.example
-            logger.warning(
-                f"{dataset}: dropped {self.count} instances whose box has no area inside the image "
-                f"or whose mask is empty (first: box {box} in {source})"
-            )
+            source, detail = self.example
+            logger.warning(f"{dataset}: {self.what.format(count=self.count)} (first: {detail} in {source})")
+
+
+class DroppedBoxes(CountedWarning):
+    """Boxes dropped while loading a dataset because nothing of them is left inside the image."""
+
+    def __init__(self):
+        super().__init__("dropped {count} instances whose box has no area inside the image or whose mask is empty")
+
+    def add(self, source: str, box: Sequence[float]):
+        super().add(source, f"box {list(box)}")
 
 
 _EXIF_ORIENTATION = 0x0112
@@ -229,13 +238,27 @@ def count_numbered_frames(directory: str, digits: int, extension: str) -> Tuple[
 
 
 def contiguous_categories(categories: Sequence[dict], source: str) -> Tuple[List[str], Dict[int, int]]:
-    """Class names and JSON category id -> contiguous 0-based id, sorted by JSON id."""
+    """Class names and JSON category id -> contiguous 0-based id, sorted by JSON id. An id given
+    twice is a ValueError (it would shift the labels of the classes after it)."""
     try:
         cats = sorted(categories, key=lambda c: c["id"])
         names = [c["name"] for c in cats]
     except (KeyError, TypeError) as e:
         raise ValueError(f"{source}: each category needs an 'id' and a 'name' ({e!r})") from e
+    for first, second in zip(cats, cats[1:]):
+        if first["id"] == second["id"]:
+            raise ValueError(
+                f"{source}: category id {first['id']!r} appears twice ({first['name']!r}, {second['name']!r})"
+            )
     return names, {c["id"]: i for i, c in enumerate(cats)}
+
+
+def crowd_flag(value, source: str) -> int:
+    """A JSON ``iscrowd`` as 0 or 1 (also ``false``/``true``); anything else is a ValueError: the
+    protocols read any true value as a crowd, training keeps only 0."""
+    if value in (0, 1) and isinstance(value, (int, bool)):
+        return int(value)
+    raise ValueError(f"{source}: iscrowd must be 0 or 1, got {value!r}")
 
 
 def set_thing_classes(dataset_name: Optional[str], names: List[str], id_map: Dict[int, int], source: str):

@@ -50,6 +50,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
 from .common import (
+    CountedWarning,
     DroppedBoxes,
     clip_box,
     datasets_root,
@@ -230,9 +231,10 @@ _Frames = Dict[int, Tuple[str, Optional[List[Tuple[List[float], int, str]]]]]
 
 
 def _train_frames(
-    labels_csv: str, id_map: Dict[int, int], participants: Optional[Collection[str]]
+    labels_csv: str, id_map: Dict[int, int], participants: Optional[Collection[str]], repeated: CountedWarning
 ) -> "OrderedDict[str, Tuple[str, _Frames]]":
     videos: "OrderedDict[str, Tuple[str, _Frames]]" = OrderedDict()
+    rows = {}  # (video, frame, noun_class, boxes) -> "<csv>:<line>"
     for where, row in _read_csv(labels_csv, _LABEL_COLUMNS):
         participant, video = row["participant_id"], row["video_id"]
         if participants is not None and participant not in participants:
@@ -247,6 +249,11 @@ def _train_frames(
         owner, frames = videos.setdefault(video, (participant, {}))
         if owner != participant:
             raise ValueError(f"{where}: video {video} belongs to {owner}, not {participant}")
+        key = video, frame, noun_class, str(boxes)
+        if boxes and key in rows:
+            repeated.add(where, f"the boxes of {rows[key]}")
+            continue
+        rows.setdefault(key, where)
         frames.setdefault(frame, (where, []))[1].extend((box, id_map[noun_class], where) for box in boxes)
     return videos
 
@@ -334,15 +341,18 @@ def load_epic_kitchens_55(
 
     Every image of the split is opened (header only) for its size: a missing image raises
     ``FileNotFoundError`` naming the CSV line. Boxes are clipped to the image; boxes with no
-    area left are dropped (one warning with the count).
+    area left are dropped (one warning with the count). A row repeating the boxes of an earlier
+    row of the same frame and class is skipped (one warning with the count): its boxes would
+    count twice.
     """
+    repeated = CountedWarning("skipped {count} rows that repeat the boxes of an earlier row of their frame and class")
     annotations_dir = os.path.join(root, "annotations")
     classes_csv = os.path.join(annotations_dir, CLASSES_CSV)
     names, id_map = read_noun_classes(classes_csv)
     set_thing_classes(dataset_name, names, id_map, classes_csv)
     if split == "train":
         source = os.path.join(annotations_dir, LABELS_CSV)
-        videos = _train_frames(source, id_map, participants)
+        videos = _train_frames(source, id_map, participants, repeated)
         image_root = os.path.join(root, "object_detection_images", "train")
     elif split in TEST_VIDEO_LISTS:
         if participants is not None:
@@ -357,6 +367,7 @@ def load_epic_kitchens_55(
     for video, (participant, frames) in videos.items():
         dicts += _video_dicts(video, os.path.join(image_root, participant, video), frames, dropped)
     dropped.log(dataset_name or source)
+    repeated.log(dataset_name or source)
     logger.info(f"Loaded {len(dicts)} frames of {len(videos)} videos from {source}")
     return dicts
 

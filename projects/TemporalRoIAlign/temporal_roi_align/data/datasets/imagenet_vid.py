@@ -25,7 +25,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from .common import DroppedBoxes, clip_box, count_numbered_frames, frame_pattern, frame_record, read_text_lines
+from .common import (
+    CountedWarning,
+    DroppedBoxes,
+    clip_box,
+    count_numbered_frames,
+    frame_pattern,
+    frame_record,
+    read_text_lines,
+)
 
 __all__ = [
     "VID_CATEGORIES",
@@ -74,13 +82,15 @@ def _number(node: ET.Element, path: str, xml_file: str, kind=float, default=None
     return value
 
 
-def parse_vid_xml(xml_file: str, wnid_to_id: Dict[str, int], dropped: DroppedBoxes):
+def parse_vid_xml(xml_file: str, wnid_to_id: Dict[str, int], dropped: DroppedBoxes, *, tracks: bool = False):
     """Parse one VID/DET annotation file.
 
     Returns ``(root, height, width, annotations, unknown)``: ``root`` the parsed XML's root
-    element, ``unknown`` the WordNet ids skipped because they are not in ``wnid_to_id``. Objects without
-    ``<trackid>`` (DET) get their index in the file as track id. Boxes are clipped to the image;
-    boxes with nothing left inside are dropped and counted in ``dropped``.
+    element, ``unknown`` the WordNet ids skipped because they are not in ``wnid_to_id``. With
+    ``tracks`` (VID) every object needs a ``<trackid>`` (a ValueError naming the file otherwise:
+    the motion IoU follows tracks); without (DET), objects get their index in the file as track
+    id. Boxes are clipped to the image; boxes with nothing left inside are dropped and counted in
+    ``dropped``.
     """
     if not os.path.isfile(xml_file):
         raise FileNotFoundError(f"{xml_file}: annotation file does not exist")
@@ -95,6 +105,8 @@ def parse_vid_xml(xml_file: str, wnid_to_id: Dict[str, int], dropped: DroppedBox
     annotations, unknown = [], []
     for index, obj in enumerate(root.findall("object")):
         wnid = _text(obj, "name", xml_file)
+        if tracks and obj.find("trackid") is None:
+            raise ValueError(f"{xml_file}: object {index} ({wnid}) has no <trackid> (every VID object needs one)")
         if wnid not in wnid_to_id:
             unknown.append(wnid)
             continue
@@ -185,9 +197,10 @@ def load_imagenet_vid(
     wnid_to_id = {wnid: i for i, (_, wnid) in enumerate(categories)}
     lines = _read_split(split_file)
     dropped, unknown, dicts = DroppedBoxes(), [], []
+    repeated = CountedWarning("skipped {count} lines that repeat an earlier line's frame (it would be loaded twice)")
 
     def load_frame(video, frame, length, frames, xml_file, jpeg_file, image_id):
-        xml_root, height, width, annos, skipped = parse_vid_xml(xml_file, wnid_to_id, dropped)
+        xml_root, height, width, annos, skipped = parse_vid_xml(xml_file, wnid_to_id, dropped, tracks=subset == "VID")
         unknown.extend(skipped)
         record = frame_record(
             jpeg_file,
@@ -205,14 +218,20 @@ def load_imagenet_vid(
         dicts.append(record)
 
     if subset == "DET":
+        listed = {}
         for lineno, fields in lines:
             if len(fields) not in (1, 2):
                 raise ValueError(f"{split_file}:{lineno}: expected '<image> <n>', got {' '.join(fields)!r}")
+            if fields[0] in listed:
+                repeated.add(f"{split_file}:{lineno}", f"image {fields[0]} of line {listed[fields[0]]}")
+                continue
+            listed[fields[0]] = lineno
             jpeg = os.path.join(root, "Data", "DET", fields[0] + ".JPEG")
             xml = os.path.join(root, "Annotations", "DET", fields[0] + ".xml")
             load_frame(f"DET/{fields[0]}", 0, 1, (jpeg,), xml, jpeg, f"DET/{fields[0]}")
     else:
         videos: "OrderedDict[str, Tuple[int, List[int]]]" = OrderedDict()
+        listed = {}
         for lineno, fields in lines:
             video, frame, length = _parse_vid_line(split_file, lineno, fields)
             if video not in videos:
@@ -223,6 +242,10 @@ def load_imagenet_vid(
                 videos[video] = (length, [])
             elif videos[video][0] != length:
                 raise ValueError(f"{split_file}:{lineno}: video {video} has two different lengths")
+            if (video, frame) in listed and not all_frames:
+                repeated.add(f"{split_file}:{lineno}", f"frame {frame} of {video}, line {listed[video, frame]}")
+                continue
+            listed[video, frame] = lineno
             videos[video][1].append(frame)
         for video, (length, frames) in videos.items():
             data_dir = os.path.join(root, "Data", "VID", video)
@@ -241,6 +264,7 @@ def load_imagenet_vid(
                 )
 
     dropped.log(dataset_name)
+    repeated.log(dataset_name)
     if unknown:
         # Expected for DET, whose images also show the other 170 DET classes.
         log = logger.info if subset == "DET" else logger.warning

@@ -8,19 +8,23 @@ categories:  [{"id", "name"}, ...]
 """
 
 import logging
+import math
 import os
 from collections import defaultdict
 from typing import Callable, List, Optional, Tuple
 
+import pycocotools.mask as mask_util
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from .coco_video import convert_segmentation
+from .coco_video import convert_segmentations, segmentation_to_rle
 from .common import (
+    CountedWarning,
     DroppedBoxes,
     clip_box,
     compact_frame_list,
     contiguous_categories,
+    crowd_flag,
     finite_numbers,
     frame_record,
     json_objects,
@@ -85,13 +89,24 @@ def load_ytvis_json(
     """Load a YouTube-VIS JSON into per-frame dataset dicts.
 
     ``image_id`` is a running index over all frames; ``track_id`` is the annotation's ``id``.
-    A frame where an instance has no box or no mask (null) carries no annotation for it, as in
-    Mask2Former's loader. When the JSON has no annotations (the val/test splits) the dicts have
-    no ``"annotations"`` key. Boxes are clipped to the image; boxes with no area left are dropped.
-    Masks are compressed RLE or polygons; ``area`` is the frame's entry of the JSON's ``areas``
-    when it has them (the YouTube-VIS metric's instance area).
-    An annotation whose ``video_id`` is missing or names no video, a non-finite box, a mask of
-    another size than its video or a malformed entry is a ValueError naming the file.
+    A frame where an instance has no mask (null) carries no annotation for it, as in Mask2Former's
+    loader; a null box where the mask exists is taken from the mask (counted in one warning).
+    Boxes are clipped to the image; boxes with no area left (empty masks) are dropped. Masks are
+    compressed RLE or polygons; ``area`` is the frame's entry of the JSON's ``areas`` when it has
+    them. Every frame dict of a video also has ``"video_tracks"``: one
+    ``{"track_id", "category_id", "iscrowd", "areas"}`` per annotation of the video, in the
+    JSON's order, also for an instance without a mask anywhere (the YouTube-VIS metric counts it,
+    see :func:`..evaluation.video_ground_truth`).
+
+    When the JSON has no annotations, or an empty list of them (the val/test splits; the latter
+    with a warning), the dicts have no ``"annotations"`` and no ``"video_tracks"``.
+
+    A ValueError names the file and the reason for: an annotation whose ``video_id`` is missing
+    or names no video, an annotation or video id given twice, a category id given twice, a
+    video whose ``length`` is not its number of ``file_names``, per-frame lists of another
+    length, a box that is not null or 4 finite numbers (also where the mask is null), an
+    ``areas`` entry that is not null or a finite number >= 0, an ``iscrowd`` other than 0/1, a
+    mask of another size than its video or whose RLE counts do not cover it, a malformed entry.
     ``frame_fields(video, frame_id)``, if given, returns more fields for the frame's dict from
     its JSON video entry (e.g. the toy dataset's ``"degradation"``). With ``dataset_name``, the
     JSON's classes are recorded as its ``thing_classes`` (see :func:`ytvis_metadata`).
@@ -120,17 +135,27 @@ def read_ytvis_json(
             raise ValueError(f"{json_file}: missing list '{key}'")
     names, id_map = contiguous_categories(json_objects(data["categories"], "categories", json_file), json_file)
     annotations = data.get("annotations")
+    if annotations == []:
+        logger.warning(
+            f"{json_file}: 'annotations' is an empty list: read as a split without labels (no "
+            "'annotations' in the dicts; its evaluation writes the files for the evaluation server)"
+        )
+        annotations = None
     videos = json_objects(data["videos"], "videos", json_file)
-    video_ids = set()
-    for video in videos:
+    video_ids = {}
+    for n, video in enumerate(videos):
         missing = [k for k in ("id", "file_names", "height", "width") if k not in video]
         if missing:
             raise ValueError(f"{json_file}: video {video.get('id')} lacks {missing}")
-        if not isinstance(video["id"], (int, str)) or video["id"] in video_ids:
-            raise ValueError(f"{json_file}: video id {video['id']!r} is not a number or a string, or appears twice")
-        video_ids.add(video["id"])
+        if not isinstance(video["id"], (int, str)):
+            raise ValueError(f"{json_file}: videos[{n}]: id must be a number or a string, got {video['id']!r}")
+        if video["id"] in video_ids:
+            raise ValueError(
+                f"{json_file}: video id {video['id']!r} appears twice (videos[{video_ids[video['id']]}], videos[{n}])"
+            )
+        video_ids[video["id"]] = n
 
-    anns_per_video = defaultdict(list)
+    anns_per_video, ann_ids = defaultdict(list), set()
     for ann in json_objects(annotations or [], "annotations", json_file):
         if ann.get("category_id") not in id_map:
             raise ValueError(
@@ -141,9 +166,12 @@ def read_ytvis_json(
             raise ValueError(
                 f"{json_file}: annotation {ann.get('id')} has video_id {ann.get('video_id')!r}, which no video has"
             )
+        if ann.get("id") in ann_ids:  # the id is the track id, and the API's index of annotations
+            raise ValueError(f"{json_file}: annotation id {ann['id']!r} appears twice")
+        ann_ids.add(ann.get("id"))
         anns_per_video[ann["video_id"]].append(ann)
 
-    dropped, dicts = DroppedBoxes(), []
+    dropped, boxes_from_masks, dicts = DroppedBoxes(), CountedWarning(BOXES_FROM_MASKS), []
     for video in videos:
         source = f"{json_file}: video {video['id']!r}"
         if not isinstance(video["file_names"], list) or not all(isinstance(f, str) for f in video["file_names"]):
@@ -153,14 +181,14 @@ def read_ytvis_json(
             raise ValueError(f"{json_file}: video {video['id']} has no frames")
         height = positive_int(video["height"], "height", source)
         width, length = positive_int(video["width"], "width", source), len(files)
-        anns = anns_per_video.get(video["id"], [])
-        for ann in anns:
-            for key in ("bboxes", "segmentations") + (("areas",) if ann.get("areas") is not None else ()):
-                if len(ann.get(key) or []) != length:
-                    raise ValueError(
-                        f"{json_file}: annotation {ann.get('id')} must have {length} '{key}' "
-                        f"(one per frame of video {video['id']}), has {len(ann.get(key) or [])}"
-                    )
+        if video.get("length", length) != length:
+            raise ValueError(f"{source}: length {video['length']!r}, but {length} file_names")
+        tracks, per_frame = [], [[] for _ in files]
+        for ann in anns_per_video.get(video["id"], []):
+            track, objects = _read_track(ann, json_file, height, width, length, id_map, dropped, boxes_from_masks)
+            tracks.append(track)
+            for frame_id, obj in objects:
+                per_frame[frame_id].append(obj)
         frames = compact_frame_list(files)
         for frame_id, file_name in enumerate(files):
             record = frame_record(
@@ -172,37 +200,75 @@ def read_ytvis_json(
                 frame_id=frame_id,
                 video_length=length,
                 video_frames=frames,
-                annotations=None if annotations is None else [],
+                annotations=None if annotations is None else per_frame[frame_id],
             )
+            if annotations is not None:
+                record["video_tracks"] = tracks
             if frame_fields is not None:
                 record.update(frame_fields(video, frame_id))
-            if annotations is not None:
-                for ann in anns:
-                    bbox, segm = ann["bboxes"][frame_id], ann["segmentations"][frame_id]
-                    if not (bbox and segm):
-                        continue
-                    source = f"{json_file} (annotation {ann.get('id')}, frame {frame_id})"
-                    x, y, w, h = finite_numbers(bbox, 4, "bbox", source)
-                    box = clip_box([x, y, x + w, y + h], width, height)
-                    segm = convert_segmentation(segm, height, width, source)
-                    if box is None or segm is None:
-                        dropped.add(source, [x, y, x + w, y + h])
-                        continue
-                    obj = {
-                        "bbox": box,
-                        "bbox_mode": BoxMode.XYXY_ABS,
-                        "category_id": id_map[ann["category_id"]],
-                        "iscrowd": int(ann.get("iscrowd", 0)),
-                        "track_id": ann.get("id"),
-                        "segmentation": segm,
-                    }
-                    if ann.get("areas") is not None:
-                        obj["area"] = ann["areas"][frame_id]
-                    record["annotations"].append(obj)
             dicts.append(record)
     dropped.log(dataset_name or json_file)
+    boxes_from_masks.log(dataset_name or json_file)
     logger.info(f"Loaded {len(dicts)} frames of {len(videos)} videos from {json_file}")
     return dicts, [(cat_id, names[i]) for cat_id, i in id_map.items()]
+
+
+BOXES_FROM_MASKS = "took {count} boxes from the mask, where the 'bboxes' entry is null"
+
+
+def _read_track(ann, json_file, height, width, length, id_map, dropped, boxes_from_masks):
+    """One annotation: its ``video_tracks`` entry and ``(frame_id, annotation)`` for each frame
+    where it has a mask."""
+    where = f"{json_file}: annotation {ann.get('id')}"
+    for key in ("bboxes", "segmentations") + (("areas",) if ann.get("areas") is not None else ()):
+        if len(ann.get(key) or []) != length:
+            raise ValueError(
+                f"{where} must have {length} '{key}' (one per frame of video {ann['video_id']}), "
+                f"has {len(ann.get(key) or [])}"
+            )
+    areas = ann.get("areas")
+    for frame_id, area in enumerate(areas or []):
+        if area is not None and not (_is_number(area) and math.isfinite(area) and area >= 0):
+            raise ValueError(f"{where}, frame {frame_id}: area must be null or a finite number >= 0, got {area!r}")
+    track = {
+        "track_id": ann.get("id"),
+        "category_id": id_map[ann["category_id"]],
+        "iscrowd": crowd_flag(ann.get("iscrowd", 0), where),
+        "areas": areas,
+    }
+    sources = [f"{json_file} (annotation {ann.get('id')}, frame {f})" for f in range(length)]
+    segms = convert_segmentations(ann["segmentations"], height, width, sources)
+    objects = []
+    for frame_id, (bbox, segm, source) in enumerate(zip(ann["bboxes"], segms, sources)):
+        if bbox:
+            x, y, w, h = finite_numbers(bbox, 4, "bbox", source)
+        elif segm is not None:  # the mask's box, as the YouTube-VIS API takes it
+            x, y, w, h = map(
+                float, mask_util.toBbox(segmentation_to_rle(ann["segmentations"][frame_id], height, width, source))
+            )
+            boxes_from_masks.add(source, f"box [{x}, {y}, {w}, {h}]")
+        if segm is None:
+            continue
+        box = clip_box([x, y, x + w, y + h], width, height)
+        if box is None:
+            dropped.add(source, [x, y, x + w, y + h])
+            continue
+        obj = {
+            "bbox": box,
+            "bbox_mode": BoxMode.XYXY_ABS,
+            "category_id": track["category_id"],
+            "iscrowd": track["iscrowd"],
+            "track_id": track["track_id"],
+            "segmentation": segm,
+        }
+        if areas is not None:
+            obj["area"] = areas[frame_id]
+        objects.append((frame_id, obj))
+    return track, objects
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def register_ytvis_instances(name: str, metadata: dict, json_file: str, image_root: str):
