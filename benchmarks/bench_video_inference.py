@@ -72,13 +72,13 @@ def seconds_per_frame(cfg, frames, cache_frames):
     cfg = cfg.clone()
     cfg.defrost()
     cfg.VIDEO.CACHE_FRAMES = cache_frames
-    predictor = VideoPredictor(cfg)
+    predictor = VideoPredictor(cfg, check_weights=False)  # random weights
     calls = []
     predictor.model.backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     heads = ModuleTimer(predictor.model.roi_heads, cfg.MODEL.DEVICE)
     flow_net = getattr(predictor.model, "flow_net", None)
     flow = ModuleTimer(flow_net, cfg.MODEL.DEVICE) if flow_net is not None else None
-    for _ in predictor.predict_video(frames[:2]):  # warm-up (allocator, cuDNN autotuning)
+    for _ in predictor.iter_video(frames[:2]):  # warm-up (allocator, cuDNN autotuning)
         pass
     calls.clear()
     heads.seconds = 0.0
@@ -87,7 +87,7 @@ def seconds_per_frame(cfg, frames, cache_frames):
     if cfg.MODEL.DEVICE.startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()
-    for _ in predictor.predict_video(frames):
+    for _ in predictor.iter_video(frames):
         pass
     if cfg.MODEL.DEVICE.startswith("cuda"):
         torch.cuda.synchronize()

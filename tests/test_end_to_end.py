@@ -141,7 +141,7 @@ def predictor(variant="troi", *opts):
         get_config_file(f"toy/{variant}.yaml"),
         ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "INPUT.MIN_SIZE_TEST", 64, *opts],
     )
-    return VideoPredictor(cfg)
+    return VideoPredictor(cfg, check_weights=False)
 
 
 def test_offline_prediction_runs_the_backbone_about_once_per_frame():
@@ -149,14 +149,14 @@ def test_offline_prediction_runs_the_backbone_about_once_per_frame():
     p = predictor("troi", "INPUT.SUPPORT.NUM_TEST", 4)
     calls = []
     p.model.backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
-    outputs = list(p.predict_video(frames))
+    outputs = [x["instances"] for x in p.predict_video(frames)]
     assert len(outputs) == 8 and sum(calls) == 8
     for frame, instances in zip(frames, outputs):
         assert instances.image_size == frame.shape[:2]
         assert len(instances) > 0
 
     p.model.feature_cache.capacity = 0
-    recomputed = list(p.predict_video(frames))
+    recomputed = [x["instances"] for x in p.predict_video(frames)]
     assert sum(calls) == 8 + 8 * 5
     for a, b in zip(outputs, recomputed):
         torch.testing.assert_close(a.scores, b.scores)
@@ -167,19 +167,19 @@ def test_online_prediction_uses_past_frames_only():
     assert select_test_supports(5, range(6), 3, "past", stride=2) == [3, 1, 0]
     _, frames = clip_frames(count=5)
     p = predictor("troi", "INPUT.SUPPORT.NUM_TEST", 2)
-    online = [x.scores for x in p.predict_stream(iter(frames))]
+    online = [x["instances"].scores for x in p.predict_stream(iter(frames))]
     # Frame 2's result cannot depend on frames 3 and 4.
     changed = frames[:3] + [np.zeros_like(frames[0])] * 2
-    online_changed = [x.scores for x in p.predict_stream(iter(changed))]
+    online_changed = [x["instances"].scores for x in p.predict_stream(iter(changed))]
     for a, b in zip(online[:3], online_changed[:3]):
         torch.testing.assert_close(a, b)
 
 
 def test_half_precision_cache_stays_close():
     _, frames = clip_frames(count=4)
-    full = [x.scores for x in predictor("troi", "INPUT.SUPPORT.NUM_TEST", 3).predict_video(frames)]
+    full = [x["instances"].scores for x in predictor("troi", "INPUT.SUPPORT.NUM_TEST", 3).predict_video(frames)]
     half = [
-        x.scores
+        x["instances"].scores
         for x in predictor("troi", "INPUT.SUPPORT.NUM_TEST", 3, "VIDEO.CACHE_DTYPE", "bfloat16").predict_video(frames)
     ]
     for a, b in zip(full, half):
@@ -190,9 +190,9 @@ def test_half_precision_cache_stays_close():
 
 def test_offline_prediction_applies_seq_nms_to_the_whole_video():
     _, frames = clip_frames(count=5)
-    plain = list(predictor("troi", "INPUT.SUPPORT.NUM_TEST", 2).predict_video(frames))
+    plain = [x["instances"] for x in predictor("troi", "INPUT.SUPPORT.NUM_TEST", 2).predict_video(frames)]
     p = predictor("troi", "INPUT.SUPPORT.NUM_TEST", 2, "VIDEO.POSTPROCESS", "seq_nms", "VIDEO.SEQ_NMS.RESCORE", "max")
-    processed = list(p.predict_video(frames))
+    processed = [x["instances"] for x in p.predict_video(frames)]
     for a, b in zip(processed, seq_nms(plain, rescore="max")):
         torch.testing.assert_close(a.scores, b.scores)
         torch.testing.assert_close(a.pred_boxes.tensor, b.pred_boxes.tensor)

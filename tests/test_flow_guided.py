@@ -248,7 +248,7 @@ def predictor(variant, *opts):
         get_config_file(f"toy/{variant}.yaml"),
         ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "INPUT.MIN_SIZE_TEST", 48, "MODEL.DEVICE", "cpu", *opts],
     )
-    return VideoPredictor(cfg)
+    return VideoPredictor(cfg, check_weights=False)
 
 
 def test_dff_predictor_online_is_offline_and_runs_the_backbone_on_key_frames():
@@ -257,8 +257,8 @@ def test_dff_predictor_online_is_offline_and_runs_the_backbone_on_key_frames():
     assert p.online_supports == p.offline_supports == SupportSelector("key_frame", 1, stride=3)
     calls = []
     p.model.backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
-    offline = list(p.predict_video(frames))
-    online = list(p.predict_stream(iter(frames)))
+    offline = [x["instances"] for x in p.predict_video(frames)]
+    online = [x["instances"] for x in p.predict_stream(iter(frames))]
     assert sum(calls) == 2 * 3, "frames 0, 3 and 6 of each pass"
     for a, b in zip(offline, online):
         assert a.image_size == (48, 64) and len(a) > 0
@@ -270,13 +270,13 @@ def test_fgfa_predictor_offline_and_online():
     frames = clip(count=5)
     p = predictor("fgfa", "INPUT.SUPPORT.NUM_TEST", 2)
     assert p.online_supports == SupportSelector("past", 2)
-    offline = [x.scores for x in p.predict_video(frames)]
-    online = [x.scores for x in p.predict_stream(iter(frames))]
+    offline = [x["instances"].scores for x in p.predict_video(frames)]
+    online = [x["instances"].scores for x in p.predict_stream(iter(frames))]
     assert len(offline) == len(online) == 5 and all(len(s) > 0 for s in offline)
     # Online, frame 2 cannot depend on frames 3 and 4; offline it does (supports 1 and 3).
     changed = frames[:3] + [np.zeros_like(frames[0])] * 2
-    torch.testing.assert_close([x.scores for x in p.predict_stream(iter(changed))][2], online[2])
-    assert not torch.equal([x.scores for x in p.predict_video(changed)][2], offline[2])
+    torch.testing.assert_close([x["instances"].scores for x in p.predict_stream(iter(changed))][2], online[2])
+    assert not torch.equal(p.predict_video(changed)[2]["instances"].scores, offline[2])
 
 
 # ---- bad inputs -------------------------------------------------------------------------------

@@ -324,7 +324,8 @@ def write_annotated_video(cfg, path):
     metadata = MetadataCatalog.get(dataset)
     height, width = frames[0].shape[:2]
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 5, (width, height))
-    for frame, instances in tqdm(zip(frames, predictor.predict_video(frames)), total=len(frames), desc="video"):
+    for frame, output in tqdm(zip(frames, predictor.iter_video(frames)), total=len(frames), desc="video"):
+        instances = output["instances"]
         writer.write(draw_instances(frame, instances[instances.scores > 0.5], metadata))
     writer.release()
 

@@ -88,7 +88,7 @@ def main(argv=None):
     if not 0 <= args.frame < len(frames):
         raise SystemExit(f"--frame {args.frame}: {args.input} has {len(frames)} frames")
     try:
-        predictor = VideoPredictor(cfg, check_weights=True, allow_partial_weights=args.allow_partial_weights)
+        predictor = VideoPredictor(cfg, allow_partial_weights=args.allow_partial_weights)
     except CheckpointError as e:
         raise SystemExit(str(e)) from None
     model = predictor.model

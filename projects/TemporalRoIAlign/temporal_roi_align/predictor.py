@@ -1,46 +1,67 @@
 """Whole-video inference in the conventions of Detectron2's DefaultPredictor."""
 
+import functools
 import itertools
+import logging
 from collections import OrderedDict
 from typing import Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
 from .checkpoint import VideoCheckpointer
 from .data import SupportSelector, build_test_augmentation
+from .engine.defaults import fall_back_to_cpu
 from .postprocessing import build_video_postprocessor
 
-__all__ = ["VideoPredictor"]
+__all__ = ["VideoPredictor", "dataset_metadata"]
+
+logger = logging.getLogger(__name__)
 
 
 class VideoPredictor:
     """
-    Config in, BGR (or ``INPUT.FORMAT``) frames in, one ``Instances`` per frame out, in the
-    original resolution. Each frame is resized once and goes through the backbone about once:
-    the model's feature cache (``VIDEO.CACHE_FRAMES`` frames at ``VIDEO.CACHE_DTYPE``) serves it
-    as a support again, keyed by the frame's (video, index).
+    Config in, BGR (or ``INPUT.FORMAT``) frames in, one ``{"instances": Instances}`` per frame
+    out, in the original resolution, as Detectron2's ``DefaultPredictor`` gives per image. Each
+    frame is resized once and goes through the backbone about once: the model's feature cache
+    (``VIDEO.CACHE_FRAMES`` frames at ``VIDEO.CACHE_DTYPE``) serves it as a support again,
+    keyed by the frame's (video, index).
 
-    - :meth:`predict_video` (offline): random access to the whole video; supports chosen by the
-      test rule of the config (``INPUT.SUPPORT.TEST_MODE``, see :class:`SupportSelector`;
-      ``uniform`` spreads NUM_TEST frames over the whole video, the paper's default).
-    - :meth:`predict_stream` (online): frames arrive one at a time; supports are the NUM_TEST
-      past frames TEST_STRIDE apart (the ``past`` rule; the first frame repeated at the start),
-      or the test rule itself when it uses no later frame (DFF's ``key_frame``).
+    - :meth:`predict_video` (offline): a list, one dict per frame of a whole video with random
+      access; supports chosen by the test rule of the config (``INPUT.SUPPORT.TEST_MODE``, see
+      :class:`SupportSelector`; ``uniform`` spreads NUM_TEST frames over the whole video, the
+      paper's default). :meth:`iter_video` yields the same dicts one at a time, for videos whose
+      results do not fit in memory together.
+    - :meth:`predict_stream` (online): frames arrive one at a time, results are yielded as they
+      come; supports are the NUM_TEST past frames TEST_STRIDE apart (the ``past`` rule; the first
+      frame repeated at the start), or the test rule itself when it uses no later frame (DFF's
+      ``key_frame``).
 
-    ``VIDEO.POSTPROCESS`` (e.g. Seq-NMS) is applied to each whole video by :meth:`predict_video`.
+    ``VIDEO.POSTPROCESS`` (e.g. Seq-NMS) is applied to each whole video by :meth:`predict_video`
+    and :meth:`iter_video`.
 
-    A missing or unreadable ``MODEL.WEIGHTS`` file is a :class:`CheckpointError` naming it. With
-    ``check_weights`` (the tools' default), weights that leave any parameter of the model
-    uninitialised, or no weights at all, are refused too unless ``allow_partial_weights``.
+    ``MODEL.DEVICE`` "cuda" on a machine without CUDA runs on the CPU, with a warning, as the
+    tools do. A missing or unreadable ``MODEL.WEIGHTS`` file is a :class:`CheckpointError`
+    naming it. With ``check_weights`` (the default, as in the tools), weights that leave any
+    parameter of the model uninitialised, or no weights at all, are refused too, unless
+    ``allow_partial_weights`` (the tools' ``--allow-partial-weights``), which only warns.
+    ``check_weights=False`` runs whatever was loaded, e.g. a randomly initialised model.
+
+    ``metadata``: the classes of the config's datasets, see :func:`dataset_metadata`.
     """
 
-    def __init__(self, cfg, *, check_weights: bool = False, allow_partial_weights: bool = False):
+    def __init__(self, cfg, *, check_weights: bool = True, allow_partial_weights: bool = False):
         self.cfg = cfg.clone()
-        self.model = build_model(self.cfg)
+        self.cfg.defrost()
+        if fall_back_to_cpu(self.cfg):
+            logger.warning(f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but CUDA is not available: running on the CPU")
+        self.cfg.freeze()
+        cfg = self.cfg
+        self.model = build_model(cfg)
         self.model.eval()
         checkpointer = VideoCheckpointer(self.model)
         if cfg.MODEL.WEIGHTS:
@@ -61,20 +82,31 @@ class VideoPredictor:
         self._video_ids = itertools.count()
         self.postprocess = build_video_postprocessor(cfg)
 
-    def predict_video(self, frames: Sequence[np.ndarray]) -> Iterator[Instances]:
-        """Offline mode over a whole video (a list of frames, or any sequence with random access).
-        With ``VIDEO.POSTPROCESS`` set, the first result comes once every frame is detected."""
+    @functools.cached_property
+    def metadata(self):
+        return dataset_metadata(self.cfg)
+
+    def predict_video(self, frames: Sequence[np.ndarray]) -> List[Dict[str, Instances]]:
+        """Offline mode over a whole video (a list of frames, or any sequence with random access):
+        ``[{"instances": Instances}, ...]``, one per frame."""
+        return list(self.iter_video(frames))
+
+    def iter_video(self, frames: Sequence[np.ndarray]) -> Iterator[Dict[str, Instances]]:
+        """:meth:`predict_video`, one frame's ``{"instances": Instances}`` at a time: only a
+        bounded window of frames is held. With ``VIDEO.POSTPROCESS`` set, the first result
+        comes once every frame is detected."""
         video = ("VideoPredictor", next(self._video_ids))
         prepare = self._frame_preparer(video, lambda i: frames[i])
         frame_ids = range(len(frames))
         results = (self._predict(*self._frame_group(prepare, t, frame_ids)) for t in frame_ids)
-        if self.postprocess is None:
-            yield from results
-        else:
-            yield from self.postprocess(list(results))
+        if self.postprocess is not None:
+            results = self.postprocess(list(results))
+        for instances in results:
+            yield {"instances": instances}
 
-    def predict_stream(self, frames: Iterable[np.ndarray]) -> Iterator[Instances]:
-        """Online mode: only past frames serve as supports."""
+    def predict_stream(self, frames: Iterable[np.ndarray]) -> Iterator[Dict[str, Instances]]:
+        """Online mode: only past frames serve as supports; yields each frame's
+        ``{"instances": Instances}`` once the frame has arrived."""
         if self.postprocess is not None:
             raise ValueError(
                 f"VIDEO.POSTPROCESS {self.cfg.VIDEO.POSTPROCESS!r} needs the whole video; online prediction "
@@ -88,7 +120,8 @@ class VideoPredictor:
         prepare = self._frame_preparer(video, history.__getitem__)
         for t, frame in enumerate(frames):
             history[t] = frame
-            yield self._predict(prepare(t), [prepare(i) for i in self.online_supports(t, range(t + 1))])
+            supports = [prepare(i) for i in self.online_supports(t, range(t + 1))]
+            yield {"instances": self._predict(prepare(t), supports)}
             # Frame 0 stays: it stands in for the frames before the start.
             if t - oldest_needed > 0:
                 del history[t - oldest_needed]
@@ -131,3 +164,38 @@ class VideoPredictor:
     def _predict(self, target: dict, supports: list) -> Instances:
         with torch.no_grad():
             return self.model([{**target, "supports": supports}])[0]["instances"].to("cpu")
+
+
+def dataset_metadata(cfg):
+    """The ``MetadataCatalog`` entry of the first dataset of ``DATASETS.TEST``, else of
+    ``DATASETS.TRAIN``, that names the model's ``MODEL.ROI_HEADS.NUM_CLASSES`` classes
+    (``thing_classes``; ``thing_dataset_id_to_contiguous_id`` where the dataset has its own
+    category ids). A dataset registered without its classes (they come from its JSON, as for
+    ``register_ytvis_instances(name, {}, ...)``) is loaded once to read them. Without such a
+    dataset (a warning says why), empty metadata: classes are drawn as numbers."""
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    problems = []
+    for name in (*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN):
+        if name not in DatasetCatalog.list():
+            problems.append(f"'{name}' is not registered")
+            continue
+        metadata = MetadataCatalog.get(name)
+        if metadata.get("thing_classes") is None:
+            logger.info(f"Loading dataset '{name}' for its class names")
+            try:
+                DatasetCatalog.get(name)
+            except Exception as e:  # a dataset that cannot be read here still leaves the classes as numbers
+                problems.append(f"'{name}' could not be loaded ({e})")
+                continue
+        classes = metadata.get("thing_classes")
+        if classes is None:
+            problems.append(f"'{name}' has no thing_classes")
+        elif len(classes) != num_classes:
+            problems.append(f"'{name}' has {len(classes)} classes, the model {num_classes}")
+        else:
+            return metadata
+    logger.warning(
+        "No class names: " + ("; ".join(problems) or "DATASETS.TEST and DATASETS.TRAIN are empty") + ". "
+        "Classes are shown as numbers."
+    )
+    return MetadataCatalog.get("__unused")

@@ -14,7 +14,7 @@ from detectron2.utils.logger import setup_logger
 from ..config import add_video_config, rename_former_choices
 from ..config_checks import check_config
 
-__all__ = ["argument_parser", "check_output_dir", "setup_cfg"]
+__all__ = ["argument_parser", "check_output_dir", "fall_back_to_cpu", "setup_cfg"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +35,7 @@ def setup_cfg(config_file: str, opts=(), *, args=None):
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
     rename_former_choices(cfg)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
+    fall_back_to_cpu(cfg)
     cfg.freeze()
     check_config(cfg)
     if args is not None:
@@ -51,6 +50,15 @@ def setup_cfg(config_file: str, opts=(), *, args=None):
         if cfg.MODEL.DEVICE == "cpu":
             logger.info("CUDA is not available: running on the CPU")
     return cfg
+
+
+def fall_back_to_cpu(cfg) -> bool:
+    """Set MODEL.DEVICE of the (unfrozen) ``cfg`` to "cpu" when it names CUDA on a machine
+    without CUDA; True if it did."""
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+        return True
+    return False
 
 
 def argument_parser():

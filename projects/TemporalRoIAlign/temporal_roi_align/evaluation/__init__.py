@@ -2,7 +2,7 @@ from .motion import MOTION_RANGES, motion_buckets, motion_ious
 from .vid_devkit import devkit_ap, devkit_aps, iou_thresholds, pixel_iou, voc_ap
 from .vid_evaluation import VIDEvaluator
 from .video_postprocessing import VideoPostprocessingEvaluator
-from .ytvis_evaluation import YTVISEvaluator, evaluate_ytvis, video_ground_truth, video_predictions
+from .ytvis_evaluation import YTVISEvaluator, evaluate_ytvis, to_ytvis_records, video_ground_truth, video_predictions
 from .ytvis_metric import YTVIS_METRICS, video_mask_ious, ytvis_metrics
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "motion_buckets",
     "motion_ious",
     "pixel_iou",
+    "to_ytvis_records",
     "video_ground_truth",
     "video_mask_ious",
     "video_predictions",

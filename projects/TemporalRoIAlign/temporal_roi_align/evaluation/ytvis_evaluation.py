@@ -24,7 +24,14 @@ from ..data.datasets.ytvis import read_ytvis_json
 from ..utils import atomic_write
 from .ytvis_metric import YTVIS_METRICS, ytvis_metrics
 
-__all__ = ["YTVISEvaluator", "encode_masks", "evaluate_ytvis", "video_ground_truth", "video_predictions"]
+__all__ = [
+    "YTVISEvaluator",
+    "encode_masks",
+    "evaluate_ytvis",
+    "to_ytvis_records",
+    "video_ground_truth",
+    "video_predictions",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +91,102 @@ def video_predictions(frames, lengths):
             }
         )
     return predictions, duplicates
+
+
+def to_ytvis_records(frames_instances, video_id, metadata=None, *, frame_ids=None, num_frames=None) -> list:
+    """The YouTube-VIS results of one video from a tracker's per-frame outputs (e.g.
+    ``VideoPredictor.predict_video``'s): one record per track, as :class:`YTVISEvaluator` writes
+    them to ``results.json``, the format of the evaluation server and of :func:`evaluate_ytvis`.
+
+    Args:
+        frames_instances: the video's frames in order, each ``{"instances": Instances}`` or an
+            ``Instances`` with ``pred_masks`` (bool, at the frame's resolution), ``scores``,
+            ``pred_classes`` and ``pred_track_ids``. Any iterable, read once: each frame's masks
+            are kept only as RLE.
+        video_id: the video's ``id`` in the dataset's JSON.
+        metadata: the dataset's metadata (e.g. ``VideoPredictor(cfg).metadata``); its
+            ``thing_dataset_id_to_contiguous_id`` turns the model's classes into the dataset's
+            category ids. Without it, ``category_id`` is the model's class.
+        frame_ids: each output's frame number in the video (default 0, 1, 2, ...); frames left
+            out have no detection.
+        num_frames: the number of frames of the video (default: one past the last frame id).
+
+    Returns:
+        list of {"video_id", "score", "category_id", "segmentations"}: score and category as
+        :func:`video_predictions` forms them, a mask (RLE) or None for each frame of the video.
+    """
+    frames, ids = [], itertools.count() if frame_ids is None else iter(frame_ids)
+    for output in frames_instances:
+        f = next(ids, None)
+        if f is None:
+            raise ValueError(f"frame_ids has {len(frames)} ids, frames_instances more frames")
+        instances = _instances(output)
+        detections = _track_detections(instances, instances.image_size, f"frame {f}")
+        frames.append({"video_id": video_id, "frame_id": f, "detections": detections})
+    last = max((f["frame_id"] for f in frames), default=-1)
+    if num_frames is None:
+        num_frames = last + 1
+    elif last >= num_frames:
+        raise ValueError(f"frame {last} is not in a video of num_frames={num_frames}")
+    predictions, duplicates = video_predictions(frames, {video_id: num_frames})
+    if duplicates:
+        logger.warning(
+            f"video {video_id}: {duplicates} detections repeat a track id already detected in their frame; "
+            "only the highest-scoring one per track and frame is kept."
+        )
+    return _with_dataset_ids(predictions, metadata)
+
+
+def _instances(output):
+    return output["instances"] if isinstance(output, dict) else output
+
+
+def _track_detections(instances, size, where: str) -> list:
+    """(track id, class, score, RLE) of each detection of a tracker's ``Instances`` on a frame of
+    ``size`` (height, width); ValueError starting with ``where`` for instances that are not a
+    tracker's."""
+    instances = instances.to("cpu")
+    missing = [f for f in ("pred_masks", "scores", "pred_classes", "pred_track_ids") if not instances.has(f)]
+    if missing:
+        raise ValueError(f"{where}: the model's instances lack {missing}")
+    bad_scores = int((~np.isfinite(instances.scores.numpy())).sum())
+    if bad_scores:
+        raise ValueError(
+            f"{where}: {bad_scores} detections with a non-finite score. The model is broken (NaN weights or losses)."
+        )
+    masks = instances.pred_masks
+    if masks.dtype.is_floating_point:
+        raise ValueError(
+            f"{where}: pred_masks must be binary (bool), got {masks.dtype}; threshold mask probabilities first"
+        )
+    if tuple(masks.shape[1:]) != tuple(size):
+        raise ValueError(
+            f"{where}: pred_masks of shape {tuple(masks.shape)}; masks must be at the original resolution {tuple(size)}"
+        )
+    return list(
+        zip(
+            instances.pred_track_ids.tolist(),
+            instances.pred_classes.tolist(),
+            instances.scores.tolist(),
+            encode_masks(masks.numpy()),
+        )
+    )
+
+
+def _with_dataset_ids(predictions, metadata) -> list:
+    """``predictions`` in the results format, with the dataset's category ids where ``metadata``
+    maps them (``thing_dataset_id_to_contiguous_id``)."""
+    mapping = metadata.get("thing_dataset_id_to_contiguous_id") if metadata is not None else None
+    reverse = {v: k for k, v in mapping.items()} if mapping else None
+    return [
+        {
+            "video_id": p["video_id"],
+            "score": p["score"],
+            "category_id": reverse[p["category_id"]] if reverse else p["category_id"],
+            "segmentations": p["segmentations"],
+        }
+        for p in predictions
+    ]
 
 
 def video_ground_truth(dataset_dicts, dataset_name="dataset"):
@@ -192,36 +295,8 @@ class YTVISEvaluator(DatasetEvaluator):
                 tracker's identity of each detection through the video).
         """
         for inp, out in zip(inputs, outputs):
-            instances = out["instances"].to("cpu")
-            missing = [f for f in ("pred_masks", "scores", "pred_classes", "pred_track_ids") if not instances.has(f)]
-            if missing:
-                raise ValueError(f"YTVISEvaluator: the model's instances lack {missing}")
-            bad_scores = int((~np.isfinite(instances.scores.numpy())).sum())
-            if bad_scores:
-                raise ValueError(
-                    f"YTVISEvaluator: video {inp['video_id']} frame {inp['frame_id']}: {bad_scores} "
-                    "detections with a non-finite score. The model is broken (NaN weights or losses)."
-                )
-            masks = instances.pred_masks
-            if masks.dtype.is_floating_point:
-                raise ValueError(
-                    f"YTVISEvaluator: pred_masks must be binary (bool), got {masks.dtype}; "
-                    "threshold mask probabilities first"
-                )
-            if tuple(masks.shape[1:]) != (inp["height"], inp["width"]):
-                raise ValueError(
-                    f"YTVISEvaluator: pred_masks of shape {tuple(masks.shape)} in video "
-                    f"{inp['video_id']} frame {inp['frame_id']}; masks must be at the original "
-                    f"resolution ({inp['height']}, {inp['width']})"
-                )
-            detections = list(
-                zip(
-                    instances.pred_track_ids.tolist(),
-                    instances.pred_classes.tolist(),
-                    instances.scores.tolist(),
-                    encode_masks(masks.numpy()),
-                )
-            )
+            where = f"YTVISEvaluator: video {inp['video_id']} frame {inp['frame_id']}"
+            detections = _track_detections(out["instances"], (inp["height"], inp["width"]), where)
             self._frames.append(
                 {
                     "video_id": inp["video_id"],
@@ -315,18 +390,7 @@ class YTVISEvaluator(DatasetEvaluator):
     def _write_results(self, predictions, submission_zip):
         """``results.json`` in the server's format (the dataset's category ids), and
         ``submission.zip`` holding it if ``submission_zip``."""
-        mapping = self._metadata.get("thing_dataset_id_to_contiguous_id")
-        reverse = {v: k for k, v in mapping.items()} if mapping else None
-        results = [
-            {
-                "video_id": p["video_id"],
-                "score": p["score"],
-                "category_id": reverse[p["category_id"]] if reverse else p["category_id"],
-                "segmentations": p["segmentations"],
-            }
-            for p in predictions
-        ]
-        text = json.dumps(results)
+        text = json.dumps(_with_dataset_ids(predictions, self._metadata))
         if submission_zip:  # made before anything is written, so that the two files stay a pair
             buffer = io.BytesIO()
             with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
