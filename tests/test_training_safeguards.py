@@ -314,8 +314,8 @@ def test_resuming_trims_metrics_to_the_checkpoint(vid_toy_datasets_env, tmp_path
     moved = (tmp_path / "metrics.trimmed.json").read_text().splitlines()
     assert moved == [r.strip() for r in records[5:]] + ['{"iteration": 10, "total_lo']
     assert (
-        "metrics.json: training starts at iteration 5; the 5 records of iterations 5-9, which run again and 1 "
-        f"damaged lines moved to {tmp_path / 'metrics.trimmed.json'}"
+        "metrics.json: training starts at iteration 5: moved the 5 records of iterations 5-9 (they run again) "
+        f"and 1 damaged lines to {tmp_path / 'metrics.trimmed.json'}"
     ) in caplog.text
 
 

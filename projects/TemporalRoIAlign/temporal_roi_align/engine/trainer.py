@@ -91,9 +91,9 @@ def trim_metrics(output_dir: str, start_iter: int) -> None:
         f.writelines(kept)
         f.truncate()
     redone = [i for i in iterations if i is not None and i >= start_iter]
-    moved = [f"the {len(redone)} records of iterations {min(redone)}-{max(redone)}, which run again"] if redone else []
+    moved = [f"the {len(redone)} records of iterations {min(redone)}-{max(redone)} (they run again)"] if redone else []
     moved += [f"{iterations.count(None)} damaged lines"] if None in iterations else []
-    logger.warning(f"{path}: training starts at iteration {start_iter}; {' and '.join(moved)} moved to {trimmed}")
+    logger.warning(f"{path}: training starts at iteration {start_iter}: moved {' and '.join(moved)} to {trimmed}")
 
 
 def _iteration(line: str):
