@@ -1,11 +1,14 @@
 """check_config (through setup_cfg): values that cannot work are refused before the run, naming
 the key, the value and the rule; the allowed values of each choice key are listed once
-(config.CHOICES), a former name is accepted with one warning; the shipped configs all pass."""
+(config.CHOICES), the range of each numeric key too (config_checks.RANGES, LAZY_RANGES); a former
+name is accepted with one warning; the shipped configs all pass."""
 
 import ast
 import glob
 import logging
+import math
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -16,10 +19,19 @@ import pytest
 import torch
 from detectron2.config import LazyConfig, get_cfg
 from detectron2.modeling import build_backbone
+from omegaconf import OmegaConf
 
 from temporal_roi_align.checkpoint.common import config_differences
 from temporal_roi_align.config import CHOICES, RENAMED_CHOICES, add_video_config
-from temporal_roi_align.config_checks import ConfigError, check_config, smallest_feature_map
+from temporal_roi_align.config_checks import (
+    LAZY_RANGES,
+    RANGES,
+    ConfigError,
+    check_config,
+    check_lazy_config,
+    range_errors,
+    smallest_feature_map,
+)
 from temporal_roi_align.data.transforms import MMTrackResizeShortestEdge, build_test_augmentation
 from temporal_roi_align.engine import setup_cfg
 from temporal_roi_align.model_zoo import get_config_file
@@ -34,10 +46,28 @@ TOY = get_config_file("toy/troi.yaml")
         (["SOLVER.CHECKPOINT_PERIOD", 0], r"SOLVER\.CHECKPOINT_PERIOD 0: must be >= 1"),  # was ZeroDivisionError
         (["SOLVER.MAX_ITER", -1], r"SOLVER\.MAX_ITER -1: must be >= 1"),
         (["SOLVER.MAX_ITER", 0], r"SOLVER\.MAX_ITER 0: must be >= 1"),  # was a ValueError of the LR schedule
-        (["SOLVER.STEPS", (300,)], r"SOLVER\.STEPS \(300,\): must not hold MAX_ITER 300"),
+        (["SOLVER.STEPS", (0, 100)], r"SOLVER\.STEPS \(0, 100\): must be increasing iterations >= 1"),
+        (
+            ["SOLVER.WARMUP_ITERS", 301],
+            r"SOLVER\.WARMUP_ITERS 301: must be at most MAX_ITER 300 \(the LR would never reach",
+        ),
+        (["SOLVER.WARMUP_FACTOR", 1.5], r"SOLVER\.WARMUP_FACTOR 1\.5: must be in \[0, 1\]"),
+        (
+            ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 1.5],
+            r"SCORE_THRESH_TEST 1\.5: must be in \[0, 1\] \(detections scoring less",
+        ),
+        (["MODEL.RPN.NMS_THRESH", -0.1], r"MODEL\.RPN\.NMS_THRESH -0\.1: must be in \[0, 1\]"),
+        (
+            ["MODEL.ROI_HEADS.IOU_THRESHOLDS", [0.6, 0.4], "MODEL.ROI_HEADS.IOU_LABELS", [0, -1, 1]],
+            r"IOU_THRESHOLDS \[0\.6, 0\.4\]: must be increasing",
+        ),
+        (["MODEL.RPN.IOU_LABELS", [0, 1]], r"MODEL\.RPN\.IOU_LABELS \[0, 1\]: must be 3 labels"),
+        (["INPUT.MIN_SIZE_TRAIN", ()], r"INPUT\.MIN_SIZE_TRAIN \(\): must be a list of numbers, each >= 1"),
+        (["MODEL.TAM.KERNEL_SIZE", 4], r"MODEL\.TAM\.KERNEL_SIZE 4: must be an odd number >= 1"),
+        (["VIDEO.SEQ_NMS.NMS_IOU", 3.0], r"NMS_IOU 3\.0: must be in \[0, 1\]"),
         (["SOLVER.IMS_PER_BATCH", 0], r"SOLVER\.IMS_PER_BATCH 0: must be >= 1"),
         (["SOLVER.STEPS", (200, 100)], r"SOLVER\.STEPS \(200, 100\): must be increasing"),
-        (["SOLVER.BASE_LR", float("nan")], r"SOLVER\.BASE_LR nan: must be a finite number"),
+        (["SOLVER.BASE_LR", float("nan")], r"SOLVER\.BASE_LR nan: must be a finite number >= 0"),
         (["TEST.EVAL_PERIOD", -5], r"TEST\.EVAL_PERIOD -5: must be >= 0"),
         (
             ["MODEL.ROI_HEADS.NUM_CLASSES", 5],
@@ -59,6 +89,37 @@ TOY = get_config_file("toy/troi.yaml")
 def test_invalid_values_are_refused_with_key_value_and_rule(opts, message):
     with pytest.raises(ConfigError, match=message):
         setup_cfg(TOY, opts)
+
+
+def bad_value(rule, default):
+    """A value outside ``rule`` shaped as ``default`` (a number or a list of them)."""
+    number = rule.high + 1 if math.isfinite(rule.high) else (rule.low if rule.low_open else rule.low - 1)
+    if isinstance(default, (list, tuple)):
+        return type(default)(bad_value(rule, d) for d in default[:1])
+    return float(number) if isinstance(default, float) else int(number)
+
+
+def test_every_range_key_exists_with_an_allowed_default():
+    cfg = setup_cfg(TOY)
+    for key, (rule, _) in RANGES.items():
+        assert not range_errors({key: (rule, "")}, lambda k: value_of(cfg, k)), key
+    # Each lazy key is in a whole lazy config: none is checked for nothing.
+    lazy = [
+        LazyConfig.load(os.path.join(REPO, "configs", f)) for f in ("ablations/troi_toy.py", "YouTubeVIS/table8_toy.py")
+    ]
+    for key in LAZY_RANGES:
+        assert any(OmegaConf.select(c, key, default=None) is not None for c in lazy), key
+
+
+@pytest.mark.parametrize("key", sorted(RANGES))
+def test_each_range_key_refuses_a_value_outside(key):
+    cfg = setup_cfg(TOY)
+    cfg.defrost()
+    *parents, name = key.split(".")
+    node = reduce(getattr, parents, cfg)
+    setattr(node, name, bad_value(RANGES[key][0], getattr(node, name)))
+    with pytest.raises(ConfigError, match=rf"\n  - {re.escape(key)} .*: must be "):
+        check_config(cfg)
 
 
 def test_all_errors_are_listed_at_once():
@@ -103,6 +164,7 @@ def test_every_lazy_config_loads():
         cfg = LazyConfig.load(path)
         if os.sep + "common" + os.sep not in path:
             assert {"model", "dataloader", "optimizer", "train"} <= set(cfg), path
+            check_lazy_config(cfg, path)
 
 
 def value_of(cfg, key):
@@ -202,5 +264,13 @@ def test_train_net_prints_the_errors_without_a_traceback(tmp_path):
     ]
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
-    assert "ConfigError: invalid config:\n  - SOLVER.CHECKPOINT_PERIOD 0: must be >= 1" in proc.stderr
+    assert f"ConfigError: {TOY}: invalid config:\n  - SOLVER.CHECKPOINT_PERIOD 0: must be >= 1" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_steps_after_the_schedule_are_only_warned(caplog):
+    """A short run of a long config (MAX_ITER 2, the config's steps) is legitimate, as in Detectron2."""
+    with caplog.at_level(logging.WARNING, logger="temporal_roi_align"):
+        cfg = setup_cfg(TOY, ["SOLVER.MAX_ITER", 200, "SOLVER.STEPS", (100, 400), "SOLVER.WARMUP_ITERS", 0])
+    assert tuple(cfg.SOLVER.STEPS) == (100, 400)
+    assert "SOLVER.STEPS (100, 400): [400] at or after MAX_ITER 200 never apply" in caplog.text

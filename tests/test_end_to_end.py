@@ -29,6 +29,8 @@ TINY = [
     3,
     "SOLVER.WARMUP_ITERS",
     0,
+    "SOLVER.STEPS",
+    (),
     "SOLVER.BASE_LR",
     0.005,
 ]

@@ -207,6 +207,10 @@ def test_toy_config_trains_two_iterations_and_evaluates(variant, vid_toy_dataset
         [
             "SOLVER.MAX_ITER",
             2,
+            "SOLVER.STEPS",
+            (),
+            "SOLVER.WARMUP_ITERS",
+            0,
             "SOLVER.IMS_PER_BATCH",
             2,
             "INPUT.MIN_SIZE_TRAIN",

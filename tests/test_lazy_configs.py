@@ -331,7 +331,9 @@ def test_run_ablation_reports_bad_input_before_running(capsys):
     main = run_ablation.main
     with pytest.raises(SystemExit, match=r"--only \['K=9'\]: not in the GRID"):
         main([ablation_file("topk_K"), "--only", "K=9"])
-    with pytest.raises(SystemExit, match="point K=1: ValueError: override 'model.roi_heads.box_pooler.top_k=2'"):
+    with pytest.raises(
+        SystemExit, match=r"point K=1: ConfigError: .*\n  - model.roi_heads.box_pooler.top_k=2: the config"
+    ):
         main([ablation_file("topk_K"), "model.roi_heads.box_pooler.top_k=2", "--dry-run"])
     with pytest.raises(SystemExit, match="defines no GRID"):
         main([TOY_BASE])

@@ -21,7 +21,7 @@ from temporal_roi_align.predictor import VideoPredictor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["SOLVER.IMS_PER_BATCH", 2, "INPUT.MIN_SIZE_TRAIN", (64,), "INPUT.MIN_SIZE_TEST", 64,
-        "INPUT.SUPPORT.NUM_TEST", 2, "SOLVER.WARMUP_ITERS", 0, "SOLVER.BASE_LR", 0.005,
+        "INPUT.SUPPORT.NUM_TEST", 2, "SOLVER.WARMUP_ITERS", 0, "SOLVER.STEPS", (), "SOLVER.BASE_LR", 0.005,
         "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]  # fmt: skip
 
 

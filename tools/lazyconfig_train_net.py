@@ -11,10 +11,11 @@ The config defines ``model``, ``dataloader.{train,test,evaluator}``, ``optimizer
 ``lr_multiplier`` and ``train`` (configs/common/train.py). Without CUDA, ``train.device`` is set
 to "cpu" and ``--num-gpus N`` starts N CPU processes.
 
-The safeguards of tools/train_net.py apply (docs/safeguards.md): atomic checkpoints and resuming
-from the newest whole one, weights checked against the model (--allow-partial-weights), no
-training into a finished run's train.output_dir without --resume or --overwrite, the iterations
-done saved when the training data fails.
+The safeguards of tools/train_net.py apply (docs/safeguards.md): the overrides and values checked,
+train.output_dir locked against a second run, atomic checkpoints and resuming from the newest whole
+one, weights checked against the model (--allow-partial-weights), no training into a finished
+run's train.output_dir without --resume or --overwrite, metrics.json trimmed to the iteration
+training starts from, the iterations done saved when the training data fails.
 """
 
 import logging
@@ -22,18 +23,22 @@ import os
 
 import torch
 from detectron2.config import LazyConfig, instantiate
-from detectron2.engine import AMPTrainer, SimpleTrainer, default_setup, default_writers, hooks
+from detectron2.engine import AMPTrainer, SimpleTrainer, default_writers, hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
-from temporal_roi_align.checkpoint import CheckpointError, VideoCheckpointer
+from temporal_roi_align.checkpoint import VideoCheckpointer
+from temporal_roi_align.config_checks import check_lazy_config, check_lazy_overrides
 from temporal_roi_align.engine import (
     FailureRecordingLoader,
     argument_parser,
     check_output_dir,
+    errors_as_messages,
     launch,
     save_iterations_done,
+    setup_run,
+    trim_metrics,
 )
 
 logger = logging.getLogger("detectron2")
@@ -90,6 +95,8 @@ def do_train(args, cfg):
         start_iter = trainer.iter + 1
     else:
         start_iter = 0
+    if comm.is_main_process():
+        trim_metrics(cfg.train.output_dir, start_iter)
     try:
         trainer.train(start_iter, cfg.train.max_iter)
     except Exception:
@@ -102,23 +109,19 @@ def setup(args):
     if not os.path.isfile(args.config_file):
         raise SystemExit(f"{args.config_file}: config file not found")
     cfg = LazyConfig.load(args.config_file)
+    check_lazy_overrides(cfg, args.opts, args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    check_lazy_config(cfg, args.config_file)
+    if args.eval_only and not {"test", "evaluator"} <= set(cfg.dataloader):
+        raise SystemExit(
+            f"--eval-only: {args.config_file} defines no dataloader.test and dataloader.evaluator, "
+            "there is nothing to evaluate"
+        )
     cuda_missing = cfg.train.device.startswith("cuda") and not torch.cuda.is_available()
     if cuda_missing:
         cfg.train.device = "cpu"
     if cfg.train.amp.enabled and cfg.train.device == "cpu":
         raise SystemExit("train.amp.enabled=True needs CUDA (AMPTrainer); set it to False on the CPU")
-    invalid = [
-        f"{key} {value!r}: must be >= {least}"
-        for key, value, least in (
-            ("train.max_iter", cfg.train.max_iter, 1),
-            ("train.checkpointer.period", cfg.train.checkpointer.period, 1),
-            ("train.eval_period", cfg.train.eval_period, 0),
-        )
-        if value < least
-    ]
-    if invalid:
-        raise SystemExit(f"{args.config_file}: invalid config:\n  - " + "\n  - ".join(invalid))
     check_output_dir(
         cfg.train.output_dir,
         resume=args.resume,
@@ -126,7 +129,7 @@ def setup(args):
         overwrite=args.overwrite,
         key="train.output_dir",
     )
-    default_setup(cfg, args)
+    setup_run(cfg, args, cfg.train.output_dir)
     if cuda_missing:
         logger.info("CUDA is not available: running on the CPU")
     return cfg
@@ -148,7 +151,7 @@ def main(args):
 
 if __name__ == "__main__":
     args = argument_parser().parse_args()
-    try:
+    with errors_as_messages():
         launch(
             main,
             args.num_gpus,
@@ -157,5 +160,3 @@ if __name__ == "__main__":
             dist_url=args.dist_url,
             args=(args,),
         )
-    except CheckpointError as e:  # the message says what and what to do
-        raise SystemExit(f"{type(e).__name__}: {e}") from None

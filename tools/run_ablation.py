@@ -12,14 +12,17 @@ then a table shows mAP@0.5 next to the paper's number (the file's ``PAPER_MAP50`
 
 Points whose overrides differ only in test settings (``dataloader.test.*``,
 ``dataloader.evaluator.*``) share one trained model: the first one run trains it, the others
-evaluate its model_final.pth with --eval-only. A model_final.pth or a point's results already in
-the output folder are reused: delete the point's folder to run it again. A model_final.pth that is
-not a whole checkpoint (cut short by a copy) does not count as trained: its point trains again
-with --resume, from its newest whole checkpoint; unreadable results count as missing.
+evaluate its model_final.pth with --eval-only. Each point's folder records the ablation file,
+--toy and the overrides it ran with (ablation_point.json); a model_final.pth or results already
+there are reused only if they are the same, and a folder of other (or unrecorded) overrides stops
+the run before anything starts: pass another --output-dir, or delete the folder to run the point
+again. A second run_ablation.py into the same output folder is refused while one runs. A
+model_final.pth that is not a whole checkpoint (cut short by a copy) does not count as trained:
+its point trains again with --resume, from its newest whole checkpoint; unreadable results count
+as missing.
 """
 
 import argparse
-import inspect
 import json
 import os
 import re
@@ -29,11 +32,13 @@ import sys
 import time
 
 from detectron2.config import LazyConfig
-from detectron2.utils.registry import locate
 from omegaconf import DictConfig, OmegaConf
 from tabulate import tabulate
 
 from temporal_roi_align.checkpoint import checkpoint_problem
+from temporal_roi_align.config_checks import check_lazy_config, check_lazy_overrides
+from temporal_roi_align.engine import lock_output_dir
+from temporal_roi_align.utils import atomic_write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_NET = os.path.join(ROOT, "tools", "lazyconfig_train_net.py")
@@ -42,7 +47,8 @@ PAPER_BASE = os.path.join(ROOT, "configs", "ablations", "troi_R_101_DC5.py")
 TOY_BASE = os.path.join(ROOT, "configs", "ablations", "troi_toy.py")
 TEST_ONLY = ("dataloader.test.", "dataloader.evaluator.")
 RESULTS = os.path.join("inference", "vid_results.json")
-_MISSING = object()
+# What a point's folder ran: the ablation file, --toy and the overrides.
+RECORD = "ablation_point.json"
 
 
 def log(message):
@@ -114,37 +120,54 @@ def rebase(cfg: DictConfig, old_base: DictConfig, new_base: DictConfig) -> DictC
     return new_base
 
 
-def check_overrides(cfg: DictConfig, overrides):
-    """Fails on an override whose key is neither in ``cfg`` nor an argument of the callable it
-    belongs to, before hours of training find it."""
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING:
-            continue
-        parent, _, name = key.rpartition(".")
-        node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
-        target = node.get("_target_") if isinstance(node, DictConfig) else None
-        if isinstance(target, str):
-            target = locate(target)
-        if target is not None:
-            params = inspect.signature(target).parameters
-            if name in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
-                continue
-        raise ValueError(f"override {override!r}: the config has no key {key}")
-
-
 def point_config(path, overrides, toy=False) -> DictConfig:
     """The config of one point: the ablation file (moved to the toy base with ``toy``) plus ``overrides``."""
     cfg = LazyConfig.load(path)
     if toy:
         cfg = rebase(cfg, LazyConfig.load(PAPER_BASE), LazyConfig.load(TOY_BASE))
-    check_overrides(cfg, overrides)
-    return LazyConfig.apply_overrides(cfg, overrides)
+    check_lazy_overrides(cfg, overrides, path)
+    cfg = LazyConfig.apply_overrides(cfg, overrides)
+    check_lazy_config(cfg, path)
+    return cfg
 
 
 def training_key(overrides):
     """The overrides that change training: points with the same key share a trained model."""
     return tuple(o for o in overrides if not o.startswith(TEST_ONLY))
+
+
+def point_record(ablation, toy, overrides):
+    """What a point's folder records (:data:`RECORD`) of the run it holds."""
+    return {"ablation": os.path.basename(ablation), "toy": toy, "overrides": list(overrides)}
+
+
+def record_problem(folder, record):
+    """Why ``folder`` holds a run (checkpoints, model or results) other than ``record``'s, or one
+    whose record is missing (written by an older run_ablation.py) or unreadable; None when it
+    holds ``record``'s run or none."""
+    ran = [n for n in ("last_checkpoint", "model_final.pth", RESULTS) if os.path.exists(os.path.join(folder, n))]
+    if not ran:
+        return None
+    path = os.path.join(folder, RECORD)
+    if not os.path.exists(path):
+        return f"holds {', '.join(ran)} of unknown overrides (no {RECORD})"
+    try:
+        with open(path) as f:
+            recorded = json.load(f)
+    except ValueError as e:
+        return f"holds {', '.join(ran)}, and its {RECORD} is unreadable ({e})"
+    if recorded == record:
+        return None
+    differences = [
+        f"{key} {recorded.get(key)!r} there, {value!r} now"
+        for key, value in record.items()
+        if key != "overrides" and recorded.get(key) != value
+    ]
+    theirs, ours = list(recorded.get("overrides", [])), record["overrides"]
+    if theirs != ours:
+        there, now = [o for o in theirs if o not in ours], [o for o in ours if o not in theirs]
+        differences.append(f"overrides {there} there, {now} now" if there or now else "overrides in another order")
+    return f"holds a run of other settings ({RECORD}): {'; '.join(differences)}"
 
 
 def read_map50(folder):
@@ -236,6 +259,19 @@ def main(argv=None):
             point_config(args.ablation, overrides, args.toy)
         except Exception as e:  # a bad override or config: report it before any long run
             raise SystemExit(f"{args.ablation}, point {name}: {type(e).__name__}: {e}") from None
+    if not args.dry_run:
+        holder = lock_output_dir(output_dir, key="--output-dir")
+        if holder is not None:  # its record check and its points' records would race with ours
+            raise SystemExit(f"--output-dir {output_dir} is in use by another run_ablation.py ({holder})")
+    records = {name: point_record(args.ablation, args.toy, [*o, *args.opts]) for name, o in grid}
+    others = [(name, record_problem(os.path.join(output_dir, name), records[name])) for name, _ in points]
+    others = [f"{os.path.join(output_dir, name)} {problem}" for name, problem in others if problem]
+    if others:
+        raise SystemExit(
+            "results of other runs would be taken for this one's, or overwritten:\n  - "
+            + "\n  - ".join(others)
+            + "\nPass another --output-dir, or delete a folder to run its point again."
+        )
     config_file = args.ablation
     if args.toy:
         # lazyconfig_train_net.py reads a file: the ablation moved to the toy base, as yaml.
@@ -244,11 +280,13 @@ def main(argv=None):
         cfg = rebase(LazyConfig.load(args.ablation), LazyConfig.load(PAPER_BASE), LazyConfig.load(TOY_BASE))
         save_config(cfg, config_file)
 
-    # A model trained for a point of the same training key is evaluated, not trained again.
+    # A model trained for a point of the same training key, with the same record, is evaluated,
+    # not trained again.
     trained = {}
     for name, overrides in grid:
-        final = trained_model(os.path.join(output_dir, name))
-        if final is not None:
+        folder = os.path.join(output_dir, name)
+        final = trained_model(folder)
+        if final is not None and record_problem(folder, records[name]) is None:
             trained.setdefault(training_key([*overrides, *args.opts]), final)
 
     log(f"{len(points)} point(s) of {args.ablation} into {output_dir}")
@@ -278,6 +316,9 @@ def main(argv=None):
             trained.setdefault(key, os.path.join(folder, "model_final.pth"))
             continue
         log(f"{prefix} {what} -> {folder}")
+        os.makedirs(folder, exist_ok=True)
+        with atomic_write(os.path.join(folder, RECORD)) as f:
+            json.dump(records[name], f, indent=2)
         point_start = time.perf_counter()
         returncode = subprocess.run(command).returncode
         if returncode != 0:

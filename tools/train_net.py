@@ -6,8 +6,9 @@ Train or evaluate the video detectors of this project, in Detectron2's train_net
     python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS model_final.pth
     python tools/train_net.py --config-file ... --num-gpus 2      # processes; gloo on CPU
 
-Safeguards (docs/safeguards.md): the config is checked before anything runs; training into an
-OUTPUT_DIR that holds a finished run needs --resume (continue it) or --overwrite; the weights
+Safeguards (docs/safeguards.md): the config is checked before anything runs; OUTPUT_DIR is locked
+against a second run; training into an OUTPUT_DIR that holds a finished run needs --resume
+(continue it) or --overwrite; --eval-only needs DATASETS.TEST; the weights
 loaded must fit the model (--eval-only and resuming: every parameter; training: every parameter
 outside the backbone, unless the file holds backbone parameters only, as ImageNet-pretrained
 weights do), unless --allow-partial-weights.
@@ -16,9 +17,8 @@ weights do), unless --allow-partial-weights.
 import detectron2.utils.comm as comm
 from detectron2.evaluation import verify_results
 
-from temporal_roi_align.checkpoint import CheckpointError, VideoCheckpointer
-from temporal_roi_align.config_checks import ConfigError
-from temporal_roi_align.engine import VideoTrainer, argument_parser, launch, setup_cfg
+from temporal_roi_align.checkpoint import VideoCheckpointer
+from temporal_roi_align.engine import VideoTrainer, argument_parser, errors_as_messages, launch, setup_cfg
 
 
 def main(args):
@@ -40,7 +40,7 @@ def main(args):
 if __name__ == "__main__":
     args = argument_parser().parse_args()
     print("Command Line Args:", args)
-    try:
+    with errors_as_messages():
         launch(
             main,
             args.num_gpus,
@@ -49,5 +49,3 @@ if __name__ == "__main__":
             dist_url=args.dist_url,
             args=(args,),
         )
-    except (CheckpointError, ConfigError) as e:  # the message says what and what to do
-        raise SystemExit(f"{type(e).__name__}: {e}") from None

@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence, Tuple
 from detectron2.checkpoint import DetectionCheckpointer
 from fvcore.common.checkpoint import _filter_reused_missing_keys
 
-from ..utils import atomic_write
+from ..utils import NO_SPACE, atomic_write
 
 __all__ = ["CheckpointError", "VideoCheckpointer", "checkpoint_problem", "weights_problems"]
 
@@ -126,7 +126,8 @@ class VideoCheckpointer(DetectionCheckpointer):
     """:class:`DetectionCheckpointer` for long runs on big datasets:
 
     * checkpoints and ``last_checkpoint`` are written atomically: an interrupted save leaves the
-      previous files as they were, never a truncated ``model_final.pth``;
+      previous files as they were, never a truncated ``model_final.pth``; a save that finds no
+      room on the disk says so and which checkpoint ``--resume`` continues from;
     * resuming checks the checkpoint ``last_checkpoint`` names (:func:`checkpoint_problem`) and,
       when it is not whole, falls back to the newest whole ``<prefix>_<iteration>.pth`` before it,
       with a warning; a missing or unreadable file is a :class:`CheckpointError` naming it;
@@ -139,6 +140,21 @@ class VideoCheckpointer(DetectionCheckpointer):
         self.loaded_path = ""
         self._resumed = False
         self._incompatible = None
+
+    def save(self, name: str, **kwargs) -> None:
+        try:
+            super().save(name, **kwargs)
+        except OSError as e:
+            if e.errno not in NO_SPACE:
+                raise
+            # fvcore's reading of last_checkpoint: the file it names, checked or not.
+            tagged = DetectionCheckpointer.get_checkpoint_file(self)
+            kept = (
+                f"last_checkpoint still names {tagged}: free space, then continue from it with --resume"
+                if tagged
+                else "this run has no earlier checkpoint"
+            )
+            raise OSError(e.errno, f"{e.strerror}. Saving checkpoint {name} failed; {kept}") from e
 
     def resume_or_load(self, path: str, *, resume: bool = True):
         self._resumed = resume and self.has_checkpoint()

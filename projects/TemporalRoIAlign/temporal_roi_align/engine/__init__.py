@@ -2,10 +2,10 @@
 (:class:`VideoTrainer`), ``launch.py`` (CPU/gloo :func:`launch`), ``defaults.py``
 (:func:`setup_cfg`, the command line, the output folder), ``optimizer.py``."""
 
-from .defaults import argument_parser, check_output_dir, setup_cfg
+from .defaults import argument_parser, check_output_dir, errors_as_messages, lock_output_dir, setup_cfg, setup_run
 from .launch import launch
 from .optimizer import sgd_with_gradient_clipping
-from .trainer import TRAIN_MAPPERS, FailureRecordingLoader, VideoTrainer, save_iterations_done
+from .trainer import TRAIN_MAPPERS, FailureRecordingLoader, VideoTrainer, save_iterations_done, trim_metrics
 
 __all__ = [
     "FailureRecordingLoader",
@@ -13,8 +13,12 @@ __all__ = [
     "VideoTrainer",
     "argument_parser",
     "check_output_dir",
+    "errors_as_messages",
     "launch",
+    "lock_output_dir",
     "save_iterations_done",
     "setup_cfg",
+    "setup_run",
     "sgd_with_gradient_clipping",
+    "trim_metrics",
 ]

@@ -1,6 +1,7 @@
 """Training and evaluation in Detectron2's DefaultTrainer idiom: :class:`VideoTrainer`, and what a
 training loop does when reading its data fails."""
 
+import json
 import logging
 import os
 import weakref
@@ -17,7 +18,7 @@ from ..evaluation import VideoPostprocessingEvaluator, VIDEvaluator, YTVISEvalua
 from ..postprocessing import build_video_postprocessor
 from .launch import ddp_on_cpu_without_device_ids
 
-__all__ = ["FailureRecordingLoader", "TRAIN_MAPPERS", "VideoTrainer", "save_iterations_done"]
+__all__ = ["FailureRecordingLoader", "TRAIN_MAPPERS", "VideoTrainer", "save_iterations_done", "trim_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +66,52 @@ def save_iterations_done(trainer, checkpointer, output_dir: str):
     )
 
 
+def trim_metrics(output_dir: str, start_iter: int) -> None:
+    """Before training from ``start_iter``, keep in ``output_dir``/metrics.json the records of the
+    iterations before it only (those of the checkpoint the run continues). The records of
+    iterations that run again (done after the last checkpoint of an interrupted run, or by an
+    earlier run when this one starts afresh) and lines cut short by a kill move to
+    metrics.trimmed.json, with a warning. The file is rewritten in place: Detectron2's JSONWriter
+    holds it open for appending."""
+    path = os.path.join(output_dir, "metrics.json")
+    if not os.path.isfile(path):
+        return
+    with open(path, "r+") as f:
+        lines = [line for line in f.read().splitlines(keepends=True) if line.strip()]
+        iterations = [_iteration(line) for line in lines]
+        kept = [line for line, i in zip(lines, iterations) if i is not None and i < start_iter]
+        if len(kept) == len(lines):
+            return
+        trimmed = os.path.join(output_dir, "metrics.trimmed.json")
+        with open(trimmed, "a") as out:
+            out.writelines(
+                line.rstrip("\n") + "\n" for line, i in zip(lines, iterations) if i is None or i >= start_iter
+            )
+        f.seek(0)
+        f.writelines(kept)
+        f.truncate()
+    redone = [i for i in iterations if i is not None and i >= start_iter]
+    moved = [f"the {len(redone)} records of iterations {min(redone)}-{max(redone)} (they run again)"] if redone else []
+    moved += [f"{iterations.count(None)} damaged lines"] if None in iterations else []
+    logger.warning(f"{path}: training starts at iteration {start_iter}: moved {' and '.join(moved)} to {trimmed}")
+
+
+def _iteration(line: str):
+    """The iteration of a metrics.json line, None for a damaged one."""
+    try:
+        iteration = json.loads(line)["iteration"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return iteration if isinstance(iteration, int) else None
+
+
 class VideoTrainer(DefaultTrainer):
     """DefaultTrainer with frame-group loaders (target + support frames, and a reference frame
     for MaskTrack R-CNN), the VID / YouTube-VIS evaluators and a :class:`VideoCheckpointer`:
     atomic checkpoints, resuming from the newest whole one, weights checked against the model
-    (:meth:`resume_or_load`). When reading the training data fails, the iterations done are saved
-    as a checkpoint before the error goes on."""
+    (:meth:`resume_or_load`). metrics.json keeps the records of the iterations before the start
+    only (:func:`trim_metrics`). When reading the training data fails, the iterations done are
+    saved as a checkpoint before the error goes on."""
 
     def __init__(self, cfg):
         with ddp_on_cpu_without_device_ids():
@@ -91,6 +132,8 @@ class VideoTrainer(DefaultTrainer):
         self.checkpointer.check_weights(evaluating=False, allow_partial=allow_partial_weights)
 
     def train(self):
+        if comm.is_main_process():
+            trim_metrics(self.cfg.OUTPUT_DIR, self.start_iter)
         try:
             return super().train()
         except Exception:

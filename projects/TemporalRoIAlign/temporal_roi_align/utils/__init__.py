@@ -1,5 +1,5 @@
 """Small utilities shared by the package and its tools."""
 
-from .atomic import atomic_write
+from .atomic import NO_SPACE, atomic_write, remove_leftover_temporaries
 
-__all__ = ["atomic_write"]
+__all__ = ["NO_SPACE", "atomic_write", "remove_leftover_temporaries"]
