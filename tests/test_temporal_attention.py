@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
 
-from temporal_roi_align.layers import TemporalAttentionalAggregation, roi_align_sampling
+from temporal_roi_align.layers import TemporalAttentionalAggregation, roi_align_sampling, temporal_attention
+from temporal_roi_align.layers.temporal_attention import PROJECTION_COST, projections_are_cheaper
 
 
 def reference_embeddings(module, frames, embed):
@@ -74,6 +75,16 @@ def test_matches_reference(embed, channels, num_blocks, num_rois, num_supports, 
     torch.testing.assert_close(projected, expected, rtol=1e-5, atol=1e-5)
 
 
+def no_grad_paths(module, target, supports):
+    """The outputs of forward's two computations without gradient, each called directly."""
+    with torch.no_grad():
+        embedding = module.embed(target)
+        return {
+            "projections": module._aggregate_by_projections(target, supports, embedding),
+            "support embeddings": module._aggregate_by_support_embeddings(target, supports, embedding),
+        }
+
+
 @pytest.mark.parametrize("embed", ["shared", "grouped"])
 def test_paths_agree_in_float64_on_paper_shapes(embed):
     torch.manual_seed(5)
@@ -82,8 +93,77 @@ def test_paths_agree_in_float64_on_paper_shapes(embed):
     supports = torch.randn(3, 5, 64, 7, 7, dtype=torch.float64)
     embedded = module(target, supports)
     with torch.no_grad():
-        projected = module(target, supports)
-    torch.testing.assert_close(projected, embedded, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(module(target, supports), embedded, rtol=1e-12, atol=1e-12)
+    for path, output in no_grad_paths(module, target, supports).items():
+        torch.testing.assert_close(output, embedded, rtol=1e-12, atol=1e-12, msg=path)
+
+
+@pytest.mark.parametrize("embed", ["shared", "grouped"])
+@pytest.mark.parametrize("num_blocks", [1, 4])
+@pytest.mark.parametrize("num_supports", [0, 1, 5])
+@pytest.mark.parametrize("roi_hw", [(1, 1), (2, 3), (7, 7), (14, 14)])
+@pytest.mark.parametrize("rows_per_chunk", [1, 3, None])
+def test_no_grad_paths_equal_training_path(monkeypatch, embed, num_blocks, num_supports, roi_hw, rows_per_chunk):
+    """Both computations without gradient against the conv of every frame, in float64; the
+    projections in chunks of 1 and 3 RoI rows (chunks that split RoIs) and all at once."""
+    generator = torch.Generator().manual_seed(8)
+    channels, num_rois = 8, 3
+    module = TemporalAttentionalAggregation(channels, num_blocks, embed=embed).double()
+    target = torch.randn(num_rois, channels, *roi_hw, dtype=torch.float64, generator=generator)
+    # Channels-last in memory, as most_similar_roi_align returns them.
+    supports = torch.randn(num_supports, num_rois, *roi_hw, channels, dtype=torch.float64, generator=generator)
+    supports = supports.permute(0, 1, 4, 2, 3)
+    if rows_per_chunk is not None:
+        # One RoI row of one tap's projections: [N, w, C/G].
+        row_bytes = num_blocks * roi_hw[1] * (channels // module.embed.groups) * target.element_size()
+        monkeypatch.setattr(temporal_attention, "_PROJECTION_CHUNK_BYTES", rows_per_chunk * row_bytes)
+    expected = module(target, supports)  # parameters require grad: every frame is embedded
+    assert expected.requires_grad
+    for path, output in no_grad_paths(module, target, supports).items():
+        torch.testing.assert_close(output, expected, rtol=1e-12, atol=1e-12, msg=path)
+    # Supports contiguous as [T, R, C, h, w] give the same numbers.
+    contiguous = no_grad_paths(module, target, supports.contiguous())["projections"]
+    torch.testing.assert_close(contiguous, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "channels, embed, expected_path",
+    [
+        # C/G (T - PROJECTION_COST) against PRODUCT_COST T, T = 5: 128 * 2 > 40 * 5 ...
+        (128, "shared", "_aggregate_by_projections"),
+        # ... 32 * 2 < 40 * 5 and, grouped, 128 / 4 * 2 < 40 * 5.
+        (32, "shared", "_aggregate_by_support_embeddings"),
+        (128, "grouped", "_aggregate_by_support_embeddings"),
+    ],
+)
+def test_no_grad_path_follows_the_rule(monkeypatch, channels, embed, expected_path):
+    """forward takes the projections on one side of projections_are_cheaper and embeds the
+    supports on the other; both give the training path's numbers."""
+    calls = []
+    for name in ("_aggregate_by_projections", "_aggregate_by_support_embeddings"):
+        method = getattr(TemporalAttentionalAggregation, name)
+        monkeypatch.setattr(
+            TemporalAttentionalAggregation,
+            name,
+            lambda self, *args, method=method, name=name: calls.append(name) or method(self, *args),
+        )
+    generator = torch.Generator().manual_seed(9)
+    module = TemporalAttentionalAggregation(channels, 4, embed=embed).double()
+    target = torch.randn(2, channels, 3, 5, dtype=torch.float64, generator=generator)
+    supports = torch.randn(5, 2, channels, 3, 5, dtype=torch.float64, generator=generator)
+    expected = module(target, supports)
+    with torch.no_grad():
+        torch.testing.assert_close(module(target, supports), expected, rtol=1e-12, atol=1e-12)
+    assert calls == [expected_path]
+    assert projections_are_cheaper(channels // module.embed.groups, 5) == (expected_path == "_aggregate_by_projections")
+
+
+def test_rule_embeds_few_supports():
+    """Projections cost PROJECTION_COST support embeddings: no fewer supports are projected."""
+    for group_channels in (8, 512, 4096):
+        for num_supports in range(math.floor(PROJECTION_COST) + 1):
+            assert not projections_are_cheaper(group_channels, num_supports)
+        assert projections_are_cheaper(group_channels, 14) == (group_channels > 60)
 
 
 def test_embedding_modules():
@@ -117,10 +197,9 @@ def test_paths_agree_with_large_logits():
     module = TemporalAttentionalAggregation(8, 2)
     target, supports = 30 * torch.randn(2, 8, 2, 2), 30 * torch.randn(5, 2, 8, 2, 2)
     embedded = module(target, supports)
-    with torch.no_grad():
-        projected = module(target, supports)
-    assert torch.isfinite(projected).all()
-    torch.testing.assert_close(projected, embedded, rtol=1e-5, atol=1e-4)
+    for path, output in no_grad_paths(module, target, supports).items():
+        assert torch.isfinite(output).all(), path
+        torch.testing.assert_close(output, embedded, rtol=1e-5, atol=1e-4, msg=path)
 
 
 @pytest.mark.parametrize("embed", ["shared", "grouped"])

@@ -10,7 +10,29 @@ from torch import nn
 from ..config import CHOICES
 from .roi_align_sampling import RoIAlignSampling
 
-__all__ = ["TemporalAttentionalAggregation"]
+__all__ = ["TemporalAttentionalAggregation", "projections_are_cheaper"]
+
+# Time of the projection path in multiply-adds of the 3x3 conv, measured on the 2-core CPU
+# development machine with `benchmarks/bench_vis_inference.py --sweep` (docs/temporal_roi_align.md):
+# per multiply-add of the projections (per tap, a [cells, C/N] x [C/N, C/G] matmul per block),
+# and per support value read by their products with the supports (batches of tiny
+# [N/G, C/G] x [C/G, T] matmuls, whose time goes into reading the supports).
+PROJECTION_COST = 3
+PRODUCT_COST = 40
+# One tap's projections computed at once by the projection path (whole RoI rows, at least one).
+_PROJECTION_CHUNK_BYTES = 2**20
+
+
+def projections_are_cheaper(group_channels: int, num_supports: int) -> bool:
+    """
+    Whether TAFA without gradient is expected to be faster through projections of the target's
+    embedding than by embedding every support with the conv. Per RoI cell, with ``C/G`` the
+    conv's input channels per group (``group_channels``): embedding the supports costs
+    ``9 C (C/G) T`` multiply-adds; the projections ``9 C (C/G)`` at ``PROJECTION_COST`` each,
+    and their products read ``9 C T`` support values at ``PRODUCT_COST`` each. Both paths need
+    the target's embedding.
+    """
+    return group_channels * (num_supports - PROJECTION_COST) > PRODUCT_COST * num_supports
 
 
 class TemporalAttentionalAggregation(nn.Module):
@@ -65,8 +87,10 @@ class TemporalAttentionalAggregation(nn.Module):
         Returns:
             ``[R, C, h, w]`` temporal RoI features, in the dtype of ``target_roi_feats``.
 
-        Two paths, same numbers: when gradients are needed, every frame is embedded by the 3x3
-        conv; otherwise only the target is (:meth:`_aggregate_without_support_embeddings`).
+        When gradients are needed every frame is embedded by ``self.embed``. Otherwise, in at
+        least float32 with autocast disabled, the supports' logits come from the cheaper of two
+        computations with the same numbers (:func:`projections_are_cheaper`): the conv of every
+        support, or projections of the target's embedding (:meth:`_aggregate_by_projections`).
         """
         self._check_target(target_roi_feats)
         if support_roi_feats.dim() != 5 or support_roi_feats.shape[1:] != target_roi_feats.shape:
@@ -82,18 +106,27 @@ class TemporalAttentionalAggregation(nn.Module):
             or support_roi_feats.requires_grad
             or any(p.requires_grad for p in self.embed.parameters())
         )
-        if not needs_grad:
-            if target_embedding is not None and target_embedding.shape != target_roi_feats.shape:
-                raise ValueError(
-                    f"target_embedding must have the shape of target_roi_feats {tuple(target_roi_feats.shape)}, "
-                    f"got {tuple(target_embedding.shape)}"
-                )
-            return self._aggregate_without_support_embeddings(target_roi_feats, support_roi_feats, target_embedding)
-        frames = torch.cat([target_roi_feats.unsqueeze(0), support_roi_feats.to(target_roi_feats.dtype)])
-        embeddings = self.embed(frames.flatten(0, 1)).view_as(frames)
-        weights = self._attention_logits(embeddings, embeddings[0]).softmax(dim=0)  # Eq. 6-7
-        aggregated = (weights * self._split_blocks(frames.to(_accumulate_dtype(frames.dtype)))).sum(dim=0)  # Eq. 8
-        return aggregated.flatten(1, 2).to(target_roi_feats.dtype)
+        if needs_grad:
+            frames = torch.cat([target_roi_feats.unsqueeze(0), support_roi_feats.to(target_roi_feats.dtype)])
+            embeddings = self.embed(frames.flatten(0, 1)).view_as(frames)
+            return self._aggregate_embedded(frames, embeddings).to(target_roi_feats.dtype)
+        if target_embedding is not None and target_embedding.shape != target_roi_feats.shape:
+            raise ValueError(
+                f"target_embedding must have the shape of target_roi_feats {tuple(target_roi_feats.shape)}, "
+                f"got {tuple(target_embedding.shape)}"
+            )
+        dtype = torch.promote_types(_accumulate_dtype(target_roi_feats.dtype), self.embed.weight.dtype)
+        with torch.autocast(target_roi_feats.device.type, enabled=False):
+            target, supports = target_roi_feats.to(dtype), support_roi_feats.to(dtype)
+            weight, bias = self.embed.weight.to(dtype), self.embed.bias.to(dtype)
+            if target_embedding is None:
+                target_embedding = F.conv2d(target, weight, bias, padding=1, groups=self.embed.groups)
+            target_embedding = target_embedding.to(dtype)
+            if projections_are_cheaper(self.channels // self.embed.groups, len(supports)):
+                aggregated = self._aggregate_by_projections(target, supports, target_embedding)
+            else:
+                aggregated = self._aggregate_by_support_embeddings(target, supports, target_embedding)
+        return aggregated.to(target_roi_feats.dtype)
 
     def attention_weights(self, target_roi_feats: torch.Tensor, support_roi_feats: torch.Tensor) -> torch.Tensor:
         """The weights of Eq. 7 that :meth:`forward` gives each frame (target first), per block
@@ -106,67 +139,92 @@ class TemporalAttentionalAggregation(nn.Module):
         embeddings = self.embed(frames.flatten(0, 1)).view_as(frames)
         return self._attention_logits(embeddings, embeddings[0]).softmax(dim=0).squeeze(3)
 
-    def _aggregate_without_support_embeddings(
-        self,
-        target_roi_feats: torch.Tensor,
-        support_roi_feats: torch.Tensor,
-        target_embedding: Optional[torch.Tensor] = None,
+    def _aggregate_embedded(self, frames: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """Eq. 6-8 for the frames ``[T + 1, R, C, h, w]`` (target first) and their embeddings."""
+        weights = self._attention_logits(embeddings, embeddings[0]).softmax(dim=0)  # Eq. 6-7
+        return (weights * self._split_blocks(frames.to(_accumulate_dtype(frames.dtype)))).sum(dim=0).flatten(1, 2)
+
+    def _aggregate_by_support_embeddings(
+        self, target: torch.Tensor, supports: torch.Tensor, target_embedding: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`forward` without gradient, every support embedded by the conv."""
+        weight, bias = self.embed.weight.to(target.dtype), self.embed.bias.to(target.dtype)
+        support_embeddings = F.conv2d(supports.flatten(0, 1), weight, bias, padding=1, groups=self.embed.groups)
+        frames = torch.cat([target.unsqueeze(0), supports])
+        embeddings = torch.cat([target_embedding.unsqueeze(0), support_embeddings.view_as(supports)])
+        return self._aggregate_embedded(frames, embeddings)
+
+    def _aggregate_by_projections(
+        self, target: torch.Tensor, supports: torch.Tensor, target_embedding: torch.Tensor
     ) -> torch.Tensor:
         """
-        :meth:`forward` without embedding the supports. The embedding ``psi(X) = b + sum_d W_d X(. + d)``
-        (3x3 taps ``d``) is linear, so Eq. 6 for a support ``X_s`` at cell ``m`` is
+        :meth:`forward` without gradient and without embedding the supports. The embedding
+        ``psi(X) = b + sum_d W_d X(. + d)`` (3x3 taps ``d``, zero outside the RoI's grid) is
+        linear, so Eq. 6 for a support ``X_s`` at cell ``m`` is
 
             <psi(X_s)^n(m), psi(X_t)^n(m)> = <b^n, psi(X_t)^n(m)> + sum_d <(W_d^n)^T psi(X_t)^n(m), X_s(m + d)>
 
-        The projections ``(W_d^n)^T psi(X_t)^n(m)`` cost one embedding of the target and serve
-        every support, which then costs ``N * 9 * C`` multiply-adds per cell instead of an
-        embedding's ``C * 9 * C``. Computed in at least float32 with autocast disabled; returns a
-        channels-last view.
+        The projections ``(W_d^n)^T psi(X_t)^n(m)`` cost one more embedding, of the target, and
+        serve every support, which then costs ``9 N C / G`` multiply-adds per cell (``G`` the
+        conv's groups) instead of an embedding's ``9 C^2 / G``. Cells are taken in (RoI, y, x)
+        order, so the neighbour at tap ``d`` of cell ``i`` is cell ``i + dy w + dx``: per tap,
+        the projections of a chunk of cells (``_PROJECTION_CHUNK_BYTES`` of whole RoI rows) are
+        one batched matmul, set to zero where the neighbour is outside the RoI's grid, and their
+        products with the supports one more, with a shifted view of the supports (so a
+        non-finite support value also reaches, through a zero, the logits of edge cells that the
+        conv's padding keeps from it). Returns a channels-last view.
         """
-        num_rois, channels, roi_h, roi_w = target_roi_feats.shape
+        num_rois, channels, roi_h, roi_w = target.shape
+        num_supports, num_cells = len(supports), num_rois * roi_h * roi_w
         num_blocks, block_channels = self.num_blocks, channels // self.num_blocks
-        dtype = torch.promote_types(_accumulate_dtype(target_roi_feats.dtype), self.embed.weight.dtype)
-        with torch.autocast(target_roi_feats.device.type, enabled=False):
-            target = target_roi_feats.to(dtype)
-            weight, bias = self._dense_embed_weight().to(dtype), self.embed.bias.to(dtype)
-            # Cells in (RoI, y, x) order, channels split into blocks: [R*h*w, N, C/N].
-            if target_embedding is None:
-                target_embedding = F.conv2d(target, weight, bias, padding=1)
-            target_embedding = target_embedding.to(dtype).permute(0, 2, 3, 1)
-            target_embedding = target_embedding.reshape(-1, num_blocks, block_channels)
-            # projections[n, r, d, c] = sum_g psi(X_t)[n*C/N + g](r, y, x) * W[n*C/N + g, c, d], one
-            # cell (y, x) at a time: [N, R, 9, C] stays small enough for the cache.
-            taps = weight.view(num_blocks, block_channels, channels, 9).transpose(2, 3).flatten(2)
-            cell_embeddings = target_embedding.view(num_rois, roi_h, roi_w, num_blocks, block_channels)
+        groups = self.embed.groups
+        group_channels, group_blocks = channels // groups, num_blocks // groups
+        weight, bias = self.embed.weight.to(target.dtype), self.embed.bias.to(target.dtype)
+        taps = weight.view(num_blocks, block_channels, group_channels, 9).permute(3, 0, 1, 2).contiguous()  # W_d^n
+        # psi(X_t) per cell and block, [cells, N, C/N]; the supports per cell, [T, cells, C].
+        embedding_cells = target_embedding.permute(0, 2, 3, 1).reshape(num_cells, num_blocks, block_channels)
+        support_cells = supports.permute(0, 1, 3, 4, 2).reshape(num_supports, num_cells, channels)
 
-            # Support features channels-last: [T, R, h, w, C] (a view of the operator's output).
-            supports = support_roi_feats.to(dtype).permute(0, 1, 3, 4, 2).contiguous()
-            num_supports = supports.shape[0]
-            bias_logits = (target_embedding * bias.view(num_blocks, block_channels)).sum(dim=2)
-            support_logits = bias_logits.view(num_rois, roi_h, roi_w, num_blocks, 1).repeat(1, 1, 1, 1, num_supports)
-            for y in range(roi_h):
-                for x in range(roi_w):
-                    projections = torch.bmm(cell_embeddings[:, y, x].transpose(0, 1), taps)
-                    projections = projections.view(num_blocks, num_rois, 9, channels)
-                    for tap in range(9):
-                        dy, dx = tap // 3 - 1, tap % 3 - 1
-                        if 0 <= y + dy < roi_h and 0 <= x + dx < roi_w:
-                            support_logits[:, y, x] += torch.bmm(
-                                projections[:, :, tap].transpose(0, 1),  # [R, N, C]
-                                supports[:, :, y + dy, x + dx].permute(1, 2, 0),  # [R, C, T]
-                            )
-            target_logits = target_embedding.square().sum(dim=2).view(num_rois, roi_h, roi_w, num_blocks, 1)
-            weights = torch.cat([target_logits, support_logits], dim=4).div_(math.sqrt(block_channels)).softmax(dim=4)
+        logits = embedding_cells.new_empty(num_cells, num_blocks, 1 + num_supports)  # target first
+        logits[..., 0] = embedding_cells.square().sum(dim=2)
+        logits[..., 1:] = (embedding_cells * bias.view(num_blocks, block_channels)).sum(dim=2, keepdim=True)
+        row_bytes = roi_w * num_blocks * group_channels * target.element_size()
+        rows_per_chunk = max(1, _PROJECTION_CHUNK_BYTES // row_bytes)
+        for first_row in range(0, num_rois * roi_h, rows_per_chunk):
+            last_row = min(first_row + rows_per_chunk, num_rois * roi_h)
+            first, last = first_row * roi_w, last_row * roi_w
+            chunk_blocks = embedding_cells[first:last].transpose(0, 1)  # [N, cells, C/N]
+            for tap in range(9):
+                dy, dx = tap // 3 - 1, tap % 3 - 1
+                shift = dy * roi_w + dx
+                # The cells outside [start, stop) have no neighbour index: they are on the edge.
+                start, stop = max(first, -shift), min(last, num_cells - shift)
+                if start >= stop:
+                    continue
+                projections = torch.bmm(chunk_blocks, taps[tap])  # [N, cells, C/G]
+                rows = projections.view(num_blocks, last_row - first_row, roi_w, group_channels)
+                if dy != 0:  # the RoIs' first (dy = -1) or last (dy = 1) rows have no neighbour there
+                    rows[:, (-first_row - (dy > 0)) % roi_h :: roi_h] = 0
+                if dx != 0:
+                    rows[:, :, 0 if dx < 0 else roi_w - 1] = 0
+                projections = projections.view(groups, group_blocks, last - first, group_channels)
+                for group in range(groups):
+                    in_channels = slice(group * group_channels, (group + 1) * group_channels)
+                    logits[start:stop, group * group_blocks : (group + 1) * group_blocks, 1:] += torch.bmm(
+                        projections[group, :, start - first : stop - first].transpose(0, 1),  # [cells, N/G, C/G]
+                        support_cells[:, start + shift : stop + shift, in_channels].permute(1, 2, 0),  # [cells, C/G, T]
+                    )
+        weights = logits.div_(math.sqrt(block_channels)).softmax(dim=2)  # Eq. 6-7
 
-            # Eq. 8 as one batched [1, T] x [T, C/N] product per cell and block.
-            cells_and_blocks = num_rois * roi_h * roi_w * num_blocks
-            aggregated = torch.bmm(
-                weights[..., 1:].reshape(cells_and_blocks, 1, num_supports),
-                supports.view(num_supports, cells_and_blocks, block_channels).transpose(0, 1),
-            ).view(num_rois, roi_h, roi_w, channels)
-            target_blocks = target.permute(0, 2, 3, 1).unflatten(3, (num_blocks, block_channels))
-            aggregated += (weights[..., :1] * target_blocks).flatten(3)
-        return aggregated.permute(0, 3, 1, 2).to(target_roi_feats.dtype)
+        # Eq. 8 as one batched [1, T] x [T, C/N] product per cell and block.
+        cells_and_blocks = num_cells * num_blocks
+        aggregated = torch.bmm(
+            weights[..., 1:].reshape(cells_and_blocks, 1, num_supports),
+            support_cells.reshape(num_supports, cells_and_blocks, block_channels).transpose(0, 1),
+        ).view(num_cells, channels)
+        target_blocks = target.permute(0, 2, 3, 1).reshape(num_cells, num_blocks, block_channels)
+        aggregated += (weights[..., :1] * target_blocks).flatten(1)
+        return aggregated.view(num_rois, roi_h, roi_w, channels).permute(0, 3, 1, 2)
 
     @torch.no_grad()
     def embed_pooled(
