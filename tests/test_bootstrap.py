@@ -1,5 +1,8 @@
 """AP50 under frame weights and the video bootstrap, against COCOeval and hand-computed cases."""
 
+import contextlib
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -139,10 +142,11 @@ def test_ytvis_bootstrap_redraws_videos():
     found = [{"video_id": "A", "category_id": 1, "score": 0.9, "segmentations": [rle(2), rle(3)]}]
     categories = [(1, "thing")]
     both = ytvis_metrics(["A", "B"], categories, gt, found)["AP"]
-    draws = bootstrap_ytvis(["A", "B"], categories, gt, [found, found], samples=60, seed=0)
+    values, draws = bootstrap_ytvis(["A", "B"], categories, gt, [found, found], samples=60, seed=0)
+    np.testing.assert_allclose(values[:, 0], both)
     np.testing.assert_array_equal(draws[:, 0], draws[:, 1])  # paired
     assert set(np.round(draws[:, 0, 0], 6)) == {0.0, round(both, 6), 100.0}
-    only_a = bootstrap_ytvis(["A"], categories, gt[:1], [found], samples=5)
+    _, only_a = bootstrap_ytvis(["A"], categories, gt[:1], [found], samples=5)
     np.testing.assert_allclose(only_a[:, 0], 100.0)
 
 
@@ -236,7 +240,7 @@ def test_ytvis_bootstrap_equals_evaluating_its_redraws():
     video_ids, ground_truth, predictions = ytvis_instances(3)
     video_ids = video_ids[::-1]  # not sorted
     weaker = [p for p in predictions if p["score"] < 0.8]
-    draws = bootstrap_ytvis(video_ids, CATEGORIES, ground_truth, [predictions, weaker], ("AP75", "AP"), 3, seed=5)
+    _, draws = bootstrap_ytvis(video_ids, CATEGORIES, ground_truth, [predictions, weaker], ("AP75", "AP"), 3, seed=5)
     rng = np.random.default_rng(5)  # the redraws: as many videos as there are, with replacement
     for s in range(3):
         weights = np.bincount(rng.integers(len(video_ids), size=len(video_ids)), minlength=len(video_ids))
@@ -245,3 +249,63 @@ def test_ytvis_bootstrap_equals_evaluating_its_redraws():
             assert_same_metrics(dict(zip(("AP75", "AP"), draws[s, j])), slow, ("AP75", "AP"))
     with pytest.raises(ValueError, match=r"metrics \['APs'\] are not among \['AP', 'AP50', 'AP75'\]"):
         bootstrap_ytvis(video_ids, CATEGORIES, ground_truth, [predictions], ("AP", "APs"))
+
+
+def frame_coco_ap(frames, categories, ground_truth, predictions):
+    """pycocotools' segm AP with each (video, frame) of ``frames`` as a COCO image: the reference
+    protocol of the per-frame mask AP."""
+    from pycocotools import mask as mask_util
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    index = {f: i for i, f in enumerate(frames)}
+    images = [{"id": i, "height": 16, "width": 16} for i in range(len(frames))]
+    annotations, results = [], []
+    for inst in ground_truth:
+        for t, seg in enumerate(inst["segmentations"]):
+            if seg is not None and (inst["video_id"], t) in index:
+                area = float(mask_util.area({**seg, "counts": seg["counts"].encode()}))
+                annotations.append(
+                    dict(id=len(annotations) + 1, image_id=index[inst["video_id"], t], category_id=inst["category_id"],
+                         iscrowd=inst["iscrowd"], segmentation=seg, area=area)
+                )  # fmt: skip
+    for inst in predictions:
+        for t, seg in enumerate(inst["segmentations"]):
+            if seg is not None and (inst["video_id"], t) in index:
+                results.append(
+                    dict(image_id=index[inst["video_id"], t], category_id=inst["category_id"], score=inst["score"],
+                         segmentation=seg)
+                )  # fmt: skip
+    coco = COCO()
+    coco.dataset = {"images": images, "annotations": annotations, "categories": [{"id": c} for c, _ in categories]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+        evaluation = COCOeval(coco, coco.loadRes(results), "segm")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return evaluation.stats[0] * 100
+
+
+def test_per_frame_mask_ap_equals_coco_on_frames():
+    """bootstrap_ytvis(frames=...) gives pycocotools' segm AP with the frames as images, and
+    redraws the frames by video. No crowd: a crowd region's IoU is YouTube-VIS's (plain) here,
+    COCO's (intersection over the detection's area) there."""
+    from test_ytvis_evaluator import CATEGORIES
+
+    from temporal_roi_align.evaluation.bootstrap import bootstrap_ytvis
+
+    video_ids, ground_truth, predictions = ytvis_instances(4)
+    ground_truth = [dict(g, iscrowd=0) for g in ground_truth]
+    lengths = {g["video_id"]: len(g["segmentations"]) for g in ground_truth}
+    every = [(v, t) for v in video_ids if v in lengths for t in range(lengths[v])]
+    some = every[::2]
+    for frames in (every, some):
+        values, draws = bootstrap_ytvis(video_ids, CATEGORIES, ground_truth, [predictions], ("AP",), 40, frames=frames)
+        assert values[0, 0] == pytest.approx(frame_coco_ap(frames, CATEGORIES, ground_truth, predictions), abs=1e-9)
+        assert len(set(np.round(draws[:, 0, 0], 6))) > 5
+    only_first = [(v, t) for v, t in every if v == video_ids[0]]
+    _, draws = bootstrap_ytvis(video_ids, CATEGORIES, ground_truth, [predictions], ("AP",), 40, frames=only_first)
+    # A redraw without the first video has no frame to score (nan); the others score its frames.
+    value = frame_coco_ap(only_first, CATEGORIES, ground_truth, predictions)
+    assert set(np.round(draws[:, 0, 0][np.isfinite(draws[:, 0, 0])], 6)) == {round(value, 6)}

@@ -12,7 +12,9 @@ recompute the accumulation (101 recall points) for any whole-number weighting of
 
 * :class:`AP50Table`: frames, IoU 0.5, all areas, at most ``max_dets`` detections per frame, as
   :class:`VIDEvaluator`'s AP50.
-* :class:`YTVISTable`: videos, the YouTube-VIS AP, AP50 and AP75 (:func:`ytvis_metrics`).
+* :class:`YTVISTable`: videos, the YouTube-VIS AP, AP50 and AP75 (:func:`ytvis_metrics`); on
+  the one-frame "videos" of :func:`frame_instances`, the per-frame mask AP of the same video-level
+  predictions (each frame's masks scored by their track's score and class), still redrawn by video.
 
 With all weights 1 they give COCOeval's numbers.
 """
@@ -27,7 +29,14 @@ from pycocotools.cocoeval import COCOeval
 from .vid_evaluation import coco_ground_truth, coco_results
 from .ytvis_metric import VideoCOCOeval
 
-__all__ = ["AP50Table", "YTVISTable", "bootstrap_ap50", "bootstrap_ytvis", "percentile_interval"]
+__all__ = [
+    "AP50Table",
+    "YTVISTable",
+    "bootstrap_ap50",
+    "bootstrap_ytvis",
+    "frame_instances",
+    "percentile_interval",
+]
 
 _RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
@@ -218,6 +227,27 @@ class YTVISTable:
         return {name: float(precision[self._thresholds[name]].mean() * 100) for name in self.METRICS}
 
 
+def frame_instances(instances: Sequence[dict], frames: Sequence[Tuple[Hashable, int]]) -> List[dict]:
+    """Video-level instances (ground truth or predictions, as :func:`ytvis_metrics` takes them)
+    cut into one-frame instances: the mask of an instance of video ``v`` on its frame ``t``
+    becomes an instance of the "video" ``i`` where ``frames[i] == (v, t)``, with the instance's
+    class, score and crowd flag. Frames not in ``frames`` and frames without a mask are left out,
+    so that :func:`ytvis_metrics` on the result is the per-frame mask AP on ``frames``."""
+    index = {frame: i for i, frame in enumerate(frames)}
+    cut = []
+    for inst in instances:
+        for t, segmentation in enumerate(inst["segmentations"]):
+            i = index.get((inst["video_id"], t))
+            if segmentation is None or i is None:
+                continue
+            one = {k: v for k, v in inst.items() if k != "areas"}
+            one.update(video_id=i, segmentations=[segmentation])
+            if inst.get("areas") is not None:
+                one["areas"] = [inst["areas"][t]]
+            cut.append(one)
+    return cut
+
+
 def bootstrap_ytvis(
     video_ids: Sequence,
     categories: Sequence[Tuple[int, str]],
@@ -226,23 +256,40 @@ def bootstrap_ytvis(
     metrics: Sequence[str] = ("AP", "AP50"),
     samples: int = 200,
     seed: int = 0,
-) -> np.ndarray:
+    frames: Optional[Sequence[Tuple[Hashable, int]]] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
     """YouTube-VIS metrics (any of :attr:`YTVISTable.METRICS`) of several sets of video-level
-    predictions on ``samples`` redraws of the videos (with replacement; a video drawn twice
-    counts twice): ``[samples, len(predictions), len(metrics)]``. All sets see the same redraws
-    (paired). Each set is matched once (:class:`YTVISTable`)."""
+    predictions, and the same on ``samples`` redraws of the videos (with replacement; a video
+    drawn twice counts twice). All sets see the same redraws (paired). Each set is matched once
+    (:class:`YTVISTable`). With ``frames`` ((video id, frame index) pairs of videos in
+    ``video_ids``): the per-frame mask AP on those frames (:func:`frame_instances`), a frame
+    counting as often as its video is drawn.
+
+    Returns:
+        values ``[len(predictions), len(metrics)]`` and redraws ``[samples, len(predictions),
+        len(metrics)]``.
+    """
     unknown = [m for m in metrics if m not in YTVISTable.METRICS]
     if unknown:
         raise ValueError(f"bootstrap_ytvis: metrics {unknown} are not among {list(YTVISTable.METRICS)}")
     videos = list(video_ids)
-    tables = [YTVISTable(videos, categories, ground_truth, p) for p in predictions]
     position = {v: i for i, v in enumerate(videos)}
-    table_order = [position[v] for v in tables[0].video_ids] if tables else []
+    if frames is None:
+        units, video_of = videos, [position[v] for v in videos]
+    else:
+        frames = list(frames)
+        units, video_of = list(range(len(frames))), [position[v] for v, _ in frames]
+        ground_truth = frame_instances(ground_truth, frames)
+        predictions = [frame_instances(p, frames) for p in predictions]
+    tables = [YTVISTable(units, categories, ground_truth, p) for p in predictions]
+    unit_position = {u: i for i, u in enumerate(units)}
+    table_videos = np.array([video_of[unit_position[u]] for u in tables[0].video_ids], np.int64) if tables else []
+    values = np.array([[t.metrics()[m] for m in metrics] for t in tables]).reshape(len(tables), len(metrics))
     rng = np.random.default_rng(seed)
     out = np.empty((samples, len(tables), len(metrics)))
     for s in range(samples):
-        counts = np.bincount(rng.integers(len(videos), size=len(videos)), minlength=len(videos))[table_order]
+        counts = np.bincount(rng.integers(len(videos), size=len(videos)), minlength=len(videos))[table_videos]
         for j, table in enumerate(tables):
             results = table.metrics(counts)
             out[s, j] = [results[m] for m in metrics]
-    return out
+    return values, out
