@@ -27,6 +27,7 @@ from .vis import (
     load_toy_vis,
     make_toy_vis,
     register_toy_vis,
+    register_toy_vis_split,
 )
 
 __all__ = [
@@ -46,4 +47,5 @@ __all__ = [
     "register_toy_vid",
     "register_toy_vid_split",
     "register_toy_vis",
+    "register_toy_vis_split",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "load_toy_vis",
     "make_toy_vis",
     "register_toy_vis",
+    "register_toy_vis_split",
 ]
 
 # (JSON category id, name): the toy VID classes, ids from 1.
@@ -164,12 +165,24 @@ def load_toy_vis(root: Optional[str] = None, split: str = "val", dataset_name: O
     )
 
 
-def _load_registered(name: str, split: str) -> List[dict]:
-    root = default_toy_vis_root()
-    if TOY_VIS.read_stamp(root) is None:
-        logger.info(f"Dataset '{name}': no toy VIS dataset at {root} yet; generating it (seconds)")
-        make_toy_vis(root)
+def _load_registered(name: str, root: Optional[str], split: str) -> List[dict]:
+    if root is None:
+        root = default_toy_vis_root()
+        if TOY_VIS.read_stamp(root) is None:
+            logger.info(f"Dataset '{name}': no toy VIS dataset at {root} yet; generating it (seconds)")
+            make_toy_vis(root)
     return load_toy_vis(root, split, dataset_name=name)
+
+
+def register_toy_vis_split(name: str, root: Optional[str], split: str) -> str:
+    """Register the toy VIS ``split`` ("train" or "val") of the dataset under ``root`` as ``name``,
+    with the toy's "degraded" evaluation subset; returns ``name``. ``root`` None: the default
+    root (:func:`default_toy_vis_root`, read when loaded), generated on first use."""
+    if split not in TOY_VIS_SPLITS:
+        raise ValueError(f"toy VIS split must be one of {sorted(TOY_VIS_SPLITS)}, got {split!r}")
+    DatasetCatalog.register(name, partial(_load_registered, name, root, split))
+    MetadataCatalog.get(name).set(**ytvis_metadata(TOY_VIS_CATEGORIES), frame_subsets={"degraded": is_degraded})
+    return name
 
 
 def register_toy_vis():
@@ -177,6 +190,4 @@ def register_toy_vis():
     first use generates the dataset with the default arguments when it is not there (any
     toy VIS dataset already there is used as it is: see ``tools/make_toy_vis.py``)."""
     for split in TOY_VIS_SPLITS:
-        name = f"toy_vis_{split}"
-        DatasetCatalog.register(name, partial(_load_registered, name, split))
-        MetadataCatalog.get(name).set(**ytvis_metadata(TOY_VIS_CATEGORIES), frame_subsets={"degraded": is_degraded})
+        register_toy_vis_split(f"toy_vis_{split}", None, split)
