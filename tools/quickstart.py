@@ -21,6 +21,7 @@ model that already localises the objects lets its temporal aggregation learn wit
 
 import argparse
 import json
+import logging
 import os
 import time
 
@@ -58,8 +59,10 @@ VID_MODELS = {
     "tam_troi": "TAM block + TRoI",
 }
 VIS_MODELS = {"masktrack": "MaskTrack R-CNN", "masktrack_troi": "MaskTrack R-CNN + TRoI"}
-# task: (the base and single-frame row, default base iterations, default fine-tuning iterations)
-RECIPES = {"vid": ("single_frame", 400, 150), "vis": ("masktrack", 300, 100)}
+# task: (the base and single-frame row, default base iterations, default fine-tuning iterations,
+# the task whose base model the base starts from: the VIS base starts from the detection base,
+# whose network it shares, as MaskTrack R-CNN starts from a trained Mask R-CNN)
+RECIPES = {"vid": ("single_frame", 400, 150, None), "vis": ("masktrack", 200, 100, "vid")}
 SEQ_NMS_ROW = "troi_seq_nms"
 BASELINE_LABELS = {"single_frame": "single-frame", "masktrack": "MaskTrack R-CNN"}
 
@@ -83,7 +86,7 @@ def parse_args(argv=None):
         "--base-iters",
         type=int,
         default=None,
-        help=f"iterations of the base model (default {RECIPES['vid'][1]} vid, {RECIPES['vis'][1]} vis)",
+        help=f"iterations of each base model (default {RECIPES['vid'][1]} vid, {RECIPES['vis'][1]} vis)",
     )
     parser.add_argument(
         "--finetune-iters",
@@ -145,20 +148,61 @@ def train(cfg):
     return time.perf_counter() - start, trainer.model
 
 
+def stage(text):
+    """A heading on the console between the stages of the quickstart."""
+    print(f"\n===== {text} =====", flush=True)
+
+
+def iterations(task, args):
+    """(base, fine-tuning) iterations of ``task``: the recipe's unless given."""
+    _, base_iters, finetune_iters, _ = RECIPES[task]
+    return (
+        base_iters if args.base_iters is None else args.base_iters,
+        finetune_iters if args.finetune_iters is None else args.finetune_iters,
+    )
+
+
+def base_weights(task, args):
+    """The weights the base of ``task`` starts from: none, or the base model of the task it
+    starts from (trained here first when that task's half has not run: ``--task vis``)."""
+    start_from = RECIPES[task][3]
+    if start_from is None:
+        return ""
+    weights = os.path.join(args.output, start_from, "base", "model_final.pth")
+    if os.path.isfile(weights):
+        print(f"{task}: the base starts from {weights}", flush=True)
+    else:
+        stage(f"{task}: training the {start_from} base model that the {task} base starts from")
+        ensure_toy_vid(seed=args.seed)
+        name, iters = RECIPES[start_from][0], iterations(start_from, args)[0]
+        train(config(name, os.path.dirname(weights), args.opts, iters))
+    return weights
+
+
 def train_task(task, models, args):
     """The base model, then each of ``models`` from it; returns their configs, models and
     training seconds (the base's included)."""
-    base_name, base_iters, finetune_iters = RECIPES[task]
-    base_iters = base_iters if args.base_iters is None else args.base_iters
-    finetune_iters = finetune_iters if args.finetune_iters is None else args.finetune_iters
-    base = config(base_name, os.path.join(args.output, task, "base"), args.opts, base_iters)
+    base_name = RECIPES[task][0]
+    base_iters, finetune_iters = iterations(task, args)
+    labels = VID_MODELS if task == "vid" else VIS_MODELS
+    count = len(models) + 1
+    init = base_weights(task, args)
+    stage(f"{task}: training the base model, 1 of {count} ({base_iters} iterations)")
+    base = config(base_name, os.path.join(args.output, task, "base"), args.opts, base_iters, init)
     base_seconds, _ = train(base)
     weights = os.path.join(base.OUTPUT_DIR, "model_final.pth")
+    pace = base_seconds / max(base_iters, 1)
     trained = {}
-    for name in models:
+    for i, name in enumerate(models):
+        left = (len(models) - i) * finetune_iters * pace
+        stage(
+            f"{task}: training {labels[name]}, {i + 2} of {count} ({finetune_iters} iterations from the base; "
+            f"training ETA about {left / 60:.0f} min at the base's pace)"
+        )
         cfg = config(name, os.path.join(args.output, task, name), args.opts, finetune_iters, weights)
         seconds, model = train(cfg)
         trained[name] = (cfg, model, base_seconds + seconds)
+    stage(f"{task}: evaluating {len(models)} models on the held-out videos")
     return trained
 
 
@@ -274,17 +318,22 @@ def run_vid(args):
     return dataset, summary, (headers, rows), trained[models[-1] if "troi" not in trained else "troi"][0]
 
 
-def run_vis(args):
-    base = RECIPES["vis"][0]
-    models = list(VIS_MODELS)
-    ensure_toy_vis(seed=args.seed)
-    trained = train_task("vis", models, args)
-    results, predictions = {}, {}
-    for name, (cfg, model, _) in trained.items():
-        results[name], predictions[name] = test(cfg, model, "results.json")
-    (dataset,) = trained[base][0].DATASETS.TEST
-    metadata = MetadataCatalog.get(dataset)
-    dicts = DatasetCatalog.get(dataset)
+# Columns of the VIS table: the YouTube-VIS video mask AP, and the per-frame mask AP of the same
+# video-level predictions on the degraded and on the clean frames (where a temporal gain should
+# and should not show).
+VIS_METRICS = {
+    "AP": "video mask AP",
+    "AP50": "video mask AP@0.5",
+    "frame_AP-degraded": "per-frame mask AP degraded frames",
+    "frame_AP-clean": "per-frame mask AP clean frames",
+}
+
+
+def vis_intervals(predictions, dataset, samples, seed, baseline):
+    """:data:`VIS_METRICS` of each set of video-level predictions (results.json's, the dataset's
+    category ids) with 95% bootstrap intervals over the videos, and their paired differences to
+    ``baseline``'s (every metric on the same redraws)."""
+    dicts, metadata = DatasetCatalog.get(dataset), MetadataCatalog.get(dataset)
     videos = sorted({d["video_id"] for d in dicts})
     to_dataset = {v: k for k, v in metadata.get("thing_dataset_id_to_contiguous_id", {}).items()}
     categories = [(to_dataset.get(i, i), n) for i, n in enumerate(metadata.thing_classes)]
@@ -292,21 +341,28 @@ def run_vis(args):
         dict(g, category_id=to_dataset.get(g["category_id"], g["category_id"])) for g in video_ground_truth(dicts)
     ]
     names = list(predictions)
-    draws = bootstrap_ytvis(
-        videos,
-        categories,
-        ground_truth,
-        [predictions[n] for n in names],
-        metrics=("AP", "AP50"),
-        samples=args.vis_bootstrap,
-        seed=args.seed,
-    )
-    values = np.array([[results[n]["segm"]["AP"], results[n]["segm"]["AP50"]] for n in names])
-    summary = _summary(names, ["AP", "AP50"], values, draws, base)
+    sets = [predictions[n] for n in names]
+    values, draws = bootstrap_ytvis(videos, categories, ground_truth, sets, ("AP", "AP50"), samples, seed)
+    degraded = metadata.frame_subsets["degraded"]
+    for keep in (degraded, lambda d: not degraded(d)):
+        frames = [(d["video_id"], d["frame_id"]) for d in dicts if keep(d)]
+        v, dr = bootstrap_ytvis(videos, categories, ground_truth, sets, ("AP",), samples, seed, frames=frames)
+        values, draws = np.concatenate([values, v], axis=1), np.concatenate([draws, dr], axis=2)
+    return _summary(names, list(VIS_METRICS), values, draws, baseline)
+
+
+def run_vis(args):
+    base = RECIPES["vis"][0]
+    models = list(VIS_MODELS)
+    ensure_toy_vis(seed=args.seed)
+    trained = train_task("vis", models, args)
+    predictions = {name: test(cfg, model, "results.json")[1] for name, (cfg, model, _) in trained.items()}
+    (dataset,) = trained[base][0].DATASETS.TEST
+    summary = vis_intervals(predictions, dataset, args.vis_bootstrap, args.seed, base)
     for name, s in summary.items():
         s["train_seconds"] = trained[name][2]
-    rows = table(summary, ["AP", "AP50"], VIS_MODELS, base, lambda n: [f"{summary[n]['train_seconds']:.0f}"])
-    headers = ["model", "mask AP", "mask AP@0.5", "train s"]
+    rows = table(summary, list(VIS_METRICS), VIS_MODELS, base, lambda n: [f"{summary[n]['train_seconds']:.0f}"])
+    headers = ["model", *VIS_METRICS.values(), "train s"]
     return dataset, summary, (headers, rows), trained["masktrack_troi"][0]
 
 
@@ -330,8 +386,26 @@ def write_annotated_video(cfg, path):
     writer.release()
 
 
+class OncePerModel(logging.Filter):
+    """Lets Detectron2's dump of the model ("Model:\n...") through once per architecture: the base
+    and the rows that share its architecture are not printed again."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def filter(self, record):
+        message = record.getMessage()
+        if not message.startswith("Model:\n"):
+            return True
+        new = message not in self.seen
+        self.seen.add(message)
+        return new
+
+
 def main(argv=None):
     args = parse_args(argv)
+    logging.getLogger("detectron2.engine.defaults").addFilter(OncePerModel())
     setup_logger(name="temporal_roi_align")
     setup_logger(output=os.path.join(args.output, "log.txt"))
     tasks = ["vid", "vis"] if args.task == "all" else [args.task]
