@@ -23,8 +23,22 @@ H, W = 64, 96
 LOSSES = {"loss_cls", "loss_box_reg", "loss_mask", "loss_track", "loss_rpn_cls", "loss_rpn_loc"}
 
 
+# The toy configs with a 64-channel FPN (P2-P6) instead of the toy detector's conv4, as the
+# YouTube-VIS configs have: the poolers and the track head read several levels.
+FPN = [
+    "MODEL.BACKBONE.NAME", "build_resnet_fpn_backbone",
+    "MODEL.RESNETS.OUT_FEATURES", ["res2", "res3", "res4", "res5"],
+    "MODEL.FPN.IN_FEATURES", ["res2", "res3", "res4", "res5"],
+    "MODEL.FPN.OUT_CHANNELS", 64,
+    "MODEL.FPN.NORM", "GN",
+    "MODEL.ANCHOR_GENERATOR.SIZES", [[16], [32], [64], [128], [256]],
+    "MODEL.RPN.IN_FEATURES", ["p2", "p3", "p4", "p5", "p6"],
+    "MODEL.ROI_HEADS.IN_FEATURES", ["p2", "p3", "p4", "p5"],
+]  # fmt: skip
+
+
 def tiny_cfg(variant="masktrack", *opts):
-    return setup_cfg(get_config_file(f"toy/{variant}.yaml"), ["MODEL.DEVICE", "cpu", *opts])
+    return setup_cfg(get_config_file(f"toy/{variant}.yaml"), ["MODEL.DEVICE", "cpu", *FPN, *opts])
 
 
 def tiny_model(variant="masktrack", *opts, seed=0):
