@@ -27,7 +27,7 @@ link_configs()
 setup(
     name="temporal_roi_align",
     version="0.1.0",
-    description="Temporal RoI Align, SELSA and FGFA video detectors as a Detectron2 project",
+    description="Temporal RoI Align, SELSA, FGFA/DFF and MaskTrack R-CNN video models on Detectron2",
     package_dir={"": PACKAGE_ROOT},
     packages=find_packages(PACKAGE_ROOT),
     package_data={"temporal_roi_align.model_zoo": config_files()},

@@ -18,6 +18,7 @@ import os
 import sys
 
 from detectron2.data import DatasetCatalog
+from detectron2.utils.logger import setup_logger
 from tabulate import tabulate
 
 from temporal_roi_align.checkpoint import VideoCheckpointer
@@ -96,6 +97,8 @@ def score_seed(task, trained, seed, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    setup_logger(name="temporal_roi_align")
+    setup_logger(output=os.path.join(args.output, "seeds", "log.txt"))
     summary_file = os.path.join(args.output, "results.json")
     if not os.path.isfile(summary_file):
         raise SystemExit(f"{summary_file}: no quickstart results here; run tools/quickstart.py first")

@@ -1,9 +1,9 @@
-"""Video object detectors on Detectron2: Temporal RoI Align, SELSA, SELSA+TRoI; video instance
-segmentation: MaskTrack R-CNN, MaskTrack R-CNN + TRoI.
+"""Video object detectors on Detectron2: Temporal RoI Align, SELSA, SELSA + TRoI, FGFA and DFF;
+video instance segmentation: MaskTrack R-CNN, MaskTrack R-CNN + TRoI.
 
-Importing this package registers its models (VideoRCNN, VideoROIHeads, SelsaBoxHead, the
-channel-reduced ResNet backbone, MaskTrackRCNN, MaskTrackROIHeads, MaskTrackHead) and datasets
-with Detectron2's registries.
+Importing this package registers its models (VideoRCNN, FgfaRCNN, DffRCNN, MaskTrackRCNN,
+VideoROIHeads, MaskTrackROIHeads, SelsaBoxHead, MaskTrackHead, the channel-reduced ResNet
+backbone) and datasets with Detectron2's registries. The layout: the repository's README.
 """
 
 from . import data, modeling
