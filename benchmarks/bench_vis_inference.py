@@ -132,7 +132,7 @@ def time_video(cfg, frames, use_main_tafa):
     """Wall and CPU seconds per frame, the mask RoIs per frame on each feature level, and the
     wall-clock shares of the box pooler, the mask pooler and the mask pooler's TAFA."""
     torch.manual_seed(0)
-    predictor = VideoPredictor(cfg)
+    predictor = VideoPredictor(cfg, check_weights=False)  # random weights
     heads = predictor.model.roi_heads
     mask_rois = collections.Counter()
 

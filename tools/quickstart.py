@@ -67,6 +67,17 @@ SEQ_NMS_ROW = "troi_seq_nms"
 BASELINE_LABELS = {"single_frame": "single-frame", "masktrack": "MaskTrack R-CNN"}
 
 
+def add_bootstrap_options(parser):
+    """--bootstrap and --vis-bootstrap, of this script and quickstart_seeds.py."""
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap redraws of the videos (vid)")
+    parser.add_argument(
+        "--vis-bootstrap",
+        type=int,
+        default=200,
+        help="bootstrap redraws of the videos (vis: each one a full evaluation)",
+    )
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -95,13 +106,7 @@ def parse_args(argv=None):
         help=f"iterations of each model from the base (default {RECIPES['vid'][2]}, {RECIPES['vis'][2]})",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the toy datasets")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap redraws of the videos (vid)")
-    parser.add_argument(
-        "--vis-bootstrap",
-        type=int,
-        default=200,
-        help="bootstrap redraws of the videos (vis: each one a full evaluation)",
-    )
+    add_bootstrap_options(parser)
     parser.add_argument(
         "--seq-nms",
         action=argparse.BooleanOptionalAction,

@@ -34,13 +34,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", required=True, help="seeds of the toy datasets to score on")
     parser.add_argument("--output", default="output/quickstart", help="the quickstart's output folder")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap redraws of the videos (vid)")
-    parser.add_argument(
-        "--vis-bootstrap",
-        type=int,
-        default=200,
-        help="bootstrap redraws of the videos (vis: each one a full evaluation)",
-    )
+    quickstart.add_bootstrap_options(parser)
     return parser.parse_args(argv)
 
 
