@@ -17,6 +17,8 @@ from temporal_roi_align.model_zoo import get_config_file
 from temporal_roi_align.postprocessing import seq_nms
 from temporal_roi_align.predictor import VideoPredictor
 
+pytestmark = pytest.mark.slow
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
     "SOLVER.IMS_PER_BATCH",

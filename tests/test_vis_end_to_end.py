@@ -19,6 +19,8 @@ from temporal_roi_align.evaluation import YTVIS_METRICS, YTVISEvaluator
 from temporal_roi_align.model_zoo import get_config_file
 from temporal_roi_align.predictor import VideoPredictor
 
+pytestmark = pytest.mark.slow
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["SOLVER.IMS_PER_BATCH", 2, "INPUT.MIN_SIZE_TRAIN", (64,), "INPUT.MIN_SIZE_TEST", 64,
         "INPUT.SUPPORT.NUM_TEST", 2, "SOLVER.WARMUP_ITERS", 0, "SOLVER.STEPS", (), "SOLVER.BASE_LR", 0.005,
