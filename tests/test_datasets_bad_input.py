@@ -106,6 +106,12 @@ def test_ytvis_malformed_structure(tmp_path):
     json_file, _ = ytvis_tree(tmp_path, videos=[None])
     with pytest.raises(ValueError, match=r"train\.json: videos\[0\] must be an object, got null"):
         load_ytvis_json(json_file, str(tmp_path / "JPEGImages"))
+    # The tools end with the message (DatasetError), not a traceback.
+    from temporal_roi_align.engine import errors_as_messages
+
+    with pytest.raises(SystemExit, match=r"^DatasetError: .*train\.json: videos\[0\] must be an object, got null"):
+        with errors_as_messages():
+            load_ytvis_json(json_file, str(tmp_path / "JPEGImages"))
 
 
 # ---- ImageNet VID split files and XML ----

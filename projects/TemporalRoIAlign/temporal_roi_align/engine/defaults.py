@@ -21,6 +21,7 @@ from detectron2.utils.logger import setup_logger
 from ..checkpoint import CheckpointError
 from ..config import add_video_config, rename_former_choices
 from ..config_checks import ConfigError, check_config
+from ..data.datasets import DatasetError
 from ..utils import NO_SPACE, remove_leftover_temporaries
 
 __all__ = [
@@ -203,14 +204,15 @@ def setup_run(cfg, args, output_dir: str) -> None:
 @contextlib.contextmanager
 def errors_as_messages():
     """End the program with the message of an error that says what went wrong and what to do (exit
-    code 1, no traceback): a :class:`CheckpointError`, a :class:`ConfigError`, a disk without room
+    code 1, no traceback): a :class:`CheckpointError`, a :class:`ConfigError`, a
+    :class:`~..data.datasets.DatasetError` (a dataset file that cannot be read), a disk without room
     (:data:`~..utils.NO_SPACE`). A process of ``--num-gpus N`` that exited (its message is above)
     ends the program with its exit code. Other errors go on."""
     try:
         yield
     except mp.ProcessExitedException as e:
         raise SystemExit(str(e) if e.signal_name else e.exit_code) from None
-    except (CheckpointError, ConfigError) as e:
+    except (CheckpointError, ConfigError, DatasetError) as e:
         raise SystemExit(f"{type(e).__name__}: {e}") from None
     except OSError as e:
         if e.errno not in NO_SPACE:

@@ -2,7 +2,7 @@
 (see :mod:`.builtin`)."""
 
 from .coco_video import load_coco_video_json, register_coco_video_instances
-from .common import compact_frame_list, datasets_root, frame_file_name, frame_record
+from .common import DatasetError, compact_frame_list, datasets_root, frame_file_name, frame_record
 from .epic_kitchens import EPIC_KITCHENS_55_SPLITS, NumberedFrames, load_epic_kitchens_55, register_epic_kitchens
 from .imagenet_vid import VID_CATEGORIES, load_imagenet_vid, register_imagenet_vid, sample_key_frames
 from .ytvis import (
@@ -14,6 +14,7 @@ from .ytvis import (
 )
 
 __all__ = [
+    "DatasetError",
     "EPIC_KITCHENS_55_SPLITS",
     "NumberedFrames",
     "VID_CATEGORIES",

@@ -20,6 +20,7 @@ from detectron2.structures import BoxMode
 
 from .common import (
     CountedWarning,
+    DatasetError,
     DroppedBoxes,
     clip_box,
     compact_frame_list,
@@ -97,7 +98,7 @@ def segmentations_to_rles(segms: Sequence, height: int, width: int, sources: Seq
     for i, count in zip(present, pixels):
         if count != height * width:
             reason = "are not a valid RLE string" if count < 0 else f"cover {count} pixels"
-            raise ValueError(
+            raise DatasetError(
                 f"{sources[i]}: invalid segmentation: its RLE counts {reason}, not the mask's "
                 f"{height}x{width} = {height * width} (corrupt, or made for another size)"
             )
@@ -120,12 +121,12 @@ def _segmentation_to_rle(segm, height: int, width: int, source: str) -> Optional
         elif isinstance(segm, dict) and isinstance(segm.get("counts"), (str, bytes)):
             rle = segm
         else:
-            raise ValueError(f"expected RLE or polygons, got {type(segm).__name__} {str(segm)[:80]}")
+            raise DatasetError(f"expected RLE or polygons, got {type(segm).__name__} {str(segm)[:80]}")
         size = [int(v) for v in segm.get("size", ())]
     except Exception as e:  # pycocotools raises bare Exceptions on malformed input
-        raise ValueError(f"{source}: invalid segmentation ({e})") from None
+        raise DatasetError(f"{source}: invalid segmentation ({e})") from None
     if size != [height, width]:
-        raise ValueError(f"{source}: mask size {size} differs from the image's [height, width] [{height}, {width}]")
+        raise DatasetError(f"{source}: mask size {size} differs from the image's [height, width] [{height}, {width}]")
     return rle
 
 
@@ -166,7 +167,7 @@ def load_coco_video_json(
     data = load_json(json_file)
     for key in ("images", "categories"):
         if not isinstance(data.get(key), list):
-            raise ValueError(f"{json_file}: missing list '{key}'")
+            raise DatasetError(f"{json_file}: missing list '{key}'")
     names, id_map = contiguous_categories(json_objects(data["categories"], "categories", json_file), json_file)
     set_thing_classes(dataset_name, names, id_map, json_file)
 
@@ -175,14 +176,14 @@ def load_coco_video_json(
     for img in json_objects(data["images"], "images", json_file):
         missing = [k for k in ("id", "file_name", "height", "width") if k not in img]
         if missing:
-            raise ValueError(f"{json_file}: image {img.get('id')} lacks {missing}")
+            raise DatasetError(f"{json_file}: image {img.get('id')} lacks {missing}")
         source = f"{json_file}: image {img['id']!r}"
         if not isinstance(img["id"], (int, str)):
-            raise ValueError(f"{source}: id must be a number or a string")
+            raise DatasetError(f"{source}: id must be a number or a string")
         if not isinstance(img["file_name"], str):
-            raise ValueError(f"{source}: file_name must be a string, got {img['file_name']!r}")
+            raise DatasetError(f"{source}: file_name must be a string, got {img['file_name']!r}")
         if "video_id" in img and not isinstance(img.get("frame_id"), int):
-            raise ValueError(
+            raise DatasetError(
                 f"{source}: frame_id must be an integer (its place in video {img['video_id']!r}), "
                 f"got {img.get('frame_id')!r}"
             )
@@ -190,7 +191,7 @@ def load_coco_video_json(
         img = dict(img, height=height, width=width)
         if img["id"] in image_by_id:
             # Its annotations would be put on one of the two frames.
-            raise ValueError(
+            raise DatasetError(
                 f"{json_file}: image id {img['id']!r} appears twice "
                 f"({image_by_id[img['id']]['file_name']}, {img['file_name']})"
             )
@@ -204,9 +205,9 @@ def load_coco_video_json(
     anns_per_image = defaultdict(list)
     for ann in json_objects(data.get("annotations") or [], "annotations", json_file):
         if "image_id" not in ann:
-            raise ValueError(f"{json_file}: annotation {ann.get('id')} has no 'image_id'")
+            raise DatasetError(f"{json_file}: annotation {ann.get('id')} has no 'image_id'")
         if not isinstance(ann["image_id"], (int, str)) or ann["image_id"] not in image_by_id:
-            raise ValueError(
+            raise DatasetError(
                 f"{json_file}: annotation {ann.get('id')} has image_id {ann['image_id']!r}, which no "
                 f"image has{_same_digits_hint(ann['image_id'], image_by_id)}"
             )
@@ -222,12 +223,12 @@ def load_coco_video_json(
             annos = []
             for ann in anns_per_image.get(img["id"], []):
                 if ann.get("category_id") not in id_map:
-                    raise ValueError(
+                    raise DatasetError(
                         f"{json_file}: annotation {ann.get('id')} has category_id "
                         f"{ann.get('category_id')!r}, not one of {sorted(id_map)}"
                     )
                 if "bbox" not in ann:
-                    raise ValueError(f"{json_file}: annotation {ann.get('id')} needs 'bbox': [x, y, w, h]")
+                    raise DatasetError(f"{json_file}: annotation {ann.get('id')} needs 'bbox': [x, y, w, h]")
                 x, y, w, h = finite_numbers(ann["bbox"], 4, "bbox", f"{json_file}: annotation {ann.get('id')}")
                 box = clip_box([x, y, x + w, y + h], img["width"], img["height"])
                 if box is None:
@@ -278,7 +279,7 @@ def _order_frames(images: List[dict], videos: dict, json_file: str, dataset: str
         frames.sort(key=lambda im: im.get("frame_id", 0))
         for previous, img in zip(frames, frames[1:]):
             if previous.get("frame_id", 0) == img.get("frame_id", 0):
-                raise ValueError(
+                raise DatasetError(
                     f"{json_file}: images {previous['id']!r} ({previous['file_name']}) and {img['id']!r} "
                     f"({img['file_name']}) are both frame {img['frame_id']} of video {video_id!r}"
                 )

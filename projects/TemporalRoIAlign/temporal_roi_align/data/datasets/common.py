@@ -9,9 +9,15 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from PIL import Image
 
-__all__ = ["datasets_root", "frame_file_name", "frame_record", "compact_frame_list", "frame_pattern"]
+__all__ = ["DatasetError", "datasets_root", "frame_file_name", "frame_record", "compact_frame_list", "frame_pattern"]
 
 logger = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """A dataset's files cannot be read as what they claim to be: the message names the file and the
+    reason. The tools end with the message instead of a traceback."""
+
 
 # A video's frames: a `str.format` pattern taking the 0-based frame index, or the file names.
 VideoFrames = Union[str, Sequence[str]]
@@ -164,9 +170,9 @@ def load_json(json_file: str) -> Dict:
         with open(json_file, encoding="utf-8-sig") as f:
             data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{json_file}: not valid JSON ({e})") from e
+        raise DatasetError(f"{json_file}: not valid JSON ({e})") from e
     if not isinstance(data, dict):
-        raise ValueError(f"{json_file}: expected a JSON object with the dataset's lists, got a {_json_type(data)}")
+        raise DatasetError(f"{json_file}: expected a JSON object with the dataset's lists, got a {_json_type(data)}")
     return data
 
 
@@ -181,7 +187,7 @@ def json_objects(values, name: str, source: str) -> List[dict]:
     """``values`` (the JSON list ``name``), checked to hold objects only."""
     for i, value in enumerate(values):
         if not isinstance(value, dict):
-            raise ValueError(f"{source}: {name}[{i}] must be an object, got {_json_type(value)}")
+            raise DatasetError(f"{source}: {name}[{i}] must be an object, got {_json_type(value)}")
     return values
 
 
@@ -190,7 +196,7 @@ def positive_int(value, what: str, source: str) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{source}: {what} must be a positive integer, got {value!r}")
+        raise DatasetError(f"{source}: {what} must be a positive integer, got {value!r}")
     return value
 
 
@@ -202,7 +208,7 @@ def finite_numbers(values, count: int, what: str, source: str) -> List[float]:
     except (TypeError, ValueError):
         numbers = []
     if len(numbers) != count or not all(map(math.isfinite, numbers)):
-        raise ValueError(f"{source}: {what} must be {count} finite numbers, got {values!r}")
+        raise DatasetError(f"{source}: {what} must be {count} finite numbers, got {values!r}")
     return numbers
 
 
@@ -218,7 +224,7 @@ def read_text_lines(path: str) -> List[Tuple[int, str]]:
         try:
             lines.append((number, line.decode("utf-8")))
         except UnicodeDecodeError as e:
-            raise ValueError(
+            raise DatasetError(
                 f"{path}:{number}: not UTF-8 text (byte 0x{line[e.start]:02x} at column {e.start + 1})"
             ) from None
     return lines
@@ -244,10 +250,10 @@ def contiguous_categories(categories: Sequence[dict], source: str) -> Tuple[List
         cats = sorted(categories, key=lambda c: c["id"])
         names = [c["name"] for c in cats]
     except (KeyError, TypeError) as e:
-        raise ValueError(f"{source}: each category needs an 'id' and a 'name' ({e!r})") from e
+        raise DatasetError(f"{source}: each category needs an 'id' and a 'name' ({e!r})") from e
     for first, second in zip(cats, cats[1:]):
         if first["id"] == second["id"]:
-            raise ValueError(
+            raise DatasetError(
                 f"{source}: category id {first['id']!r} appears twice ({first['name']!r}, {second['name']!r})"
             )
     return names, {c["id"]: i for i, c in enumerate(cats)}
@@ -258,7 +264,7 @@ def crowd_flag(value, source: str) -> int:
     protocols read any true value as a crowd, training keeps only 0."""
     if value in (0, 1) and isinstance(value, (int, bool)):
         return int(value)
-    raise ValueError(f"{source}: iscrowd must be 0 or 1, got {value!r}")
+    raise DatasetError(f"{source}: iscrowd must be 0 or 1, got {value!r}")
 
 
 def set_thing_classes(dataset_name: Optional[str], names: List[str], id_map: Dict[int, int], source: str):
@@ -270,7 +276,7 @@ def set_thing_classes(dataset_name: Optional[str], names: List[str], id_map: Dic
     meta = MetadataCatalog.get(dataset_name)
     registered = getattr(meta, "thing_classes", None)
     if registered is not None and list(registered) != names:
-        raise ValueError(
+        raise DatasetError(
             f"{source}: categories {names} differ from the classes registered for '{dataset_name}' ({list(registered)})"
         )
     if registered is None:

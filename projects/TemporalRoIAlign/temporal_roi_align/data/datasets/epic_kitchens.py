@@ -51,6 +51,7 @@ from detectron2.structures import BoxMode
 
 from .common import (
     CountedWarning,
+    DatasetError,
     DroppedBoxes,
     clip_box,
     datasets_root,
@@ -121,7 +122,7 @@ class NumberedFrames(SequenceABC):
         for n in numbers:
             n = int(n)
             if runs and n <= runs[-1][-1]:
-                raise ValueError(f"frame numbers must increase, got {n} after {runs[-1][-1]}")
+                raise DatasetError(f"frame numbers must increase, got {n} after {runs[-1][-1]}")
             last = runs[-1] if runs else None
             if last is not None and len(last) == 1:
                 runs[-1] = range(last.start, 2 * n - last.start, n - last.start)
@@ -164,23 +165,23 @@ def _read_csv(csv_file: str, columns: Sequence[str]) -> Iterator[Tuple[str, Dict
         try:
             yield from _csv_rows(csv_file, csv.reader(f), columns)
         except UnicodeDecodeError as e:
-            raise ValueError(f"{csv_file}: not UTF-8 text ({e})") from None
+            raise DatasetError(f"{csv_file}: not UTF-8 text ({e})") from None
 
 
 def _csv_rows(csv_file: str, reader, columns: Sequence[str]) -> Iterator[Tuple[str, Dict[str, str]]]:
     header = next(reader, None)
     if header is None:
-        raise ValueError(f"{csv_file}: empty file, expected the header {','.join(columns)}")
+        raise DatasetError(f"{csv_file}: empty file, expected the header {','.join(columns)}")
     missing = [c for c in columns if c not in header]
     if missing:
-        raise ValueError(f"{csv_file}:1: missing columns {missing} (header: {','.join(header)})")
+        raise DatasetError(f"{csv_file}:1: missing columns {missing} (header: {','.join(header)})")
     index = {c: header.index(c) for c in columns}
     for fields in reader:
         where = f"{csv_file}:{reader.line_num}"
         if not fields:
             continue
         if len(fields) != len(header):
-            raise ValueError(f"{where}: expected {len(header)} fields ({','.join(header)}), got {len(fields)}")
+            raise DatasetError(f"{where}: expected {len(header)} fields ({','.join(header)}), got {len(fields)}")
         yield where, {c: fields[i] for c, i in index.items()}
 
 
@@ -188,7 +189,7 @@ def _int(text: str, column: str, where: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"{where}: {column} must be an integer, got {text!r}") from None
+        raise DatasetError(f"{where}: {column} must be an integer, got {text!r}") from None
 
 
 def _is_box(value) -> bool:
@@ -206,7 +207,7 @@ def parse_bounding_boxes(text: str, where: str = "bounding_boxes") -> List[List[
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         value = None
     if not isinstance(value, (list, tuple)) or not all(_is_box(b) for b in value):
-        raise ValueError(f"{where}: bounding_boxes must be a list of (top, left, height, width) tuples, got {text!r}")
+        raise DatasetError(f"{where}: bounding_boxes must be a list of (top, left, height, width) tuples, got {text!r}")
     return [[left, top, left + width, top + height] for top, left, height, width in value]
 
 
@@ -217,11 +218,11 @@ def read_noun_classes(csv_file: str) -> Tuple[List[str], Dict[int, int]]:
     for where, row in _read_csv(csv_file, ("noun_id", "class_key")):
         noun_id = _int(row["noun_id"], "noun_id", where)
         if noun_id in id_map:
-            raise ValueError(f"{where}: noun_id {noun_id} appears twice")
+            raise DatasetError(f"{where}: noun_id {noun_id} appears twice")
         id_map[noun_id] = len(names)
         names.append(row["class_key"])
     if not names:
-        raise ValueError(f"{csv_file}: no classes")
+        raise DatasetError(f"{csv_file}: no classes")
     return names, id_map
 
 
@@ -241,14 +242,14 @@ def _train_frames(
             continue
         noun_class = _int(row["noun_class"], "noun_class", where)
         if noun_class not in id_map:
-            raise ValueError(f"{where}: noun_class {noun_class} is not a noun_id of {CLASSES_CSV}")
+            raise DatasetError(f"{where}: noun_class {noun_class} is not a noun_id of {CLASSES_CSV}")
         frame = _int(row["frame"], "frame", where)
         if frame < 1:
-            raise ValueError(f"{where}: frame {frame} is not a frame number (they start at 1)")
+            raise DatasetError(f"{where}: frame {frame} is not a frame number (they start at 1)")
         boxes = parse_bounding_boxes(row["bounding_boxes"], where)
         owner, frames = videos.setdefault(video, (participant, {}))
         if owner != participant:
-            raise ValueError(f"{where}: video {video} belongs to {owner}, not {participant}")
+            raise DatasetError(f"{where}: video {video} belongs to {owner}, not {participant}")
         key = video, frame, noun_class, str(boxes)
         if boxes and key in rows:
             repeated.add(where, f"the boxes of {rows[key]}")
@@ -263,13 +264,13 @@ def _test_frames(root: str, list_csv: str) -> "OrderedDict[str, Tuple[str, _Fram
     for where, row in _read_csv(list_csv, ("video_id", "participant_id")):
         participant, video = row["participant_id"], row["video_id"]
         if video in videos:
-            raise ValueError(f"{where}: video {video} is listed twice")
+            raise DatasetError(f"{where}: video {video} is listed twice")
         image_dir = os.path.join(root, "object_detection_images", "test", participant, video)
         if not os.path.isdir(image_dir):
             raise FileNotFoundError(f"{where}: image folder {image_dir} does not exist")
         numbers = sorted(int(m.group(1)) for m in map(_FRAME_FILE.match, os.listdir(image_dir)) if m)
         if not numbers:
-            raise ValueError(f"{where}: no images named <frame:010d>.jpg in {image_dir}")
+            raise DatasetError(f"{where}: no images named <frame:010d>.jpg in {image_dir}")
         videos[video] = (participant, {n: (where, None) for n in numbers})
     return videos
 
@@ -356,12 +357,12 @@ def load_epic_kitchens_55(
         image_root = os.path.join(root, "object_detection_images", "train")
     elif split in TEST_VIDEO_LISTS:
         if participants is not None:
-            raise ValueError("participants selects rows of the train split only")
+            raise DatasetError("participants selects rows of the train split only")
         source = os.path.join(annotations_dir, TEST_VIDEO_LISTS[split])
         videos = _test_frames(root, source)
         image_root = os.path.join(root, "object_detection_images", "test")
     else:
-        raise ValueError(f"split must be 'train', 'test_s1' or 'test_s2', got {split!r}")
+        raise DatasetError(f"split must be 'train', 'test_s1' or 'test_s2', got {split!r}")
 
     dropped, dicts = DroppedBoxes(), []
     for video, (participant, frames) in videos.items():

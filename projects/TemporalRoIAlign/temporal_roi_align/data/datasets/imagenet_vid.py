@@ -27,6 +27,7 @@ from detectron2.structures import BoxMode
 
 from .common import (
     CountedWarning,
+    DatasetError,
     DroppedBoxes,
     clip_box,
     count_numbered_frames,
@@ -65,7 +66,7 @@ _FRAME_DIGITS = 6
 def _text(node: ET.Element, path: str, xml_file: str) -> str:
     found = node.find(path)
     if found is None or found.text is None or not found.text.strip():
-        raise ValueError(f"{xml_file}: missing <{path}>")
+        raise DatasetError(f"{xml_file}: missing <{path}>")
     return found.text.strip()
 
 
@@ -76,9 +77,9 @@ def _number(node: ET.Element, path: str, xml_file: str, kind=float, default=None
     try:
         value = kind(text)
     except ValueError:
-        raise ValueError(f"{xml_file}: <{path}> is not a number: {text!r}") from None
+        raise DatasetError(f"{xml_file}: <{path}> is not a number: {text!r}") from None
     if not math.isfinite(value):  # float() reads "nan" and "inf"
-        raise ValueError(f"{xml_file}: <{path}> is not a finite number: {text!r}")
+        raise DatasetError(f"{xml_file}: <{path}> is not a finite number: {text!r}")
     return value
 
 
@@ -97,16 +98,16 @@ def parse_vid_xml(xml_file: str, wnid_to_id: Dict[str, int], dropped: DroppedBox
     try:
         root = ET.parse(xml_file).getroot()
     except ET.ParseError as e:
-        raise ValueError(f"{xml_file}: not valid XML ({e})") from e
+        raise DatasetError(f"{xml_file}: not valid XML ({e})") from e
     width = _number(root, "size/width", xml_file, int)
     height = _number(root, "size/height", xml_file, int)
     if width <= 0 or height <= 0:
-        raise ValueError(f"{xml_file}: image size {width}x{height} is empty")
+        raise DatasetError(f"{xml_file}: image size {width}x{height} is empty")
     annotations, unknown = [], []
     for index, obj in enumerate(root.findall("object")):
         wnid = _text(obj, "name", xml_file)
         if tracks and obj.find("trackid") is None:
-            raise ValueError(f"{xml_file}: object {index} ({wnid}) has no <trackid> (every VID object needs one)")
+            raise DatasetError(f"{xml_file}: object {index} ({wnid}) has no <trackid> (every VID object needs one)")
         if wnid not in wnid_to_id:
             unknown.append(wnid)
             continue
@@ -140,9 +141,9 @@ def _check_length_on_disk(data_dir: str, length: int, where: str):
     would leave frames out of the evaluation, a longer one fail when a support is read."""
     on_disk, missing = count_numbered_frames(data_dir, _FRAME_DIGITS, ".JPEG")
     if missing is not None:
-        raise ValueError(f"{where}: in {data_dir}, {missing} is missing (frames are numbered without gaps)")
+        raise DatasetError(f"{where}: in {data_dir}, {missing} is missing (frames are numbered without gaps)")
     if on_disk != length:
-        raise ValueError(
+        raise DatasetError(
             f"{where}: video length {length}, but {data_dir} holds {on_disk} frames "
             f"(000000.JPEG to {on_disk - 1:06d}.JPEG); fix the split file or the download"
         )
@@ -151,13 +152,13 @@ def _check_length_on_disk(data_dir: str, length: int, where: str):
 def _parse_vid_line(split_file: str, lineno: int, fields: List[str]) -> Tuple[str, int, int]:
     where = f"{split_file}:{lineno}"
     if len(fields) != 4:
-        raise ValueError(f"{where}: expected '<video> <n> <frame> <video length>', got {' '.join(fields)!r}")
+        raise DatasetError(f"{where}: expected '<video> <n> <frame> <video length>', got {' '.join(fields)!r}")
     try:
         frame, length = int(fields[2]), int(fields[3])
     except ValueError:
-        raise ValueError(f"{where}: frame index and video length must be integers") from None
+        raise DatasetError(f"{where}: frame index and video length must be integers") from None
     if length < 1 or not 0 <= frame < length:
-        raise ValueError(
+        raise DatasetError(
             f"{where}: frame {frame} is outside a video of {length} frames (the frame column is read "
             f"as FGFA does, as the 0-based file number 0..{length - 1}; a file numbered from 1, as "
             "mmtrack's converter reads it, needs 1 subtracted)"
@@ -191,7 +192,7 @@ def load_imagenet_vid(
     the frames on disk, or frames with a gap, is a ValueError naming the split file's line.
     """
     if subset not in ("VID", "DET"):
-        raise ValueError(f"subset must be 'VID' or 'DET', got {subset!r}")
+        raise DatasetError(f"subset must be 'VID' or 'DET', got {subset!r}")
     split_file = os.path.join(root, split_file)
     dataset_name = dataset_name or split_file
     wnid_to_id = {wnid: i for i, (_, wnid) in enumerate(categories)}
@@ -221,7 +222,7 @@ def load_imagenet_vid(
         listed = {}
         for lineno, fields in lines:
             if len(fields) not in (1, 2):
-                raise ValueError(f"{split_file}:{lineno}: expected '<image> <n>', got {' '.join(fields)!r}")
+                raise DatasetError(f"{split_file}:{lineno}: expected '<image> <n>', got {' '.join(fields)!r}")
             if fields[0] in listed:
                 repeated.add(f"{split_file}:{lineno}", f"image {fields[0]} of line {listed[fields[0]]}")
                 continue
@@ -241,7 +242,7 @@ def load_imagenet_vid(
                 _check_length_on_disk(data_dir, length, f"{split_file}:{lineno}")
                 videos[video] = (length, [])
             elif videos[video][0] != length:
-                raise ValueError(f"{split_file}:{lineno}: video {video} has two different lengths")
+                raise DatasetError(f"{split_file}:{lineno}: video {video} has two different lengths")
             if (video, frame) in listed and not all_frames:
                 repeated.add(f"{split_file}:{lineno}", f"frame {frame} of {video}, line {listed[video, frame]}")
                 continue

@@ -20,6 +20,7 @@ from detectron2.structures import BoxMode
 from .coco_video import convert_segmentations, segmentation_to_rle
 from .common import (
     CountedWarning,
+    DatasetError,
     DroppedBoxes,
     clip_box,
     compact_frame_list,
@@ -132,7 +133,7 @@ def read_ytvis_json(
     data = load_json(json_file)
     for key in ("videos", "categories"):
         if not isinstance(data.get(key), list):
-            raise ValueError(f"{json_file}: missing list '{key}'")
+            raise DatasetError(f"{json_file}: missing list '{key}'")
     names, id_map = contiguous_categories(json_objects(data["categories"], "categories", json_file), json_file)
     annotations = data.get("annotations")
     if annotations == []:
@@ -146,11 +147,11 @@ def read_ytvis_json(
     for n, video in enumerate(videos):
         missing = [k for k in ("id", "file_names", "height", "width") if k not in video]
         if missing:
-            raise ValueError(f"{json_file}: video {video.get('id')} lacks {missing}")
+            raise DatasetError(f"{json_file}: video {video.get('id')} lacks {missing}")
         if not isinstance(video["id"], (int, str)):
-            raise ValueError(f"{json_file}: videos[{n}]: id must be a number or a string, got {video['id']!r}")
+            raise DatasetError(f"{json_file}: videos[{n}]: id must be a number or a string, got {video['id']!r}")
         if video["id"] in video_ids:
-            raise ValueError(
+            raise DatasetError(
                 f"{json_file}: video id {video['id']!r} appears twice (videos[{video_ids[video['id']]}], videos[{n}])"
             )
         video_ids[video["id"]] = n
@@ -158,16 +159,16 @@ def read_ytvis_json(
     anns_per_video, ann_ids = defaultdict(list), set()
     for ann in json_objects(annotations or [], "annotations", json_file):
         if ann.get("category_id") not in id_map:
-            raise ValueError(
+            raise DatasetError(
                 f"{json_file}: annotation {ann.get('id')} has category_id {ann.get('category_id')!r}, "
                 f"not one of {sorted(id_map)}"
             )
         if not isinstance(ann.get("video_id"), (int, str)) or ann["video_id"] not in video_ids:
-            raise ValueError(
+            raise DatasetError(
                 f"{json_file}: annotation {ann.get('id')} has video_id {ann.get('video_id')!r}, which no video has"
             )
         if ann.get("id") in ann_ids:  # the id is the track id, and the API's index of annotations
-            raise ValueError(f"{json_file}: annotation id {ann['id']!r} appears twice")
+            raise DatasetError(f"{json_file}: annotation id {ann['id']!r} appears twice")
         ann_ids.add(ann.get("id"))
         anns_per_video[ann["video_id"]].append(ann)
 
@@ -175,14 +176,14 @@ def read_ytvis_json(
     for video in videos:
         source = f"{json_file}: video {video['id']!r}"
         if not isinstance(video["file_names"], list) or not all(isinstance(f, str) for f in video["file_names"]):
-            raise ValueError(f"{source}: file_names must be a list of strings")
+            raise DatasetError(f"{source}: file_names must be a list of strings")
         files = [os.path.join(image_root, f) for f in video["file_names"]]
         if not files:
-            raise ValueError(f"{json_file}: video {video['id']} has no frames")
+            raise DatasetError(f"{json_file}: video {video['id']} has no frames")
         height = positive_int(video["height"], "height", source)
         width, length = positive_int(video["width"], "width", source), len(files)
         if video.get("length", length) != length:
-            raise ValueError(f"{source}: length {video['length']!r}, but {length} file_names")
+            raise DatasetError(f"{source}: length {video['length']!r}, but {length} file_names")
         tracks, per_frame = [], [[] for _ in files]
         for ann in anns_per_video.get(video["id"], []):
             track, objects = _read_track(ann, json_file, height, width, length, id_map, dropped, boxes_from_masks)
@@ -222,14 +223,14 @@ def _read_track(ann, json_file, height, width, length, id_map, dropped, boxes_fr
     where = f"{json_file}: annotation {ann.get('id')}"
     for key in ("bboxes", "segmentations") + (("areas",) if ann.get("areas") is not None else ()):
         if len(ann.get(key) or []) != length:
-            raise ValueError(
+            raise DatasetError(
                 f"{where} must have {length} '{key}' (one per frame of video {ann['video_id']}), "
                 f"has {len(ann.get(key) or [])}"
             )
     areas = ann.get("areas")
     for frame_id, area in enumerate(areas or []):
         if area is not None and not (_is_number(area) and math.isfinite(area) and area >= 0):
-            raise ValueError(f"{where}, frame {frame_id}: area must be null or a finite number >= 0, got {area!r}")
+            raise DatasetError(f"{where}, frame {frame_id}: area must be null or a finite number >= 0, got {area!r}")
     track = {
         "track_id": ann.get("id"),
         "category_id": id_map[ann["category_id"]],
