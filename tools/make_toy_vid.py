@@ -9,7 +9,6 @@ The registered names toy_vid_train / toy_vid_val read $DETECTRON2_DATASETS/toy_v
 
 import argparse
 import dataclasses
-import logging
 import time
 
 from temporal_roi_align.data.toy import ToySpec, default_toy_root, ensure_toy_vid, make_toy_vid
@@ -17,7 +16,8 @@ from temporal_roi_align.data.toy import ToySpec, default_toy_root, ensure_toy_vi
 
 def toy_generator_main(argv, description, name, default_root, make, ensure):
     """The command line of a toy dataset generator: an option per ToySpec field (its flag, meaning
-    and default from ToySpec); ``ensure`` unless --force."""
+    and default from ToySpec); ``ensure`` unless --force. Says once that the dataset is ready
+    (the generator's own log line is not shown)."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default=None, help=f"output folder (default: $DETECTRON2_DATASETS/{name})")
     defaults, dests = ToySpec(), {}  # field -> its option's attribute in the parsed arguments
@@ -31,7 +31,6 @@ def toy_generator_main(argv, description, name, default_root, make, ensure):
         dests[f.name] = p.add_argument(option.pop("flag"), default=default, **option).dest
     p.add_argument("--force", action="store_true", help="regenerate even if an identical one exists")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     spec = {field: getattr(args, dest) for field, dest in dests.items()}
     start = time.perf_counter()
