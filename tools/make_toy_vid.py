@@ -12,13 +12,14 @@ import dataclasses
 import time
 
 from temporal_roi_align.data.toy import ToySpec, default_toy_root, ensure_toy_vid, make_toy_vid
+from temporal_roi_align.engine import HelpFormatter
 
 
 def toy_generator_main(argv, description, name, default_root, make, ensure):
     """The command line of a toy dataset generator: an option per ToySpec field (its flag, meaning
     and default from ToySpec); ``ensure`` unless --force. Says once that the dataset is ready
     (the generator's own log line is not shown)."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     p.add_argument("--root", default=None, help=f"output folder (default: $DETECTRON2_DATASETS/{name})")
     defaults, dests = ToySpec(), {}  # field -> its option's attribute in the parsed arguments
     for f in dataclasses.fields(ToySpec):
