@@ -67,6 +67,8 @@ def test_help_shows_the_defaults_and_the_examples_as_written(path, monkeypatch):
             if action.help and not isinstance(default, bool) and default not in (None, "", [], argparse.SUPPRESS):
                 assert f"(default: {default})" in " ".join(text.split()), (action.dest, default)
     assert tool.__doc__.strip() in parser.format_help()  # its examples, line for line
+    if os.path.basename(path) == "lazyconfig_train_net.py":  # lazy-config examples, not Detectron2's yacs ones
+        assert "train.init_checkpoint=" in parser.format_help() and "MODEL.WEIGHTS" not in parser.format_help()
     assert ("--import MODULE" in parser.format_help()) == (os.path.basename(path) in WITH_IMPORT)
 
 

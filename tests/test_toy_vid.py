@@ -172,6 +172,7 @@ def test_cli_default_size_is_the_library_default(tmp_path):
         text=True,
     )
     assert out.returncode == 0, out.stderr
+    assert (out.stdout + out.stderr).count(str(tmp_path / "toy_vid")) == 1  # "toy_vid ready at ...", once
     dicts = load_imagenet_vid(str(tmp_path / "toy_vid"), "ImageSets/VID_train_15frames.txt", categories=TOY_CATEGORIES)
     assert len(dicts) == 24 * 15
     assert {d["height"] for d in dicts} == {128} and {d["width"] for d in dicts} == {160}
