@@ -5,6 +5,7 @@ name is accepted with one warning; the shipped configs all pass."""
 
 import ast
 import glob
+import json
 import logging
 import math
 import os
@@ -18,8 +19,10 @@ import numpy as np
 import pytest
 import torch
 from detectron2.config import LazyConfig, get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_backbone
 from omegaconf import OmegaConf
+from test_lazy_configs import load_tool
 
 from temporal_roi_align.checkpoint.common import config_differences
 from temporal_roi_align.config import CHOICES, RENAMED_CHOICES, add_video_config
@@ -32,8 +35,10 @@ from temporal_roi_align.config_checks import (
     range_errors,
     smallest_feature_map,
 )
+from temporal_roi_align.data import build_video_test_loader
+from temporal_roi_align.data.datasets import register_coco_video_instances
 from temporal_roi_align.data.transforms import MMTrackResizeShortestEdge, build_test_augmentation
-from temporal_roi_align.engine import setup_cfg
+from temporal_roi_align.engine import VideoTrainer, setup_cfg
 from temporal_roi_align.model_zoo import get_config_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -274,3 +279,79 @@ def test_steps_after_the_schedule_are_only_warned(caplog):
         cfg = setup_cfg(TOY, ["SOLVER.MAX_ITER", 200, "SOLVER.STEPS", (100, 400), "SOLVER.WARMUP_ITERS", 0])
     assert tuple(cfg.SOLVER.STEPS) == (100, 400)
     assert "SOLVER.STEPS (100, 400): [400] at or after MAX_ITER 200 never apply" in caplog.text
+
+
+# ---- NUM_CLASSES against datasets registered without their classes (read from their JSON) -------------
+
+
+def coco_video_dataset(tmp_path, name, num_categories):
+    """A COCO-video JSON of one 2-frame video with ``num_categories`` classes, registered as
+    ``name`` without its classes (they are known once the loader reads the JSON)."""
+    path = tmp_path / f"{name}.json"
+    images = [
+        {"id": i, "video_id": 1, "frame_id": i, "file_name": f"v/{i}.jpg", "height": 64, "width": 80} for i in (0, 1)
+    ]
+    annotations = [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 4, 20, 20]} for i in (0, 1)]
+    categories = [{"id": c + 1, "name": f"class{c}"} for c in range(num_categories)]
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    register_coco_video_instances(name, {}, str(path), str(tmp_path))
+    return name
+
+
+@pytest.fixture
+def json_datasets(tmp_path):
+    """``(train, val)`` names: 4 classes in the training JSON, 3 in the validation one."""
+    names = coco_video_dataset(tmp_path, "nc_train", 4), coco_video_dataset(tmp_path, "nc_val", 3)
+    yield names
+    for name in names:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
+def num_classes_cfg(tmp_path, train, test, num_classes):
+    return setup_cfg(  # passes: the classes are not known before a loader reads the JSON
+        TOY,
+        ["DATASETS.TRAIN", (train,), "DATASETS.TEST", (test,), "MODEL.ROI_HEADS.NUM_CLASSES", num_classes]
+        + ["OUTPUT_DIR", str(tmp_path / "out"), "SOLVER.WARMUP_ITERS", 0],
+    )
+
+
+def test_num_classes_is_checked_when_the_training_loader_reads_the_json(json_datasets, tmp_path):
+    train, val = json_datasets
+    with pytest.raises(
+        ConfigError, match=r"NUM_CLASSES 3: must be the number of classes of dataset 'nc_train', 4 "
+    ) as e:
+        VideoTrainer(num_classes_cfg(tmp_path, train, val, 3))
+    assert "class 3 would be taken for the background" in str(e.value)
+
+
+def test_num_classes_is_checked_against_the_test_set_before_training(json_datasets, tmp_path):
+    train, val = json_datasets
+    # The training set has 4 classes, the test set 3: refused before training, not at the first evaluation.
+    with pytest.raises(ConfigError, match=r"NUM_CLASSES 4: must be the number of classes of dataset 'nc_val', 3 ") as e:
+        VideoTrainer(num_classes_cfg(tmp_path, train, val, 4))
+    assert "the model would learn classes that no annotation has" in str(e.value)
+    # Once read, the classes are known: setup_cfg refuses the config.
+    with pytest.raises(ConfigError, match="dataset 'nc_val', 3"):
+        num_classes_cfg(tmp_path, val, val, 4)
+    # Registered again (classes unknown): the test loader checks them (--eval-only).
+    coco_video_dataset(tmp_path, val, 3)
+    cfg = num_classes_cfg(tmp_path, val, val, 4)
+    with pytest.raises(ConfigError, match="dataset 'nc_val', 3"):
+        build_video_test_loader(cfg, val)
+    cfg = num_classes_cfg(tmp_path, val, val, 3)
+    assert len(build_video_test_loader(cfg, val).dataset) == 2
+
+
+def test_lazy_num_classes_is_checked_against_its_datasets(json_datasets):
+    train, val = json_datasets
+    lazy = load_tool("lazyconfig_train_net")
+    cfg = LazyConfig.load(os.path.join(REPO, "configs", "ablations", "troi_toy.py"))
+    cfg.dataloader.train.dataset.names = [train]
+    cfg.dataloader.test.dataset.names = val
+    with pytest.raises(ConfigError, match=r"model\.roi_heads\.num_classes 3: .* dataset 'nc_train', 4 "):
+        lazy.check_class_counts(cfg, eval_only=False)
+    lazy.check_class_counts(cfg, eval_only=True)  # the test set alone has 3

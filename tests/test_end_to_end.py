@@ -13,6 +13,7 @@ import torch.distributed as dist
 
 from temporal_roi_align.data import select_test_supports
 from temporal_roi_align.engine import VideoTrainer, launch, setup_cfg
+from temporal_roi_align.engine.launch import threads_per_process
 from temporal_roi_align.model_zoo import get_config_file
 from temporal_roi_align.postprocessing import seq_nms
 from temporal_roi_align.predictor import VideoPredictor
@@ -109,11 +110,15 @@ def _train_two_ranks(config_file, opts, result_path):
     flat = torch.cat([p.detach().flatten() for p in model.parameters()])
     gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, flat)
+    threads = [None] * dist.get_world_size()
+    dist.all_gather_object(threads, torch.get_num_threads())
     if dist.get_rank() == 0:
-        torch.save({"world_size": dist.get_world_size(), "params": gathered}, result_path)
+        torch.save({"world_size": dist.get_world_size(), "params": gathered, "threads": threads}, result_path)
 
 
-def test_two_cpu_processes_train_in_sync(vid_toy_datasets_env, tmp_path):
+def test_two_cpu_processes_train_in_sync(vid_toy_datasets_env, tmp_path, monkeypatch):
+    # Without OMP_NUM_THREADS each process gets its share of the cores.
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     result = str(tmp_path / "ranks.pth")
     opts = ["OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", 3, "TEST.EVAL_PERIOD", 0, *TINY]
     # No evaluation at the end of training: DATASETS.TEST is emptied.
@@ -121,11 +126,19 @@ def test_two_cpu_processes_train_in_sync(vid_toy_datasets_env, tmp_path):
     launch(_train_two_ranks, 2, dist_url="auto", args=(get_config_file("toy/troi.yaml"), opts, result))
     out = torch.load(result)
     assert out["world_size"] == 2
+    assert out["threads"] == [max(1, len(os.sched_getaffinity(0)) // 2)] * 2
     rank0, rank1 = out["params"]
     torch.testing.assert_close(rank0, rank1, rtol=0, atol=0)
     initial = setup_cfg(get_config_file("toy/troi.yaml"), opts)
     torch.manual_seed(0)
     assert rank0.numel() == sum(p.numel() for p in VideoTrainer.build_model(initial).parameters())
+
+
+def test_threads_per_process_share_the_cores_unless_omp_num_threads_is_set():
+    assert threads_per_process(2, environ={}, cores=16) == 8
+    assert threads_per_process(3, environ={}, cores=16) == 5
+    assert threads_per_process(4, environ={}, cores=2) == 1
+    assert threads_per_process(2, environ={"OMP_NUM_THREADS": "3"}, cores=16) is None
 
 
 def clip_frames(name="bikes.mp4", count=6, size=(96, 72)):

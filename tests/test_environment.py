@@ -122,3 +122,41 @@ def test_add_video_config_and_registries():
     assert cfg.INPUT.SUPPORT.NUM_TRAIN == 2 and cfg.INPUT.SUPPORT.NUM_TEST == 14
     assert "VideoRCNN" in META_ARCH_REGISTRY and "VideoROIHeads" in ROI_HEADS_REGISTRY
     assert "SelsaBoxHead" in ROI_BOX_HEAD_REGISTRY and "build_channel_reduced_resnet_backbone" in BACKBONE_REGISTRY
+
+
+def fake_distribution(site, name, version, top_level, files):
+    info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    if top_level is not None:
+        (info / "top_level.txt").write_text(top_level)
+    (info / "RECORD").write_text("".join(f"{f},,\n" for f in files))
+
+
+def test_two_installs_of_detectron2_are_named_with_the_one_that_imports(tmp_path):
+    installer = load("install_detectron2", os.path.join(INSTALL, "install_detectron2.py"))
+    site = tmp_path / "site-packages"
+    fake_distribution(site, "pb1-detectron2", "0.6", "detectron2\n", ["detectron2/__init__.py", "detectron2/_C.py"])
+    fake_distribution(site, "fvcore", "0.1.5", "fvcore\n", ["fvcore/__init__.py"])
+    found = installer.detectron2_distributions([str(site)])
+    assert [(name, version) for name, version, _ in found] == [("pb1-detectron2", "0.6")]
+    assert installer.duplicates_message(found, str(site / "detectron2" / "__init__.py")) is None
+    # Detectron2 main installed in editable mode (no top_level.txt here: told by its name).
+    fake_distribution(site, "detectron2", "0.6", None, ["__editable__.detectron2-0.6.pth"])
+    found = installer.detectron2_distributions([str(site)])
+    assert [name for name, _, _ in found] == ["detectron2", "pb1-detectron2"]
+    message = installer.duplicates_message(found, str(site / "detectron2" / "__init__.py"))
+    assert message.startswith("2 installed distributions provide detectron2 (detectron2 0.6 and pb1-detectron2 0.6)")
+    assert f"`import detectron2` finds pb1-detectron2's, {site / 'detectron2'}" in message
+    assert "`pip uninstall -y pb1-detectron2`" in message
+    message = installer.duplicates_message(found, str(tmp_path / "src" / "detectron2" / "__init__.py"))
+    assert "finds an editable or unlisted install's" in message
+
+
+def test_env_sh_checks_for_two_installs_every_time():
+    with open(os.path.join(REPO, "tools", "env.sh")) as f:
+        lines = f.read().splitlines()
+    setup_ends = lines.index(next(line for line in lines if line.startswith("( _tra_setup )")))
+    assert any('install_detectron2.py" --check-duplicates' in line for line in lines[setup_ends:])
+    proc = subprocess.run([sys.executable, os.path.join(INSTALL, "install_detectron2.py"), "--check-duplicates"])
+    assert proc.returncode == 0

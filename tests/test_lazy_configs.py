@@ -18,7 +18,7 @@ from detectron2.modeling.roi_heads import FastRCNNOutputLayers
 from omegaconf import OmegaConf
 
 from temporal_roi_align.data import VideoDatasetMapper
-from temporal_roi_align.engine import setup_cfg
+from temporal_roi_align.engine import VideoTrainer, setup_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ABLATIONS = [
@@ -261,6 +261,11 @@ def test_lazy_data_and_solver_are_the_yaml_ones(lazy, yaml_file):
     assert tuple(cfg.dataloader.train.dataset.names) == yaml_cfg.DATASETS.TRAIN
     assert (cfg.dataloader.test.dataset.names,) == yaml_cfg.DATASETS.TEST
     assert cfg.dataloader.train.total_batch_size == yaml_cfg.SOLVER.IMS_PER_BATCH
+    assert cfg.train.seed == yaml_cfg.SEED
+    # The same evaluation: e.g. the toy's AP50-degraded, the mAP@0.5 on its degraded frames.
+    evaluator = instantiate(cfg.dataloader.evaluator)
+    assert evaluator._subsets == VideoTrainer.build_evaluator(yaml_cfg, yaml_cfg.DATASETS.TEST[0])._subsets
+    assert bool(evaluator._subsets) == (lazy == TOY_BASE)
     assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (
         yaml_cfg.SOLVER.BASE_LR,
         yaml_cfg.SOLVER.MOMENTUM,
@@ -292,6 +297,9 @@ def test_lazyconfig_train_net_trains_and_evaluates_on_the_cpu(vid_toy_datasets_e
     assert "Starting training from iteration 0" in log and os.path.isfile(tmp_path / "model_final.pth")
     assert "copypaste: AP50,AP,AP75" in log  # the evaluation after the last iteration
     assert os.path.isfile(tmp_path / "inference" / "toy_vid_val" / "vid_results.json")
+    # The package's logger is set up: the evaluator's table (and warnings) reach the console and log.txt.
+    for text in (log, (tmp_path / "log.txt").read_text()):
+        assert "Per-category bbox AP50 (COCO-style)" in text and "AP50-degraded" in text
 
 
 def test_run_ablation_trains_once_for_test_only_points_and_reuses_results(

@@ -71,7 +71,11 @@ def test_toy_data_and_solver_are_the_yaml_ones(vis_toy_datasets_env):
     assert tuple(cfg.dataloader.train.dataset.names) == yaml.DATASETS.TRAIN
     assert (cfg.dataloader.test.dataset.names,) == yaml.DATASETS.TEST
     assert cfg.dataloader.train.total_batch_size == yaml.SOLVER.IMS_PER_BATCH
-    assert (cfg.optimizer.lr, cfg.train.max_iter) == (yaml.SOLVER.BASE_LR, yaml.SOLVER.MAX_ITER)
+    assert (cfg.optimizer.lr, cfg.train.max_iter, cfg.train.seed) == (
+        yaml.SOLVER.BASE_LR,
+        yaml.SOLVER.MAX_ITER,
+        yaml.SEED,
+    )
     # The same clipped SGD: one step on large gradients moves the parameters alike.
     steps = []
     for build in (lambda m: VideoTrainer.build_optimizer(yaml, m), lambda m: instantiate(cfg.optimizer)):

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from functools import partial
 
 import cv2
 import numpy as np
@@ -15,7 +16,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from temporal_roi_align.data import TOY_CATEGORIES, ensure_toy_vid, make_toy_vid
 from temporal_roi_align.data.datasets import load_imagenet_vid
-from temporal_roi_align.data.toy import DEGRADATIONS, load_toy_vid
+from temporal_roi_align.data.toy import DEGRADATIONS, ToySpec, generation, load_toy_vid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(num_train_videos=2, num_val_videos=1, frames_per_video=4, val_frames_per_video=5, image_size=(48, 64))
@@ -150,6 +151,19 @@ def test_never_overwrites_other_data(tmp_path):
     assert (tmp_path / "mine" / "keep.txt").exists()
 
 
+def test_registered_names_generate_on_first_use(tmp_path, monkeypatch, vid_toy_root, vid_toy_kwargs):
+    # A toy dataset already there is used as it is, whatever its arguments.
+    monkeypatch.setenv("DETECTRON2_DATASETS", os.path.dirname(vid_toy_root))
+    assert len(DatasetCatalog.get("toy_vid_val")) == vid_toy_kwargs["num_val_videos"] * 8
+    # None there: the default one is made (a smaller default here, for speed).
+    monkeypatch.setattr(generation, "ToySpec", partial(ToySpec, **TINY))
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    assert len(DatasetCatalog.get("toy_vid_val")) == 1 * 5
+    assert len(DatasetCatalog.get("toy_vid_train")) == 2 * 4
+    with open(tmp_path / "toy_vid" / "toy_vid.json") as f:
+        assert json.load(f)["num_train_videos"] == 2
+
+
 def test_cli_default_size_is_the_library_default(tmp_path):
     script = os.path.join(REPO, "tools", "make_toy_vid.py")
     out = subprocess.run(
@@ -158,6 +172,7 @@ def test_cli_default_size_is_the_library_default(tmp_path):
         text=True,
     )
     assert out.returncode == 0, out.stderr
+    assert (out.stdout + out.stderr).count(str(tmp_path / "toy_vid")) == 1  # "toy_vid ready at ...", once
     dicts = load_imagenet_vid(str(tmp_path / "toy_vid"), "ImageSets/VID_train_15frames.txt", categories=TOY_CATEGORIES)
     assert len(dicts) == 24 * 15
     assert {d["height"] for d in dicts} == {128} and {d["width"] for d in dicts} == {160}

@@ -19,7 +19,6 @@ exits with 1 when there is any.
 """
 
 import argparse
-import importlib
 import math
 import os
 import sys
@@ -35,6 +34,7 @@ import temporal_roi_align  # noqa: F401  registers the builtin datasets
 from temporal_roi_align.data.datasets import EPIC_KITCHENS_55_SPLITS, frame_file_name, register_epic_kitchens
 from temporal_roi_align.data.datasets.coco_video import segmentation_to_rle
 from temporal_roi_align.data.datasets.common import clip_box, image_size
+from temporal_roi_align.engine import HelpFormatter, add_import_argument, import_modules
 from temporal_roi_align.utils.video_io import read_frame
 
 # The first bytes of JPEG and PNG files and the bytes they end with: the format is told by the
@@ -158,32 +158,22 @@ def check_dataset(name: str, *, full: bool = False, workers: int = 8, max_exampl
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("datasets", nargs="+", metavar="DATASET_NAME", help="names registered in DatasetCatalog")
     parser.add_argument(
         "--full",
         action="store_true",
         help="decode every image and mask (slow) instead of reading the images' header and end",
     )
-    parser.add_argument(
-        "--workers", type=int, default=8, help="threads opening files (default 8; more for network disks)"
-    )
-    parser.add_argument("--examples", type=int, default=5, help="examples shown per kind of problem (default 5)")
-    parser.add_argument(
-        "--import",
-        dest="modules",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import this module first (one that registers your datasets); repeatable",
-    )
+    parser.add_argument("--workers", type=int, default=8, help="threads opening files (more for network disks)")
+    parser.add_argument("--examples", type=int, default=5, help="examples shown per kind of problem")
+    add_import_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    for module in args.modules:
-        importlib.import_module(module)
+    import_modules(args.modules)
     if set(args.datasets) & set(EPIC_KITCHENS_55_SPLITS) and "epic_kitchens_55_train" not in DatasetCatalog.list():
         register_epic_kitchens()
     unknown = [n for n in args.datasets if n not in DatasetCatalog.list()]

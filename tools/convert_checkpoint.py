@@ -41,7 +41,7 @@ from temporal_roi_align.checkpoint import (
     save_checkpoint,
 )
 from temporal_roi_align.checkpoint.common import state_dict_of
-from temporal_roi_align.engine import setup_cfg
+from temporal_roi_align.engine import HelpFormatter, setup_cfg
 
 CONVERTERS = {
     "mmtrack": (
@@ -53,10 +53,10 @@ CONVERTERS = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="source_format", required=True, metavar="{mmtrack,torchvision}")
     for name, (_, what) in CONVERTERS.items():
-        command = commands.add_parser(name, help=f"convert {what}")
+        command = commands.add_parser(name, help=f"convert {what}", formatter_class=HelpFormatter)
         command.add_argument("source", help=f"{what} (.pth)")
         command.add_argument("output", nargs="?", help="converted checkpoint to write (.pth)")
         command.add_argument("--config-file", required=True, help="config of the target model")

@@ -2,7 +2,7 @@
 """
 Detect objects in a video and write it back annotated:
 
-    python tools/demo_video.py --config-file configs/toy/troi.yaml --input in.mp4 --output out.mp4 \
+    python tools/demo_video.py --config-file configs/toy/troi.yaml --input in.mp4 --output out.mp4 \\
         [--json detections.jsonl] [--online] [--confidence 0.5] --opts MODEL.WEIGHTS model_final.pth
 
 --input: a video file (frames that cannot be decoded are left out and counted), a folder of
@@ -32,7 +32,7 @@ import cv2
 from tqdm import tqdm
 
 from temporal_roi_align.checkpoint import CheckpointError
-from temporal_roi_align.engine import setup_cfg
+from temporal_roi_align.engine import HelpFormatter, add_import_argument, import_modules, setup_cfg
 from temporal_roi_align.evaluation.ytvis_evaluation import encode_masks, to_ytvis_records
 from temporal_roi_align.predictor import VideoPredictor
 from temporal_roi_align.utils import atomic_write
@@ -50,7 +50,7 @@ def positive_int(text):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--input", required=True, help="a video file, a folder of frames, or (--online) a camera index")
     parser.add_argument(
@@ -71,6 +71,7 @@ def parse_args(argv=None):
         action="store_true",
         help="run with weights that leave parameters uninitialised, or none (random weights)",
     )
+    add_import_argument(parser)
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides, KEY VALUE ...")
     return parser.parse_args(argv)
 
@@ -251,6 +252,7 @@ def annotate(pairs, frame_ids, outputs, metadata, count):
 def main(argv=None):
     args = parse_args(argv)
     check_output(args)
+    import_modules(args.modules)
     cfg = setup_cfg(args.config_file, args.opts)
     frames, fps = open_input(args)
     try:

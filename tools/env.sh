@@ -29,6 +29,8 @@ _tra_setup() {
     echo "[env] ready: $_tra_venv"
 }
 ( _tra_setup ) || { echo "[env] set-up failed (see the messages above)" >&2; return 1 2>/dev/null || exit 1; }
+# Every time: two installs of detectron2 (e.g. pb1-detectron2 and Detectron2 main added later) are named.
+"$_tra_venv/bin/python" "$_tra_root/tools/install/install_detectron2.py" --check-duplicates || true
 export PATH="$_tra_venv/bin:$PATH"
 unset -f _tra_setup
 # detectron2 0.6 scripts its ops with torch.jit, which this torch deprecates loudly on every import.

@@ -6,6 +6,12 @@ Detectron2's tools/lazyconfig_train_net.py:
     python tools/lazyconfig_train_net.py --config-file configs/ablations/troi_R_101_DC5.py
     python tools/lazyconfig_train_net.py --config-file ... --eval-only train.init_checkpoint=model_final.pth
     python tools/lazyconfig_train_net.py --config-file configs/ablations/troi_toy.py --num-gpus 2  # gloo on CPU
+    python tools/lazyconfig_train_net.py --config-file configs/ablations/troi_toy.py --import my_datasets \\
+        'dataloader.train.dataset.names=[my_train]' dataloader.test.dataset.names=my_val \\
+        model.roi_heads.num_classes=4
+
+Overrides are path.key=value. --import MODULE imports a module that registers your datasets
+first, in every process (docs/custom_data.md).
 
 The config defines ``model``, ``dataloader.{train,test,evaluator}``, ``optimizer``,
 ``lr_multiplier`` and ``train`` (configs/common/train.py). Without CUDA, ``train.device`` is set
@@ -27,14 +33,17 @@ from detectron2.engine import AMPTrainer, SimpleTrainer, default_writers, hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
+from omegaconf import OmegaConf
 
 from temporal_roi_align.checkpoint import VideoCheckpointer
-from temporal_roi_align.config_checks import check_lazy_config, check_lazy_overrides
+from temporal_roi_align.config_checks import check_lazy_config, check_lazy_overrides, check_num_classes
 from temporal_roi_align.engine import (
     FailureRecordingLoader,
+    PeriodicWriter,
     argument_parser,
     check_output_dir,
     errors_as_messages,
+    import_modules,
     launch,
     save_iterations_done,
     setup_run,
@@ -78,10 +87,7 @@ def do_train(args, cfg):
             (hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None),
             hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
             (
-                hooks.PeriodicWriter(
-                    default_writers(cfg.train.output_dir, cfg.train.max_iter),
-                    period=cfg.train.log_period,
-                )
+                PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter), period=cfg.train.log_period)
                 if comm.is_main_process()
                 else None
             ),
@@ -105,6 +111,20 @@ def do_train(args, cfg):
         raise
 
 
+def check_class_counts(cfg, eval_only):
+    """``model.roi_heads.num_classes`` against the classes of the datasets of
+    ``dataloader.test`` and, unless ``eval_only``, ``dataloader.train``
+    (:func:`check_num_classes`, which reads a dataset registered without its classes)."""
+    num_classes = OmegaConf.select(cfg, "model.roi_heads.num_classes", default=None)
+    if num_classes is None:
+        return
+    names = []
+    for split in ("test",) if eval_only else ("train", "test"):
+        value = OmegaConf.select(cfg, f"dataloader.{split}.dataset.names", default=None)
+        names += [] if value is None else [value] if isinstance(value, str) else list(value)
+    check_num_classes(num_classes, names, key="model.roi_heads.num_classes")
+
+
 def setup(args):
     if not os.path.isfile(args.config_file):
         raise SystemExit(f"{args.config_file}: config file not found")
@@ -122,6 +142,7 @@ def setup(args):
         cfg.train.device = "cpu"
     if cfg.train.amp.enabled and cfg.train.device == "cpu":
         raise SystemExit("train.amp.enabled=True needs CUDA (AMPTrainer); set it to False on the CPU")
+    check_class_counts(cfg, args.eval_only)
     check_output_dir(
         cfg.train.output_dir,
         resume=args.resume,
@@ -135,7 +156,12 @@ def setup(args):
     return cfg
 
 
+def parse_args(argv=None):
+    return argument_parser(__doc__).parse_args(argv)
+
+
 def main(args):
+    import_modules(args.modules)  # in every process of --num-gpus N
     cfg = setup(args)
     if args.eval_only:
         model = instantiate(cfg.model)
@@ -150,7 +176,8 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = argument_parser().parse_args()
+    args = parse_args()
+    import_modules(args.modules)  # a module that cannot be imported stops the run once, before any process starts
     with errors_as_messages():
         launch(
             main,

@@ -9,16 +9,17 @@ The registered names toy_vid_train / toy_vid_val read $DETECTRON2_DATASETS/toy_v
 
 import argparse
 import dataclasses
-import logging
 import time
 
 from temporal_roi_align.data.toy import ToySpec, default_toy_root, ensure_toy_vid, make_toy_vid
+from temporal_roi_align.engine import HelpFormatter
 
 
 def toy_generator_main(argv, description, name, default_root, make, ensure):
     """The command line of a toy dataset generator: an option per ToySpec field (its flag, meaning
-    and default from ToySpec); ``ensure`` unless --force."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    and default from ToySpec); ``ensure`` unless --force. Says once that the dataset is ready
+    (the generator's own log line is not shown)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     p.add_argument("--root", default=None, help=f"output folder (default: $DETECTRON2_DATASETS/{name})")
     defaults, dests = ToySpec(), {}  # field -> its option's attribute in the parsed arguments
     for f in dataclasses.fields(ToySpec):
@@ -31,7 +32,6 @@ def toy_generator_main(argv, description, name, default_root, make, ensure):
         dests[f.name] = p.add_argument(option.pop("flag"), default=default, **option).dest
     p.add_argument("--force", action="store_true", help="regenerate even if an identical one exists")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     spec = {field: getattr(args, dest) for field, dest in dests.items()}
     start = time.perf_counter()

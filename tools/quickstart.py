@@ -34,7 +34,7 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from temporal_roi_align.data import ensure_toy_vid, ensure_toy_vis
-from temporal_roi_align.engine import VideoTrainer, check_output_dir, setup_cfg
+from temporal_roi_align.engine import HelpFormatter, VideoTrainer, check_output_dir, setup_cfg
 from temporal_roi_align.evaluation import video_ground_truth
 from temporal_roi_align.evaluation.bootstrap import (
     AP50Table,
@@ -79,12 +79,12 @@ def add_bootstrap_options(parser):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument(
         "--task",
         choices=["vid", "vis", "all"],
         default="all",
-        help="detection (vid), video instance segmentation (vis), or both (default)",
+        help="detection (vid), video instance segmentation (vis), or both",
     )
     parser.add_argument(
         "--models",
@@ -111,7 +111,7 @@ def parse_args(argv=None):
         "--seq-nms",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="a row of the TRoI detections after Seq-NMS (on by default)",
+        help="a row of the TRoI detections after Seq-NMS",
     )
     parser.add_argument("--output", default="output/quickstart", help="where models, results and videos go")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every model, KEY VALUE ...")

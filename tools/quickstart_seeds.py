@@ -23,7 +23,7 @@ from tabulate import tabulate
 
 from temporal_roi_align.checkpoint import VideoCheckpointer
 from temporal_roi_align.data.toy import ensure_toy_vid, ensure_toy_vis, register_toy_vid_split, register_toy_vis_split
-from temporal_roi_align.engine import VideoTrainer
+from temporal_roi_align.engine import HelpFormatter, VideoTrainer
 from temporal_roi_align.utils import atomic_write
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +31,7 @@ import quickstart  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", required=True, help="seeds of the toy datasets to score on")
     parser.add_argument("--output", default="output/quickstart", help="the quickstart's output folder")
     quickstart.add_bootstrap_options(parser)

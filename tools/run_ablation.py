@@ -9,6 +9,11 @@ then a table shows mAP@0.5 next to the paper's number (the file's ``PAPER_MAP50`
     python tools/run_ablation.py configs/ablations/stride_S.py --toy     # toy model and data, CPU
     python tools/run_ablation.py configs/ablations/topk_K.py --dry-run   # print the commands
     python tools/run_ablation.py configs/ablations/topk_K.py train.max_iter=1000   # every point
+    python tools/run_ablation.py configs/ablations/topk_K.py --toy --import my_datasets \\
+        'dataloader.train.dataset.names=[my_train]' dataloader.test.dataset.names=my_val
+
+--import MODULE (a module that registers your datasets, docs/custom_data.md) is imported here
+and by every run of tools/lazyconfig_train_net.py.
 
 Points whose overrides differ only in test settings (``dataloader.test.*``,
 ``dataloader.evaluator.*``) share one trained model: the first one run trains it, the others
@@ -37,7 +42,7 @@ from tabulate import tabulate
 
 from temporal_roi_align.checkpoint import checkpoint_problem
 from temporal_roi_align.config_checks import check_lazy_config, check_lazy_overrides
-from temporal_roi_align.engine import lock_output_dir
+from temporal_roi_align.engine import HelpFormatter, add_import_argument, import_modules, lock_output_dir
 from temporal_roi_align.utils import atomic_write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -223,7 +228,7 @@ def _duration(seconds):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("ablation", help="an ablation file, e.g. configs/ablations/topk_K.py")
     parser.add_argument("--only", action="append", metavar="NAME", help="run this GRID point only (repeatable)")
     parser.add_argument(
@@ -239,12 +244,14 @@ def parse_args(argv=None):
         action="store_true",
         help="check every point and print the commands only (--toy still writes its config)",
     )
+    add_import_argument(parser)
     parser.add_argument("opts", nargs="*", help="overrides for every point, path.key=value")
     return parser.parse_intermixed_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    import_modules(args.modules)
     grid, paper = load_grid(args.ablation)
     stem = os.path.splitext(os.path.basename(args.ablation))[0]
     output_dir = args.output_dir or os.path.join("output", "ablations", stem + ("_toy" if args.toy else ""))
@@ -299,7 +306,7 @@ def main(argv=None):
             log(f"{prefix} results already in {folder}, not run again")
             continue
         command = [sys.executable, TRAIN_NET, "--config-file", config_file]
-        command += ["--num-gpus", str(args.num_gpus)]
+        command += ["--num-gpus", str(args.num_gpus), *(f"--import={m}" for m in args.modules)]
         if key in trained:
             command += ["--eval-only", f"train.init_checkpoint={_quote(trained[key])}"]
             what = f"evaluating {trained[key]}"

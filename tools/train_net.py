@@ -5,6 +5,11 @@ Train or evaluate the video detectors of this project, in Detectron2's train_net
     python tools/train_net.py --config-file configs/ImageNetVID/troi_R_101_DC5.yaml
     python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS model_final.pth
     python tools/train_net.py --config-file ... --num-gpus 2      # processes; gloo on CPU
+    python tools/train_net.py --import my_datasets --config-file configs/toy/troi.yaml \\
+        DATASETS.TRAIN '("my_train",)' DATASETS.TEST '("my_val",)' MODEL.ROI_HEADS.NUM_CLASSES 4
+
+--import MODULE imports a module that registers your datasets first, in every process
+(docs/custom_data.md).
 
 Safeguards (docs/safeguards.md): the config is checked before anything runs; OUTPUT_DIR is locked
 against a second run; training into an OUTPUT_DIR that holds a finished run needs --resume
@@ -18,10 +23,22 @@ import detectron2.utils.comm as comm
 from detectron2.evaluation import verify_results
 
 from temporal_roi_align.checkpoint import VideoCheckpointer
-from temporal_roi_align.engine import VideoTrainer, argument_parser, errors_as_messages, launch, setup_cfg
+from temporal_roi_align.engine import (
+    VideoTrainer,
+    argument_parser,
+    errors_as_messages,
+    import_modules,
+    launch,
+    setup_cfg,
+)
+
+
+def parse_args(argv=None):
+    return argument_parser(__doc__).parse_args(argv)
 
 
 def main(args):
+    import_modules(args.modules)  # in every process of --num-gpus N
     cfg = setup_cfg(args.config_file, args.opts, args=args)
     if args.eval_only:
         model = VideoTrainer.build_model(cfg)
@@ -38,8 +55,9 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = argument_parser().parse_args()
+    args = parse_args()
     print("Command Line Args:", args)
+    import_modules(args.modules)  # a module that cannot be imported stops the run once, before any process starts
     with errors_as_messages():
         launch(
             main,

@@ -4,9 +4,9 @@ What Temporal RoI Align found, as in the paper's Fig. 6: for one proposal of a t
 location of each support frame that Most Similar RoI Align takes for a chosen RoI cell, and the
 temporal attention (TAFA) weight each frame gets.
 
-    python tools/visualize_troi.py --config-file configs/toy/troi.yaml --input VIDEO_OR_FRAME_FOLDER \
-        --frame 12 [--proposal I] [--cell Y X | --background-cell | --heatmap] [--num-supports 4] \
-        --output troi.png --opts MODEL.WEIGHTS output/quickstart/troi/model_final.pth
+    python tools/visualize_troi.py --config-file configs/toy/troi.yaml --input VIDEO_OR_FRAME_FOLDER \\
+        --frame 12 [--proposal I] [--cell Y X | --background-cell | --heatmap] [--num-supports 4] \\
+        --output troi.png --opts MODEL.WEIGHTS output/quickstart/vid/troi/model_final.pth
 
 The target frame is drawn with the proposal (green; default: the proposal that overlaps the
 highest-scoring detection most) and the chosen cell's region (red); each support frame with the
@@ -29,14 +29,14 @@ import torch  # noqa: E402
 from detectron2.structures import Boxes, pairwise_iou  # noqa: E402
 
 from temporal_roi_align.checkpoint import CheckpointError  # noqa: E402
-from temporal_roi_align.engine import setup_cfg  # noqa: E402
+from temporal_roi_align.engine import HelpFormatter, add_import_argument, import_modules, setup_cfg  # noqa: E402
 from temporal_roi_align.modeling import TemporalROIPooler  # noqa: E402
 from temporal_roi_align.predictor import VideoPredictor  # noqa: E402
 from temporal_roi_align.utils.video_io import open_frames  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--input", required=True, help="a video file or a folder of frames")
     parser.add_argument("--frame", type=int, required=True, help="index of the target frame")
@@ -52,6 +52,7 @@ def parse_args(argv=None):
         action="store_true",
         help="run with weights that leave parameters uninitialised, or none (random weights)",
     )
+    add_import_argument(parser)
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides, KEY VALUE ...")
     return parser.parse_args(argv)
 
@@ -78,6 +79,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.num_supports < 1:
         raise SystemExit(f"--num-supports must be positive, got {args.num_supports}")
+    import_modules(args.modules)
     cfg = setup_cfg(args.config_file, ["INPUT.SUPPORT.NUM_TEST", args.num_supports, *args.opts])
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
         raise SystemExit(f"{args.output}: folder {os.path.dirname(os.path.abspath(args.output))} does not exist")

@@ -25,5 +25,6 @@ optimizer = L(sgd_with_gradient_clipping)(
     params=SGD.params, lr=0.005, momentum=SGD.momentum, weight_decay=SGD.weight_decay, clip_value=5.0
 )
 train.max_iter = 300
+train.seed = 7  # as the yaml's SEED
 train.checkpointer.period = 100000
 lr_multiplier = warmup_multistep(steps=[240], max_iter=train.max_iter, warmup_iters=30)

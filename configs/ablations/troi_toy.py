@@ -11,5 +11,6 @@ from ..common.train import train
 from ..common.vid_schedule import warmup_multistep
 
 train.max_iter = 300
+train.seed = 7  # as the yaml's SEED
 train.checkpointer.period = 100000
 lr_multiplier = warmup_multistep(steps=[240], max_iter=train.max_iter, warmup_iters=30)

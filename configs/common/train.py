@@ -12,6 +12,7 @@ train = dict(
     ),
     checkpointer=dict(period=5000, max_to_keep=100),  # options of PeriodicCheckpointer
     eval_period=0,  # 0: evaluate after the last iteration only
-    log_period=20,
+    log_period=20,  # iterations (and at most 20 seconds) between log lines
+    seed=-1,  # of every random generator (+ the process rank), read by Detectron2's default_setup; -1: random
     device="cuda",  # tools/lazyconfig_train_net.py falls back to "cpu" without CUDA
 )

@@ -7,8 +7,14 @@ installed: its C++ extension list is emptied (the sdist lacks the C++ sources),
 the ``black==21.4b2`` pin (broken with current click) is relaxed, and
 ``detectron2/_C.py`` is the fallback from ``detectron2_C_fallback.py``.
 Run with the environment's Python after torch is installed.
+
+``--check-duplicates`` (run by tools/env.sh every time) only warns when two installed
+distributions provide ``detectron2`` (e.g. ``pb1-detectron2`` and Detectron2 main installed
+later), saying which one ``import detectron2`` finds and how to keep the other.
 """
 
+import importlib.metadata
+import importlib.util
 import os
 import re
 import shutil
@@ -60,7 +66,48 @@ def refresh_fallback(package_dir):
     return True
 
 
+def detectron2_distributions(path=None):
+    """``[(name, version, files)]`` of the installed distributions (on ``path``, default
+    ``sys.path``) that provide the package ``detectron2``: their top_level.txt names it or, without
+    one, their name does. ``files``: the absolute paths they installed."""
+    found = {}
+    for dist in importlib.metadata.distributions(**({} if path is None else {"path": path})):
+        name = dist.metadata["Name"]
+        top_level = dist.read_text("top_level.txt")
+        provides = "detectron2" in top_level.split() if top_level is not None else "detectron2" in name.lower()
+        if provides and name not in found:
+            files = {os.path.realpath(dist.locate_file(f)) for f in dist.files or ()}
+            found[name] = (name, dist.version, files)
+    return sorted(found.values())
+
+
+def duplicates_message(distributions, imported):
+    """The warning when more than one of ``distributions`` (of :func:`detectron2_distributions`)
+    provides detectron2, None otherwise; ``imported`` is the file ``import detectron2`` loads."""
+    if len(distributions) < 2:
+        return None
+    owners = [name for name, _, files in distributions if imported and os.path.realpath(imported) in files]
+    listed = " and ".join(f"{name} {version}" for name, version, _ in distributions)
+    found = f"{owners[0]}'s" if owners else "an editable or unlisted install's"
+    return (
+        f"{len(distributions)} installed distributions provide detectron2 ({listed}); `import detectron2` "
+        f"finds {found}, {os.path.dirname(imported or '?')}. To use Detectron2 main (or another build), uninstall "
+        f"this project's Python-only copy first: `pip uninstall -y pb1-detectron2`, then install the one you want "
+        "again (e.g. `pip install --no-build-isolation -e path/to/detectron2`): removing pb1-detectron2 afterwards "
+        "also removes the files the two share."
+    )
+
+
+def check_duplicates():
+    spec = importlib.util.find_spec("detectron2")
+    message = duplicates_message(detectron2_distributions(), spec.origin if spec else None)
+    if message:
+        print(f"[env] warning: {message}", file=sys.stderr)
+
+
 def main():
+    if "--check-duplicates" in sys.argv[1:]:
+        return check_duplicates()
     if detectron2_works():
         code = "import os, detectron2; print(os.path.dirname(detectron2.__file__))"
         package_dir = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()

@@ -9,7 +9,7 @@ from functools import reduce
 from typing import NamedTuple
 
 import torch
-from detectron2.data import MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_backbone
 from detectron2.utils.registry import locate
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -24,6 +24,7 @@ __all__ = [
     "check_config",
     "check_lazy_config",
     "check_lazy_overrides",
+    "check_num_classes",
     "range_errors",
     "smallest_feature_map",
 ]
@@ -223,7 +224,8 @@ def check_config(cfg) -> None:
     iterations >= 1, WARMUP_ITERS <= MAX_ITER, the IoU thresholds
     of the RPN and ROI heads increasing with one label more than thresholds,
     MODEL.ROI_HEADS.NUM_CLASSES equal to the classes of each dataset whose ``thing_classes``
-    are known, INPUT.SUPPORT.TRAIN_FRAME_RANGE -1 or >= 1, and with Temporal RoI Align on, TOPK
+    are known (the loaders check the others when they read them: :func:`check_num_classes`),
+    INPUT.SUPPORT.TRAIN_FRAME_RANGE -1 or >= 1, and with Temporal RoI Align on, TOPK
     at most the locations of the smallest support feature map (:func:`smallest_feature_map`).
     Warned: SOLVER.STEPS at or after MAX_ITER (they never apply; a short run of a long schedule is
     legitimate), no support frames (INPUT.SUPPORT.NUM_TEST or NUM_TRAIN 0) for a model that uses them.
@@ -265,15 +267,7 @@ def check_config(cfg) -> None:
             f"must be {len(thresholds) + 1} labels (one more than IOU_THRESHOLDS), each -1, 0 or 1",
         )
 
-    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
-    for dataset in tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST):
-        classes = MetadataCatalog.get(dataset).get("thing_classes", None)
-        need(
-            classes is None or len(classes) == num_classes,
-            "MODEL.ROI_HEADS.NUM_CLASSES",
-            num_classes,
-            f"must be the number of classes of dataset '{dataset}', {len(classes or ())}",
-        )
+    errors += num_classes_errors(cfg.MODEL.ROI_HEADS.NUM_CLASSES, (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST))
 
     sup = cfg.INPUT.SUPPORT
     need(
@@ -315,6 +309,41 @@ def check_config(cfg) -> None:
                 f"INPUT.SUPPORT.{key} is 0: this video model {when} each frame without support frames, "
                 "as a single-frame detector (set it >= 1 unless that is the experiment)"
             )
+
+
+def num_classes_errors(num_classes: int, dataset_names, key="MODEL.ROI_HEADS.NUM_CLASSES", load=False):
+    """A message for each dataset of ``dataset_names`` whose class count (its ``thing_classes``)
+    is not ``num_classes``, the value of ``key``. A dataset whose classes are not known yet
+    (registered without them: its loader records its JSON's classes) is loaded first with
+    ``load``, else passed over."""
+    errors = []
+    for name in dict.fromkeys(dataset_names):
+        metadata = MetadataCatalog.get(name)
+        if load and metadata.get("thing_classes", None) is None and name in DatasetCatalog.list():
+            logger.info(f"Loading dataset '{name}' for its classes, to check {key}")
+            DatasetCatalog.get(name)
+        classes = metadata.get("thing_classes", None)
+        if classes is not None and len(classes) != num_classes:
+            errors.append(
+                f"{key} {num_classes!r}: must be the number of classes of dataset '{name}', {len(classes)} "
+                f"({', '.join(map(str, classes[:8]))}{', ...' if len(classes) > 8 else ''})"
+                + (
+                    f": class {num_classes} would be taken for the background"
+                    if len(classes) > num_classes
+                    else ": the model would learn classes that no annotation has"
+                )
+            )
+    return errors
+
+
+def check_num_classes(num_classes: int, dataset_names, key="MODEL.ROI_HEADS.NUM_CLASSES") -> None:
+    """Raise :class:`ConfigError` when a dataset of ``dataset_names`` has another number of
+    classes than ``num_classes`` (the value of ``key``), loading those whose classes are not known
+    yet (:func:`num_classes_errors`): run where the loaders read the datasets, before training or
+    evaluating, as :func:`check_config` can only check the datasets registered with their classes."""
+    errors = num_classes_errors(num_classes, dataset_names, key, load=True)
+    if errors:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
 
 
 def check_lazy_config(cfg, name: str) -> None:

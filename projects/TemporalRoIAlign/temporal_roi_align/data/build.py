@@ -7,6 +7,7 @@ from detectron2.config import configurable
 from detectron2.data import DatasetFromList, build_detection_test_loader, build_detection_train_loader
 from detectron2.data.build import _test_loader_from_config, _train_loader_from_config
 
+from ..config_checks import check_num_classes
 from .dataset_mapper import VideoDatasetMapper
 from .samplers import VideoInferenceSampler
 
@@ -44,7 +45,10 @@ class SkippingMapDataset(torchdata.Dataset):
 def _video_train_loader_from_config(cfg, mapper=None, *, dataset=None, sampler=None):
     if mapper is None:
         mapper = VideoDatasetMapper(cfg, True)
-    return _train_loader_from_config(cfg, mapper, dataset=dataset, sampler=sampler)
+    ret = _train_loader_from_config(cfg, mapper, dataset=dataset, sampler=sampler)
+    if dataset is None:  # read from DATASETS.TRAIN just now
+        check_num_classes(cfg.MODEL.ROI_HEADS.NUM_CLASSES, cfg.DATASETS.TRAIN)
+    return ret
 
 
 @configurable(from_config=_video_train_loader_from_config)
@@ -53,8 +57,10 @@ def build_video_train_loader(
 ):
     """:func:`build_detection_train_loader` with :class:`VideoDatasetMapper` as the default
     mapper: each element of a batch is a target frame with its ``"supports"``. Datasets and
-    sampler come from ``cfg.DATASETS.TRAIN`` and ``cfg.DATALOADER`` as in detectron2. A
-    list or map-style dataset is mapped by :class:`SkippingMapDataset`."""
+    sampler come from ``cfg.DATASETS.TRAIN`` and ``cfg.DATALOADER`` as in detectron2, the
+    datasets' class counts checked against MODEL.ROI_HEADS.NUM_CLASSES once read
+    (:func:`~..config_checks.check_num_classes`). A list or map-style dataset is mapped by
+    :class:`SkippingMapDataset`."""
     if mapper is not None and not isinstance(dataset, torchdata.IterableDataset):
         if isinstance(dataset, list):
             dataset = DatasetFromList(dataset, copy=False)
@@ -74,6 +80,8 @@ def _video_test_loader_from_config(cfg, dataset_name, mapper=None):
     if mapper is None:
         mapper = VideoDatasetMapper(cfg, False)
     ret = _test_loader_from_config(cfg, dataset_name, mapper)
+    names = [dataset_name] if isinstance(dataset_name, str) else dataset_name
+    check_num_classes(cfg.MODEL.ROI_HEADS.NUM_CLASSES, names)
     # Detectron2 after 0.6 puts its InferenceSampler here, which may split a video between processes.
     ret["sampler"] = VideoInferenceSampler(ret["dataset"])
     return ret
@@ -83,7 +91,8 @@ def _video_test_loader_from_config(cfg, dataset_name, mapper=None):
 def build_video_test_loader(dataset, *, mapper, sampler=None, num_workers=0, collate_fn=None):
     """:func:`build_detection_test_loader` (batch size 1) with :class:`VideoDatasetMapper` as the
     default mapper and :class:`VideoInferenceSampler` as the default sampler: frames come video
-    by video, each video's frames in order, each video on one process."""
+    by video, each video's frames in order, each video on one process. From a config, the
+    dataset's class count is checked against MODEL.ROI_HEADS.NUM_CLASSES once read."""
     if sampler is None:
         sampler = VideoInferenceSampler(dataset)
     return build_detection_test_loader(

@@ -1,14 +1,17 @@
 """Setting up a run, as Detectron2's ``engine/defaults.py``: the checked config, the command line
 and the output folder."""
 
+import argparse
 import contextlib
 import fcntl
+import importlib
 import logging
 import os
 import shlex
 import socket
 import sys
 import time
+import traceback
 
 import detectron2.utils.comm as comm
 import torch
@@ -25,10 +28,13 @@ from ..data.datasets import DatasetError
 from ..utils import NO_SPACE, remove_leftover_temporaries
 
 __all__ = [
+    "HelpFormatter",
+    "add_import_argument",
     "argument_parser",
     "check_output_dir",
     "errors_as_messages",
     "fall_back_to_cpu",
+    "import_modules",
     "lock_output_dir",
     "setup_cfg",
     "setup_run",
@@ -88,10 +94,60 @@ def fall_back_to_cpu(cfg) -> bool:
     return False
 
 
-def argument_parser():
-    """Detectron2's ``default_argument_parser`` plus the switches of this project's safeguards
-    (tools/train_net.py, tools/lazyconfig_train_net.py)."""
-    parser = default_argument_parser()
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The ``--help`` of every tool: the description and epilog (usage examples) as written, line
+    breaks kept, and each option's default after its help, unless the default says nothing
+    (None, False, "" or an empty list)."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        if default is None or default is False or default is argparse.SUPPRESS or default in ("", []):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_import_argument(parser):
+    """``--import MODULE`` (repeatable, ``args.modules``): modules that register the user's
+    datasets (or models), imported by :func:`import_modules` before anything looks them up."""
+    parser.add_argument(
+        "--import",
+        dest="modules",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module first, e.g. one that registers your datasets (docs/custom_data.md); "
+        "found on PYTHONPATH or in the current folder; repeatable",
+    )
+
+
+def import_modules(modules) -> None:
+    """Import each of ``modules`` (``--import``), the current folder searched last as ``python -m``
+    searches it. A module that is not found, or whose import fails (where is said), ends the
+    program with a message naming it. Importing again does nothing: every process of
+    ``--num-gpus N`` runs this in its ``main``."""
+    if modules and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as e:
+            if isinstance(e, ModuleNotFoundError) and e.name and f"{module}.".startswith(f"{e.name}."):
+                raise SystemExit(
+                    f"--import {module}: no module {e.name!r} on PYTHONPATH or in the current folder {os.getcwd()} "
+                    "(give a module name: my_datasets for my_datasets.py)"
+                ) from None
+            frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith("<frozen")]
+            where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+            raise SystemExit(f"--import {module}: importing it failed{where}: {type(e).__name__}: {e}") from None
+
+
+def argument_parser(epilog=None):
+    """Detectron2's ``default_argument_parser`` (``epilog``: the tool's usage examples) with
+    :class:`HelpFormatter`, ``--import`` (:func:`add_import_argument`) and the switches of this
+    project's safeguards (tools/train_net.py, tools/lazyconfig_train_net.py)."""
+    parser = default_argument_parser(epilog)
+    parser.formatter_class = HelpFormatter
+    add_import_argument(parser)
     parser.add_argument(
         "--allow-partial-weights",
         action="store_true",

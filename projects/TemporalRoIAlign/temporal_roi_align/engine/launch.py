@@ -1,6 +1,7 @@
 """Detectron2's ``launch``, or CPU processes joined with gloo where CUDA is missing; DDP of CPU models."""
 
 import contextlib
+import os
 import socket
 from datetime import timedelta
 
@@ -11,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from detectron2.engine import launch as d2_launch
 
-__all__ = ["launch"]
+__all__ = ["launch", "threads_per_process"]
 
 
 def launch(
@@ -19,7 +20,8 @@ def launch(
 ):
     """
     Detectron2's ``launch`` where CUDA is available (NCCL, one process per GPU); otherwise
-    ``num_processes`` CPU processes per machine joined with the gloo backend.
+    ``num_processes`` CPU processes per machine joined with the gloo backend, each with its share
+    of the cores as torch threads (:func:`threads_per_process`).
     """
     if torch.cuda.is_available() or num_processes * num_machines == 1:
         return d2_launch(main_func, num_processes, num_machines, machine_rank, dist_url, args, timeout)
@@ -35,7 +37,22 @@ def launch(
     )
 
 
+def threads_per_process(num_processes: int, environ=os.environ, cores=None):
+    """The torch threads of each of ``num_processes`` CPU processes on one machine: its share of
+    the cores this process may use (``cores``, default: its CPU affinity), at least 1; None when
+    ``OMP_NUM_THREADS`` is set (the user's choice stands). Otherwise each process would start a
+    thread per core, and the processes would compete for the cores."""
+    if environ.get("OMP_NUM_THREADS"):
+        return None
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // num_processes)
+
+
 def _cpu_worker(local_rank, main_func, num_processes, num_machines, machine_rank, dist_url, args, timeout):
+    threads = threads_per_process(num_processes)
+    if threads is not None:
+        torch.set_num_threads(threads)
     dist.init_process_group(
         backend="gloo",
         init_method=dist_url,

@@ -4,26 +4,62 @@ training loop does when reading its data fails."""
 import json
 import logging
 import os
+import time
 import weakref
 
 import detectron2.utils.comm as comm
 from detectron2.data import MetadataCatalog
-from detectron2.engine import DefaultTrainer
+from detectron2.engine import DefaultTrainer, hooks
 
 from .. import data
 from ..checkpoint import VideoCheckpointer
 from ..config import CHOICES
+from ..config_checks import check_num_classes
 from ..data import build_video_test_loader, build_video_train_loader
-from ..evaluation import VideoPostprocessingEvaluator, VIDEvaluator, YTVISEvaluator
+from ..evaluation import VideoPostprocessingEvaluator, VIDEvaluator, YTVISEvaluator, dataset_frame_subsets
 from ..postprocessing import build_video_postprocessor
 from .launch import ddp_on_cpu_without_device_ids
 
-__all__ = ["FailureRecordingLoader", "TRAIN_MAPPERS", "VideoTrainer", "save_iterations_done", "trim_metrics"]
+__all__ = [
+    "FailureRecordingLoader",
+    "PeriodicWriter",
+    "TRAIN_MAPPERS",
+    "VideoTrainer",
+    "save_iterations_done",
+    "trim_metrics",
+]
 
 logger = logging.getLogger(__name__)
 
 # INPUT.TRAIN_MAPPER -> the mapper of the training frame groups (the class of that name in .data).
 TRAIN_MAPPERS = {name: getattr(data, name) for name in CHOICES["INPUT.TRAIN_MAPPER"]}
+
+
+class PeriodicWriter(hooks.PeriodicWriter):
+    """Detectron2's ``PeriodicWriter`` (writes the metrics, e.g. the log line with the losses and
+    the ETA, every ``period`` iterations and after the last one), which also writes after an
+    iteration that ends ``seconds`` or more after its last write: a slow run logs its progress at
+    least that often, not only every ``period`` iterations."""
+
+    def __init__(self, writers, period=20, seconds=20.0):
+        super().__init__(writers, period)
+        self._seconds = seconds
+        self._last_write = time.perf_counter()
+
+    def before_train(self):
+        self._last_write = time.perf_counter()
+
+    def after_step(self):
+        now = time.perf_counter()
+        iteration = self.trainer.iter
+        if (
+            (iteration + 1) % self._period == 0
+            or iteration == self.trainer.max_iter - 1
+            or now - self._last_write >= self._seconds
+        ):
+            for writer in self._writers:
+                writer.write()
+            self._last_write = now
 
 
 class FailureRecordingLoader:
@@ -111,16 +147,26 @@ class VideoTrainer(DefaultTrainer):
     atomic checkpoints, resuming from the newest whole one, weights checked against the model
     (:meth:`resume_or_load`). metrics.json keeps the records of the iterations before the start
     only (:func:`trim_metrics`). When reading the training data fails, the iterations done are
-    saved as a checkpoint before the error goes on."""
+    saved as a checkpoint before the error goes on. The class count of every dataset of
+    DATASETS.TRAIN and DATASETS.TEST is checked against MODEL.ROI_HEADS.NUM_CLASSES before
+    training (:func:`~..config_checks.check_num_classes`). The metrics are logged every 20
+    iterations or 20 seconds (:class:`PeriodicWriter`)."""
 
     def __init__(self, cfg):
         with ddp_on_cpu_without_device_ids():
-            super().__init__(cfg)
+            super().__init__(cfg)  # reads DATASETS.TRAIN, checking their class counts
+        # Before training, not at the first evaluation: a test set registered without its classes is read now.
+        check_num_classes(cfg.MODEL.ROI_HEADS.NUM_CLASSES, cfg.DATASETS.TEST)
 
     def build_hooks(self):
+        """DefaultTrainer's hooks, saving through a :class:`VideoCheckpointer` and writing the
+        metrics with :class:`PeriodicWriter` (every 20 iterations or 20 seconds)."""
         # DefaultTrainer made its DetectionCheckpointer just before; the hooks save through ours.
         self.checkpointer = VideoCheckpointer(self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
-        return super().build_hooks()
+        return [
+            PeriodicWriter(h._writers, h._period) if type(h) is hooks.PeriodicWriter else h
+            for h in super().build_hooks()
+        ]
 
     def resume_or_load(self, resume=True, *, allow_partial_weights=False):
         """:meth:`DefaultTrainer.resume_or_load`, then the loaded weights are checked
@@ -168,7 +214,7 @@ class VideoTrainer(DefaultTrainer):
         metadata = MetadataCatalog.get(dataset_name)
         evaluator_type = metadata.get("evaluator_type", None)
         if evaluator_type == "vid":
-            evaluator = VIDEvaluator(dataset_name, output_folder, subsets=metadata.get("frame_subsets", None))
+            evaluator = VIDEvaluator(dataset_name, output_folder, subsets=dataset_frame_subsets(dataset_name))
         elif evaluator_type == "ytvis":
             evaluator = YTVISEvaluator(dataset_name, output_folder)
         else:

@@ -1,6 +1,6 @@
 from .motion import MOTION_RANGES, motion_buckets, motion_ious
 from .vid_devkit import devkit_ap, devkit_aps, iou_thresholds, pixel_iou, voc_ap
-from .vid_evaluation import VIDEvaluator
+from .vid_evaluation import VIDEvaluator, dataset_frame_subsets
 from .video_postprocessing import VideoPostprocessingEvaluator
 from .ytvis_evaluation import YTVISEvaluator, evaluate_ytvis, to_ytvis_records, video_ground_truth, video_predictions
 from .ytvis_metric import YTVIS_METRICS, video_mask_ious, ytvis_metrics
@@ -11,6 +11,7 @@ __all__ = [
     "VideoPostprocessingEvaluator",
     "YTVISEvaluator",
     "YTVIS_METRICS",
+    "dataset_frame_subsets",
     "devkit_ap",
     "devkit_aps",
     "evaluate_ytvis",

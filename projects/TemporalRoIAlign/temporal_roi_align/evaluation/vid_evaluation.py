@@ -26,7 +26,7 @@ from ..utils import atomic_write
 from .motion import MOTION_RANGES, motion_buckets, motion_ious
 from .vid_devkit import devkit_aps
 
-__all__ = ["VIDEvaluator", "coco_ground_truth", "coco_results"]
+__all__ = ["VIDEvaluator", "coco_ground_truth", "coco_results", "dataset_frame_subsets"]
 
 _PROTOCOLS = (
     "AP50, AP, AP75, AP50-<class>, AP50-<subset>: COCOeval (101-point AP, at most "
@@ -89,6 +89,13 @@ def _json_safe(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def dataset_frame_subsets(dataset_name: str) -> dict:
+    """The frame subsets a dataset's metadata names for evaluation (``frame_subsets``: name ->
+    function(dataset_dict) -> bool, e.g. the toy datasets' "degraded"), {} if none: the
+    ``subsets`` of its :class:`VIDEvaluator` in the tools and the toy lazy configs."""
+    return dict(MetadataCatalog.get(dataset_name).get("frame_subsets", None) or {})
 
 
 class VIDEvaluator(DatasetEvaluator):

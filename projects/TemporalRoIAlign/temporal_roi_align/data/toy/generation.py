@@ -189,3 +189,13 @@ class ToyFormat:
         if self.read_stamp(root) == self.stamp(spec):
             return root
         return self.make(root, spec)
+
+    def made_on_first_use(self, name: str) -> str:
+        """``default_root()``, where the registered dataset ``name`` is read, after making the
+        default dataset (``ToySpec()``) there when it holds none; one made with other arguments
+        (``tools/make_toy_*.py``) is used as it is."""
+        root = self.default_root()
+        if self.read_stamp(root) is None:
+            logger.info(f"Dataset '{name}': no {self.what} at {root} yet; generating it (seconds)")
+            self.make(root, ToySpec())
+        return root

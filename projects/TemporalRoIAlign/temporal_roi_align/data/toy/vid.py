@@ -6,6 +6,7 @@ degraded frames for evaluation.
 """
 
 import os
+from functools import partial
 from typing import List, Optional
 
 from ..datasets.common import datasets_root
@@ -107,8 +108,8 @@ def _degradation(xml_root) -> dict:
 
 
 _TOY_HINT = (
-    "Create it with `python tools/make_toy_vid.py` (the quickstart creates it on first use), "
-    "or call temporal_roi_align.data.ensure_toy_vid()."
+    "Create it with `python tools/make_toy_vid.py` (the names toy_vid_train and toy_vid_val create it on "
+    "first use), or call temporal_roi_align.data.ensure_toy_vid()."
 )
 
 
@@ -127,13 +128,14 @@ def load_toy_vid(root: Optional[str] = None, split: str = "val") -> List[dict]:
 
 
 def register_toy_vid_split(name: str, root: Optional[str], split: str) -> str:
-    """Register the toy ``split`` ("train" or "val") of the dataset under ``root`` (default:
-    :func:`default_toy_root`, read when loaded) as ``name``, with the toy's degradation field and
-    "degraded" evaluation subset; returns ``name``."""
+    """Register the toy ``split`` ("train" or "val") of the dataset under ``root`` as ``name``,
+    with the toy's degradation field and "degraded" evaluation subset; returns ``name``. Without
+    ``root``: :func:`default_toy_root`, read when loaded, where the first use makes the default
+    dataset when there is none (any toy dataset there is used as it is: see tools/make_toy_vid.py)."""
     split_file, all_frames = TOY_SPLITS[split]
     register_imagenet_vid(
         name,
-        root or default_toy_root,
+        root or partial(TOY_VID.made_on_first_use, name),
         split_file,
         all_frames=all_frames,
         categories=TOY_CATEGORIES,

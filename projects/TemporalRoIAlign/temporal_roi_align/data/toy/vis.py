@@ -14,7 +14,6 @@ Layout under ``$DETECTRON2_DATASETS/toy_vis`` (YouTube-VIS's)::
 """
 
 import json
-import logging
 import os
 from functools import partial
 from typing import List, Optional, Tuple
@@ -27,8 +26,6 @@ from ..datasets.common import datasets_root
 from ..datasets.ytvis import load_ytvis_json, ytvis_metadata
 from .generation import SPLITS, ToyFormat, ToySpec, ToyVideos, is_degraded
 from .scene import TOY_CATEGORIES
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "TOY_VIS_CATEGORIES",
@@ -166,12 +163,7 @@ def load_toy_vis(root: Optional[str] = None, split: str = "val", dataset_name: O
 
 
 def _load_registered(name: str, root: Optional[str], split: str) -> List[dict]:
-    if root is None:
-        root = default_toy_vis_root()
-        if TOY_VIS.read_stamp(root) is None:
-            logger.info(f"Dataset '{name}': no toy VIS dataset at {root} yet; generating it (seconds)")
-            make_toy_vis(root)
-    return load_toy_vis(root, split, dataset_name=name)
+    return load_toy_vis(root or TOY_VIS.made_on_first_use(name), split, dataset_name=name)
 
 
 def register_toy_vis_split(name: str, root: Optional[str], split: str) -> str:
