@@ -1,17 +1,19 @@
 """
 Similarities of RoI cells with support-map locations (Eq. 2 of Temporal RoI Align), two ways:
 a matmul of the normalised cells with each normalised support map, or, when the RoIs were
-pooled from a target map, through the Gram matrix of the target map with each support map.
+pooled from a target map, through the Gram matrix of the target map with each support map
+(in PyTorch, or fused with the top-k selection by the compiled operator).
 """
 
-from typing import Callable, List
+from typing import Callable, List, Tuple
 
 import torch
 import torch.nn.functional as F
 
+from . import compiled_ops
 from .roi_align_sampling import RoIAlignSampling
 
-__all__ = ["DirectSimilarity", "GramSimilarity", "gram_is_cheaper"]
+__all__ = ["CompiledGramSimilarity", "DirectSimilarity", "GramSimilarity", "gram_is_cheaper"]
 
 # Time of one multiply-add of GramSimilarity's sparse product (a gather) in units of one
 # multiply-add of a dense float32 matmul, when one support's Gram matrix fits in
@@ -21,18 +23,30 @@ __all__ = ["DirectSimilarity", "GramSimilarity", "gram_is_cheaper"]
 GATHER_COST = 12
 GATHER_COST_UNCACHED = 30
 GRAM_CACHE_BYTES = 32 * 2**20
+# The same for the compiled operator's sparse product (CompiledGramSimilarity), which reads
+# whole blocks of a Gram row per tap; measured as above with `--sweep`.
+COMPILED_GATHER_COST = 2
+COMPILED_GATHER_COST_UNCACHED = 4
 
 
-def gram_is_cheaper(num_cells: int, num_used_locations: int, num_taps: int, channels: int, gram_bytes: int) -> bool:
+def gram_is_cheaper(
+    num_cells: int, num_used_locations: int, num_taps: int, channels: int, gram_bytes: int, compiled: bool = False
+) -> bool:
     """
-    Whether :class:`GramSimilarity` is expected to be faster than :class:`DirectSimilarity`.
-    Per support location, the direct matmul costs ``num_cells * C`` multiply-adds; the Gram
-    path ``num_used_locations * C`` (its Gram matrix) plus ``num_taps`` gathered multiply-adds
-    (its sparse product), each costing ``GATHER_COST`` matmul multiply-adds, or
-    ``GATHER_COST_UNCACHED`` when one support's Gram matrix (``gram_bytes``) exceeds
-    ``GRAM_CACHE_BYTES``.
+    Whether the Gram path is expected to be faster than the direct matmul (:class:`GramSimilarity`
+    than :class:`DirectSimilarity`, or with ``compiled``, :class:`CompiledGramSimilarity` than the
+    direct matmul with the compiled top-k). Per support location, the direct matmul costs
+    ``num_cells * C`` multiply-adds; the Gram path ``num_used_locations * C`` (its Gram matrix)
+    plus ``num_taps`` gathered multiply-adds (its sparse product), each costing ``GATHER_COST``
+    matmul multiply-adds, or ``GATHER_COST_UNCACHED`` when one support's Gram matrix
+    (``gram_bytes``) exceeds ``GRAM_CACHE_BYTES`` (``COMPILED_GATHER_COST`` and
+    ``COMPILED_GATHER_COST_UNCACHED`` with ``compiled``).
     """
-    gather_cost = GATHER_COST if gram_bytes <= GRAM_CACHE_BYTES else GATHER_COST_UNCACHED
+    cached = gram_bytes <= GRAM_CACHE_BYTES
+    if compiled:
+        gather_cost = COMPILED_GATHER_COST if cached else COMPILED_GATHER_COST_UNCACHED
+    else:
+        gather_cost = GATHER_COST if cached else GATHER_COST_UNCACHED
     return num_used_locations * channels + gather_cost * num_taps < num_cells * channels
 
 
@@ -125,3 +139,28 @@ class GramSimilarity:
     def cosine(self, scores: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """Cosine similarities from dot products of rows ``start:stop``."""
         return scores / self.cell_norms[start:stop, None]
+
+
+class CompiledGramSimilarity:
+    """
+    :class:`GramSimilarity`'s selection by the compiled operator: per support, the Gram matrix
+    ``G_t = F^T K^_t`` (a matmul), then for every cell the sparse product ``P[i] . G_t`` and its
+    top k in one pass (:func:`compiled_ops.gram_top_k`), so the ``[cells, H*W]`` rows of
+    ``P G_t`` are never stored. Arguments as :class:`GramSimilarity`, without padding.
+    """
+
+    def __init__(
+        self, cell_norms: torch.Tensor, sampling: RoIAlignSampling, target_rows: torch.Tensor, supports: torch.Tensor
+    ):
+        self.cell_norms = cell_norms
+        self.sampling = sampling
+        self.target_rows = target_rows
+        self.supports = supports
+
+    def top_k(self, t: int, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The ``[cells, k]`` cosine similarities and locations of the k most similar locations
+        of support ``t`` for every cell, most similar first."""
+        keys = F.normalize(self.supports[t].flatten(1), dim=0)
+        gram = torch.mm(self.target_rows, keys)  # [L, H*W]
+        sampling = self.sampling
+        return compiled_ops.gram_top_k(gram, sampling.locations, sampling.weights, sampling.offsets, self.cell_norms, k)
