@@ -15,12 +15,15 @@ The ops (``torch.ops.temporal_roi_align.*``, float32 and float64, no gradient):
   block of columns at a time with a running top-k (no ``[cells, P]`` rows are stored); returns
   ``(scores, indices)``, ``[cells, k]``, the scores divided by ``cell_norms``, largest first.
 - ``rows_top_k(rows, k)``: ``rows.topk(k, dim=1)`` (largest first) by the same running top-k.
-- ``softmax_weighted_sum(values, rows, scores)``: ``[n, C]``, row ``i`` the sum over ``j`` of
-  ``softmax(scores[i])_j * values[rows[i, j]]`` (Eq. 3-4).
+
+Eq. 3-4 (softmax and weighted sums) stay ``F.embedding_bag``, which does not materialise the
+gathered vectors and was as fast as a compiled loop; with gradients, the chosen scores are
+recomputed in PyTorch, so no op needs a backward.
 
 Among equal values the lowest column wins, where ``torch.topk`` may choose any.
 """
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -29,7 +32,7 @@ from typing import Optional, Tuple
 
 import torch
 
-__all__ = ["available", "build", "gram_top_k", "rows_top_k", "softmax_weighted_sum", "status"]
+__all__ = ["available", "build", "gram_top_k", "hidden", "rows_top_k", "status"]
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +154,21 @@ def available(device: torch.device) -> bool:
     return device.type == "cuda" and torch.ops.temporal_roi_align.compiled_with_cuda()
 
 
+@contextlib.contextmanager
+def hidden():
+    """The PyTorch path within the block, as without the compiled operator (sets
+    ``TRA_NO_COMPILED_OPS=1`` meanwhile; for comparisons in one process)."""
+    former = os.environ.get(HIDE_VARIABLE)
+    os.environ[HIDE_VARIABLE] = "1"
+    try:
+        yield
+    finally:
+        if former is None:
+            del os.environ[HIDE_VARIABLE]
+        else:
+            os.environ[HIDE_VARIABLE] = former
+
+
 def status() -> str:
     """One line: whether the compiled operator is used, and why (or why not)."""
     loaded, reason = _query()
@@ -163,7 +181,3 @@ def gram_top_k(gram, locations, weights, offsets, cell_norms, k: int):
 
 def rows_top_k(rows, k: int):
     return torch.ops.temporal_roi_align.rows_top_k(rows, k)
-
-
-def softmax_weighted_sum(values, rows, scores):
-    return torch.ops.temporal_roi_align.softmax_weighted_sum(values, rows, scores)

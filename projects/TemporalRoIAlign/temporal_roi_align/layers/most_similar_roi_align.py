@@ -227,7 +227,9 @@ class _Operator:
             sampling, target_rows = gram
             norms = torch.linalg.vector_norm(cells.detach(), dim=1).clamp_min(1e-12)  # as F.normalize
             if self.compiled:
-                self.similarity = CompiledGramSimilarity(norms, sampling, target_rows, supports.detach())
+                self.similarity = CompiledGramSimilarity(
+                    norms, sampling, target_rows, supports.detach(), padded_locations
+                )
             else:
                 self.similarity = GramSimilarity(norms, sampling, target_rows, supports.detach(), padded_locations)
         else:
@@ -265,8 +267,6 @@ class _Operator:
         rows = locations + torch.arange(self.num_supports, device=locations.device).view(-1, 1, 1) * self.num_locations
         if self.track_grad:
             scores = _cosine_similarity_at(self.queries[first:last], self.values, rows)
-        elif self.compiled:  # Eq. 3-4 in one pass
-            return compiled_ops.softmax_weighted_sum(self.values, rows.flatten(0, 1), scores.flatten(0, 1))
         weights = scores.softmax(dim=2)  # Eq. 3
         # Eq. 4 without materialising the [T, cells, k, C] gathered features.
         return F.embedding_bag(rows.flatten(0, 1), self.values, per_sample_weights=weights.flatten(0, 1), mode="sum")

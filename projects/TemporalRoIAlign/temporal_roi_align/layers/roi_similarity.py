@@ -144,23 +144,31 @@ class GramSimilarity:
 class CompiledGramSimilarity:
     """
     :class:`GramSimilarity`'s selection by the compiled operator: per support, the Gram matrix
-    ``G_t = F^T K^_t`` (a matmul), then for every cell the sparse product ``P[i] . G_t`` and its
-    top k in one pass (:func:`compiled_ops.gram_top_k`), so the ``[cells, H*W]`` rows of
-    ``P G_t`` are never stored. Arguments as :class:`GramSimilarity`, without padding.
+    ``G_t = F^T K^_t`` (a matmul, its rows padded to ``padded_locations`` columns as the GEMM
+    runs faster), then for every cell the sparse product ``P[i] . G_t`` and its top k in one
+    pass (:func:`compiled_ops.gram_top_k`), so the ``[cells, H*W]`` rows of ``P G_t`` are never
+    stored. Arguments as :class:`GramSimilarity`.
     """
 
     def __init__(
-        self, cell_norms: torch.Tensor, sampling: RoIAlignSampling, target_rows: torch.Tensor, supports: torch.Tensor
+        self,
+        cell_norms: torch.Tensor,
+        sampling: RoIAlignSampling,
+        target_rows: torch.Tensor,
+        supports: torch.Tensor,
+        padded_locations: int,
     ):
         self.cell_norms = cell_norms
         self.sampling = sampling
         self.target_rows = target_rows
         self.supports = supports
+        self.num_locations = supports.shape[2] * supports.shape[3]
+        self.keys = supports.new_zeros(supports.shape[1], padded_locations)
 
     def top_k(self, t: int, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """The ``[cells, k]`` cosine similarities and locations of the k most similar locations
         of support ``t`` for every cell, most similar first."""
-        keys = F.normalize(self.supports[t].flatten(1), dim=0)
-        gram = torch.mm(self.target_rows, keys)  # [L, H*W]
+        self.keys[:, : self.num_locations] = F.normalize(self.supports[t].flatten(1), dim=0)
+        gram = torch.mm(self.target_rows, self.keys)[:, : self.num_locations]  # [L, H*W], rows padded
         sampling = self.sampling
         return compiled_ops.gram_top_k(gram, sampling.locations, sampling.weights, sampling.offsets, self.cell_norms, k)

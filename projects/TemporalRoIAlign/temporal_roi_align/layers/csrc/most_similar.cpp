@@ -162,33 +162,6 @@ void rows_top_k_kernel(const Tensor& rows, int64_t k, Tensor& scores, Tensor& in
   });
 }
 
-template <typename scalar_t>
-void softmax_weighted_sum_kernel(const Tensor& values, const Tensor& rows, const Tensor& scores, Tensor& out) {
-  const int64_t n = rows.size(0), k = rows.size(1), channels = values.size(1);
-  const scalar_t* values_p = values.data_ptr<scalar_t>();
-  const int64_t* rows_p = rows.data_ptr<int64_t>();
-  const scalar_t* scores_p = scores.data_ptr<scalar_t>();
-  scalar_t* out_p = out.data_ptr<scalar_t>();
-  at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
-    std::vector<scalar_t> weights(k);
-    for (int64_t i = begin; i < end; ++i) {
-      const scalar_t* s = scores_p + i * k;
-      scalar_t largest = s[0];
-      for (int64_t j = 1; j < k; ++j) largest = std::max(largest, s[j]);
-      scalar_t total = 0;
-      for (int64_t j = 0; j < k; ++j) total += weights[j] = std::exp(s[j] - largest);
-      scalar_t* o = out_p + i * channels;
-      for (int64_t c = 0; c < channels; ++c) o[c] = 0;
-      for (int64_t j = 0; j < k; ++j) {
-        const scalar_t* v = values_p + rows_p[i * k + j] * channels;
-        const scalar_t w = weights[j] / total;
-#pragma omp simd
-        for (int64_t c = 0; c < channels; ++c) o[c] += w * v[c];
-      }
-    }
-  });
-}
-
 // Top k of the dot products of each cell with the columns of gram, each dot product being
 // sum_j weights[j] * gram[locations[j], :] over the cell's entries j in [offsets[i], offsets[i + 1]),
 // computed one block of columns at a time and never stored; scores are the top values / cell_norms.
@@ -240,27 +213,6 @@ std::tuple<Tensor, Tensor> rows_top_k_cpu(const Tensor& rows, int64_t k) {
   return {scores, indices};
 }
 
-// out[i] = sum_j softmax(scores[i])_j * values[rows[i, j]]: values [V, C], rows and scores [n, k].
-Tensor softmax_weighted_sum_cpu(const Tensor& values, const Tensor& rows, const Tensor& scores) {
-  TORCH_CHECK(values.dim() == 2, "values must be [V, C]");
-  TORCH_CHECK(rows.dim() == 2 && scores.sizes() == rows.sizes(), "rows and scores must both be [n, k]");
-  TORCH_CHECK(rows.scalar_type() == at::kLong, "rows must be int64");
-  TORCH_CHECK(scores.scalar_type() == values.scalar_type(), "scores must have the dtype of values");
-  TORCH_CHECK(rows.device() == values.device() && scores.device() == values.device(),
-              "all tensors must be on values' device");
-  const int64_t n = rows.size(0), channels = values.size(1), num_values = values.size(0);
-  auto values_c = values.contiguous();
-  auto rows_c = rows.contiguous();
-  auto scores_c = scores.contiguous();
-  TORCH_CHECK(rows.numel() == 0 || (rows_c.min().item<int64_t>() >= 0 && rows_c.max().item<int64_t>() < num_values),
-              "rows must index values");
-  auto out = at::empty({n, channels}, values.options());
-  AT_DISPATCH_FLOATING_TYPES(values.scalar_type(), "softmax_weighted_sum", [&] {
-    softmax_weighted_sum_kernel<scalar_t>(values_c, rows_c, scores_c, out);
-  });
-  return out;
-}
-
 bool compiled_with_cuda() {
 #ifdef TRA_WITH_CUDA
   return true;
@@ -276,14 +228,12 @@ TORCH_LIBRARY(temporal_roi_align, m) {
       "gram_top_k(Tensor gram, Tensor locations, Tensor weights, Tensor offsets, Tensor cell_norms, int k)"
       " -> (Tensor, Tensor)");
   m.def("rows_top_k(Tensor rows, int k) -> (Tensor, Tensor)");
-  m.def("softmax_weighted_sum(Tensor values, Tensor rows, Tensor scores) -> Tensor");
   m.def("compiled_with_cuda", &compiled_with_cuda);
 }
 
 TORCH_LIBRARY_IMPL(temporal_roi_align, CPU, m) {
   m.impl("gram_top_k", &gram_top_k_cpu);
   m.impl("rows_top_k", &rows_top_k_cpu);
-  m.impl("softmax_weighted_sum", &softmax_weighted_sum_cpu);
 }
 
 }  // namespace temporal_roi_align
