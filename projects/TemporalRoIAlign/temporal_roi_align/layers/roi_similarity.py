@@ -166,12 +166,14 @@ class CompiledGramSimilarity:
         self.target_rows = target_rows
         self.supports = supports
         self.num_locations = supports.shape[2] * supports.shape[3]
-        self.keys = supports.new_zeros(supports.shape[1], padded_locations)
+        self.padded_locations = padded_locations
 
     def top_k(self, t: int, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """The ``[cells, k]`` cosine similarities and locations of the k most similar locations
         of support ``t`` for every cell, most similar first."""
-        self.keys[:, : self.num_locations] = F.normalize(self.supports[t].flatten(1), dim=0)
-        gram = torch.mm(self.target_rows, self.keys)[:, : self.num_locations]  # [L, H*W], rows padded
+        keys = self.supports.new_zeros(self.supports.shape[1], self.padded_locations)
+        keys[:, : self.num_locations] = F.normalize(self.supports[t].flatten(1), dim=0)
+        gram = torch.mm(self.target_rows, keys)[:, : self.num_locations]  # [L, H*W], rows padded
+        del keys  # freed before the fused product, as GramSimilarity frees its keys
         sampling = self.sampling
         return compiled_ops.gram_top_k(gram, sampling.locations, sampling.weights, sampling.offsets, self.cell_norms, k)
