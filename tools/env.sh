@@ -31,7 +31,18 @@ _tra_setup() {
 ( _tra_setup ) || { echo "[env] set-up failed (see the messages above)" >&2; return 1 2>/dev/null || exit 1; }
 # Every time: two installs of detectron2 (e.g. pb1-detectron2 and Detectron2 main added later) are named.
 "$_tra_venv/bin/python" "$_tra_root/tools/install/install_detectron2.py" --check-duplicates || true
+# The compiled operator of Most Similar RoI Align (optional; docs/temporal_roi_align.md): built
+# again when its sources, the installed environment or the C++ compiler ($CXX, default c++)
+# change. Without a compiler, or when the build fails, the PyTorch path runs.
+_tra_build_ops() {
+    local stamp="$_tra_venv/.tra-ops-built" want
+    want="$( (cat "$_tra_venv/.tra-installed" "$_tra_root"/projects/TemporalRoIAlign/temporal_roi_align/layers/csrc/*
+        command -v "${CXX:-c++}" || echo "no compiler") | sha256sum | cut -d' ' -f1)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
+    "$_tra_venv/bin/python" "$_tra_root/tools/build_ops.py" && echo "$want" > "$stamp"
+}
+_tra_build_ops || echo "[env] going on without the compiled operator" >&2
 export PATH="$_tra_venv/bin:$PATH"
-unset -f _tra_setup
+unset -f _tra_setup _tra_build_ops
 # detectron2 0.6 scripts its ops with torch.jit, which this torch deprecates loudly on every import.
 export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:\`torch.jit.script\` is deprecated:FutureWarning"

@@ -13,7 +13,7 @@ __all__ = ["CHOICES", "RENAMED_CHOICES", "add_video_config", "current_choice", "
 # check_config refuses any other, and the code that reads a key takes its allowed values from here.
 CHOICES = {
     "MODEL.TEMPORAL_ROI_ALIGN.EMBED": ("shared", "grouped"),
-    "MODEL.TEMPORAL_ROI_ALIGN.SIMILARITY": ("auto", "direct", "gram"),
+    "MODEL.TEMPORAL_ROI_ALIGN.SIMILARITY": ("auto", "direct", "gram", "compiled"),
     "MODEL.SELSA.REFERENCE_MODE": ("mmtrack", "all_frames"),
     "MODEL.FLOW_NET.WARP_CONVENTION": ("toolbox", "exact"),
     "INPUT.SUPPORT.TRAIN_MODE": ("random", "bilateral", "random_with_target", "stride"),
@@ -76,8 +76,10 @@ def _add_troi_config(cfg):
     cfg.MODEL.TEMPORAL_ROI_ALIGN.CHUNK_SIZE = 2048
     # How Eq. 2's similarities are computed, with the same result: "direct" (every RoI cell with
     # every support location), "gram" (through the target map's Gram matrix with each support
-    # and ROIAlign's sampling weights: fewer FLOPs when RoI cells outnumber map locations), or
-    # "auto" (the cheaper one by a measured cost rule; docs/temporal_roi_align.md).
+    # and ROIAlign's sampling weights: fewer FLOPs when RoI cells outnumber map locations),
+    # "compiled" (the compiled operator, either way; an error where it is not built), or "auto"
+    # (the compiled operator where built, else the cheaper PyTorch path by a measured cost rule;
+    # docs/temporal_roi_align.md).
     cfg.MODEL.TEMPORAL_ROI_ALIGN.SIMILARITY = "auto"
     # With ENABLED and MODEL.MASK_ON, the mask head's RoI features come from Temporal RoI Align
     # too (its own pooler, same K, N, EMBED and support frames as the box head's).

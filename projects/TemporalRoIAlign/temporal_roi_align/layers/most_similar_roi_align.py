@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from ..config import CHOICES
+from . import compiled_ops
 from .roi_align_sampling import RoIAlignSampling, roi_align_sampling
-from .roi_similarity import DirectSimilarity, GramSimilarity, gram_is_cheaper
+from .roi_similarity import CompiledGramSimilarity, DirectSimilarity, GramSimilarity, gram_is_cheaper
 
 __all__ = [
     "most_similar_roi_align",
@@ -100,12 +101,15 @@ def most_similar_roi_align_from_map(
         support_feats: ``[T, C, H', W']`` (any size).
         k, chunk_size: as in :func:`most_similar_roi_align`.
         spatial_scale, sampling_ratio, aligned: the ROIAlign parameters ``roi_feats`` were pooled with.
-        method: "direct" (:func:`most_similar_roi_align`'s matmul), "gram", or "auto": "gram"
-            when :func:`gram_is_cheaper` says so for these RoIs (many RoI cells per map location).
+        method: "direct" (:func:`most_similar_roi_align`'s matmul), "gram", "compiled" (the
+            compiled operator, :mod:`.compiled_ops`: a ``ValueError`` where it is not built for
+            the device), or "auto": "compiled" where it is built, and otherwise "gram" when
+            :func:`gram_is_cheaper` says so for these RoIs (many RoI cells per map location).
+            "compiled" too takes the Gram path where :func:`gram_is_cheaper` says so for it.
 
-    Both methods choose the same locations, except between scores equal up to float rounding,
-    and give the same gradients (selection is without gradient in both; the chosen scores are
-    recomputed from ``roi_feats``). ``target_map`` and ``boxes`` get no gradient.
+    All methods choose the same locations, except between scores equal up to float rounding,
+    and give the same gradients (selection is without gradient in all; the chosen scores are
+    recomputed from ``roi_feats`` in PyTorch). ``target_map`` and ``boxes`` get no gradient.
     """
     _check_inputs(roi_feats, support_feats, k, chunk_size)
     target = _TargetMap(roi_feats, target_map, boxes, spatial_scale, sampling_ratio, aligned, method)
@@ -158,6 +162,9 @@ class _TargetMap:
         self.sampling_ratio = int(sampling_ratio)
         self.aligned = bool(aligned)
         self.method = method
+        self.compiled = method in ("auto", "compiled") and compiled_ops.available(roi_feats.device)
+        if method == "compiled" and not self.compiled:
+            raise ValueError(f"method='compiled' on {roi_feats.device.type}: {compiled_ops.status()}")
 
 
 def _all_supports(roi_feats, support_feats, k, chunk_size, target: Optional[_TargetMap]) -> torch.Tensor:
@@ -203,6 +210,7 @@ class _Operator:
         self.num_cells = num_rois * self.cells_per_roi
         self.rows = max(1, chunk_size // self.cells_per_roi) * self.cells_per_roi
         self.track_grad = torch.is_grad_enabled() and (roi_feats.requires_grad or support_feats.requires_grad)
+        self.compiled = target is not None and target.compiled
         dtype = torch.promote_types(torch.promote_types(roi_feats.dtype, support_feats.dtype), torch.float32)
         supports = support_feats.to(dtype)
         # Every support's un-normalised vectors (Eq. 4), one table: [T*H*W, C].
@@ -218,7 +226,12 @@ class _Operator:
         if gram is not None:
             sampling, target_rows = gram
             norms = torch.linalg.vector_norm(cells.detach(), dim=1).clamp_min(1e-12)  # as F.normalize
-            self.similarity = GramSimilarity(norms, sampling, target_rows, supports.detach(), padded_locations)
+            if self.compiled:
+                self.similarity = CompiledGramSimilarity(
+                    norms, sampling, target_rows, supports.detach(), padded_locations
+                )
+            else:
+                self.similarity = GramSimilarity(norms, sampling, target_rows, supports.detach(), padded_locations)
         else:
             queries = self.queries.detach() if self.queries is not None else F.normalize(cells.detach(), dim=1)
             self.similarity = DirectSimilarity(queries, supports.detach(), self.rows, padded_locations)
@@ -230,10 +243,18 @@ class _Operator:
         locations = torch.empty(self.num_supports, self.num_cells, self.k, dtype=torch.int64, device=self.values.device)
         scores = self.values.new_empty(self.num_supports, self.num_cells, self.k)
         for t in range(self.num_supports):
+            if isinstance(self.similarity, CompiledGramSimilarity):
+                scores[t], locations[t] = self.similarity.top_k(t, self.k)  # Eq. 2
+                continue
             rows = self.similarity.for_support(t)
             for first in range(0, self.num_cells, self.rows):
                 last = min(first + self.rows, self.num_cells)
-                top_scores, top_locations = _top_k_locations(rows(first, last), self.k)  # Eq. 2
+                if self.compiled:
+                    top_scores, top_locations = compiled_ops.rows_top_k(
+                        rows(first, last)[:, : self.num_locations], self.k
+                    )
+                else:
+                    top_scores, top_locations = _top_k_locations(rows(first, last), self.k)  # Eq. 2
                 locations[t, first:last] = top_locations
                 scores[t, first:last] = self.similarity.cosine(top_scores, first, last)
         return locations, scores
@@ -269,8 +290,8 @@ def _gram_inputs(
     used = is_used.nonzero().squeeze(1)
     num_cells, channels = cells.shape
     gram_bytes = len(used) * padded_locations * cells.element_size()
-    if target.method == "auto" and not gram_is_cheaper(
-        num_cells, len(used), len(sampling.locations), channels, gram_bytes
+    if target.method != "gram" and not gram_is_cheaper(
+        num_cells, len(used), len(sampling.locations), channels, gram_bytes, target.compiled
     ):
         return None
     renumbered = torch.cumsum(is_used, dim=0).sub_(1)[sampling.locations]

@@ -1,17 +1,19 @@
 """
 Similarities of RoI cells with support-map locations (Eq. 2 of Temporal RoI Align), two ways:
 a matmul of the normalised cells with each normalised support map, or, when the RoIs were
-pooled from a target map, through the Gram matrix of the target map with each support map.
+pooled from a target map, through the Gram matrix of the target map with each support map
+(in PyTorch, or fused with the top-k selection by the compiled operator).
 """
 
-from typing import Callable, List
+from typing import Callable, List, Tuple
 
 import torch
 import torch.nn.functional as F
 
+from . import compiled_ops
 from .roi_align_sampling import RoIAlignSampling
 
-__all__ = ["DirectSimilarity", "GramSimilarity", "gram_is_cheaper"]
+__all__ = ["CompiledGramSimilarity", "DirectSimilarity", "GramSimilarity", "gram_is_cheaper"]
 
 # Time of one multiply-add of GramSimilarity's sparse product (a gather) in units of one
 # multiply-add of a dense float32 matmul, when one support's Gram matrix fits in
@@ -21,18 +23,33 @@ __all__ = ["DirectSimilarity", "GramSimilarity", "gram_is_cheaper"]
 GATHER_COST = 12
 GATHER_COST_UNCACHED = 30
 GRAM_CACHE_BYTES = 32 * 2**20
+# The same for the compiled operator's fused sparse product and top-k (CompiledGramSimilarity),
+# which reads blocks of 64 columns of a Gram row per tap: 6.8 at the paper's scale in one
+# measurement (0.60 s of CPU time for 3.1 G gathered multiply-adds, against the Gram matmuls'
+# 39.5 G in 1.13 s, on the loaded 2-core machine); the uncached cost is scaled as above.
+# `--sweep` prints the measured value per configuration (its part 3b).
+COMPILED_GATHER_COST = 6
+COMPILED_GATHER_COST_UNCACHED = 15
 
 
-def gram_is_cheaper(num_cells: int, num_used_locations: int, num_taps: int, channels: int, gram_bytes: int) -> bool:
+def gram_is_cheaper(
+    num_cells: int, num_used_locations: int, num_taps: int, channels: int, gram_bytes: int, compiled: bool = False
+) -> bool:
     """
-    Whether :class:`GramSimilarity` is expected to be faster than :class:`DirectSimilarity`.
-    Per support location, the direct matmul costs ``num_cells * C`` multiply-adds; the Gram
-    path ``num_used_locations * C`` (its Gram matrix) plus ``num_taps`` gathered multiply-adds
-    (its sparse product), each costing ``GATHER_COST`` matmul multiply-adds, or
-    ``GATHER_COST_UNCACHED`` when one support's Gram matrix (``gram_bytes``) exceeds
-    ``GRAM_CACHE_BYTES``.
+    Whether the Gram path is expected to be faster than the direct matmul (:class:`GramSimilarity`
+    than :class:`DirectSimilarity`, or with ``compiled``, :class:`CompiledGramSimilarity` than the
+    direct matmul with the compiled top-k). Per support location, the direct matmul costs
+    ``num_cells * C`` multiply-adds; the Gram path ``num_used_locations * C`` (its Gram matrix)
+    plus ``num_taps`` gathered multiply-adds (its sparse product), each costing ``GATHER_COST``
+    matmul multiply-adds, or ``GATHER_COST_UNCACHED`` when one support's Gram matrix
+    (``gram_bytes``) exceeds ``GRAM_CACHE_BYTES`` (``COMPILED_GATHER_COST`` and
+    ``COMPILED_GATHER_COST_UNCACHED`` with ``compiled``).
     """
-    gather_cost = GATHER_COST if gram_bytes <= GRAM_CACHE_BYTES else GATHER_COST_UNCACHED
+    cached = gram_bytes <= GRAM_CACHE_BYTES
+    if compiled:
+        gather_cost = COMPILED_GATHER_COST if cached else COMPILED_GATHER_COST_UNCACHED
+    else:
+        gather_cost = GATHER_COST if cached else GATHER_COST_UNCACHED
     return num_used_locations * channels + gather_cost * num_taps < num_cells * channels
 
 
@@ -125,3 +142,38 @@ class GramSimilarity:
     def cosine(self, scores: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """Cosine similarities from dot products of rows ``start:stop``."""
         return scores / self.cell_norms[start:stop, None]
+
+
+class CompiledGramSimilarity:
+    """
+    :class:`GramSimilarity`'s selection by the compiled operator: per support, the Gram matrix
+    ``G_t = F^T K^_t`` (a matmul, its rows padded to ``padded_locations`` columns as the GEMM
+    runs faster), then for every cell the sparse product ``P[i] . G_t`` and its top k in one
+    pass (:func:`compiled_ops.gram_top_k`), so the ``[cells, H*W]`` rows of ``P G_t`` are never
+    stored. Arguments as :class:`GramSimilarity`.
+    """
+
+    def __init__(
+        self,
+        cell_norms: torch.Tensor,
+        sampling: RoIAlignSampling,
+        target_rows: torch.Tensor,
+        supports: torch.Tensor,
+        padded_locations: int,
+    ):
+        self.cell_norms = cell_norms
+        self.sampling = sampling
+        self.target_rows = target_rows
+        self.supports = supports
+        self.num_locations = supports.shape[2] * supports.shape[3]
+        self.padded_locations = padded_locations
+
+    def top_k(self, t: int, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The ``[cells, k]`` cosine similarities and locations of the k most similar locations
+        of support ``t`` for every cell, most similar first."""
+        keys = self.supports.new_zeros(self.supports.shape[1], self.padded_locations)
+        keys[:, : self.num_locations] = F.normalize(self.supports[t].flatten(1), dim=0)
+        gram = torch.mm(self.target_rows, keys)[:, : self.num_locations]  # [L, H*W], rows padded
+        del keys  # freed before the fused product, as GramSimilarity frees its keys
+        sampling = self.sampling
+        return compiled_ops.gram_top_k(gram, sampling.locations, sampling.weights, sampling.offsets, self.cell_norms, k)
