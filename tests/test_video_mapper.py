@@ -32,6 +32,7 @@ def small_cfg(**support):
     cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = 64, 200
     cfg.DATALOADER.NUM_WORKERS = 0
     cfg.SOLVER.IMS_PER_BATCH = 2
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3  # the toy datasets' (the loaders check it)
     for k, v in support.items():
         setattr(cfg.INPUT.SUPPORT, k, v)
     return cfg

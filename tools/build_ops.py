@@ -13,14 +13,15 @@ import os
 import shutil
 import sys
 
+from temporal_roi_align.engine import HelpFormatter
 from temporal_roi_align.layers import compiled_ops
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--status", action="store_true", help="print which path runs, build nothing")
     parser.add_argument("--verbose", action="store_true", help="show the compiler's commands")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.status:
         print(compiled_ops.status())
         return 0
