@@ -49,8 +49,13 @@ def most_similar_roi_align(
     The similarities are a matmul of the normalised RoI cells with each normalised support map;
     :func:`most_similar_roi_align_from_map` computes the same output for RoIs pooled from a
     target map at a fraction of that cost.
+
+    While tracing (``torch.jit.trace``, ONNX export) all cells are taken at once, without
+    ``chunk_size``, in tensor operations only, so that the trace holds for any number of RoIs.
     """
     _check_inputs(roi_feats, support_feats, k, chunk_size)
+    if torch.jit.is_tracing():
+        return _traceable_all_supports(roi_feats, support_feats, k)
     return _all_supports(roi_feats, support_feats, k, chunk_size, None)
 
 
@@ -177,6 +182,27 @@ def _all_supports(roi_feats, support_feats, k, chunk_size, target: Optional[_Tar
         locations, scores = op.select()
         out = op.features(locations, scores, 0, op.num_cells).to(roi_feats.dtype)
     return out.view(num_supports, num_rois, roi_h, roi_w, channels).permute(0, 1, 4, 2, 3)
+
+
+def _traceable_all_supports(roi_feats: torch.Tensor, support_feats: torch.Tensor, k: int) -> torch.Tensor:
+    """:func:`_all_supports` without Python values that depend on the number of RoIs (chunks,
+    buffers, the pruned top-k): one ``[R*h*w, H*W]`` similarity matrix per support. Equal up to
+    float rounding (and the choice among equal scores)."""
+    num_supports = len(support_feats)  # fixed by the trace, as its inputs are
+    if num_supports == 0:
+        return roi_feats.unsqueeze(0)[:0]
+    _, channels, roi_h, roi_w = roi_feats.shape
+    dtype = torch.promote_types(torch.promote_types(roi_feats.dtype, support_feats.dtype), torch.float32)
+    queries = F.normalize(roi_feats.to(dtype).permute(0, 2, 3, 1).reshape(-1, channels), dim=1)
+    per_support = []
+    for t in range(num_supports):
+        values = support_feats[t].to(dtype).flatten(1).t()  # [H*W, C]
+        scores, locations = torch.mm(queries, F.normalize(values, dim=1).t()).topk(k, dim=1)  # Eq. 2
+        weights = scores.softmax(dim=1)  # Eq. 3
+        gathered = values.index_select(0, locations.flatten()).view(-1, k, channels)
+        per_support.append((gathered * weights.unsqueeze(2)).sum(dim=1))  # Eq. 4
+    out = torch.stack(per_support).to(roi_feats.dtype)
+    return out.view(num_supports, -1, roi_h, roi_w, channels).permute(0, 1, 4, 2, 3)
 
 
 def _roi_chunks(roi_feats, support_feats, k, chunk_size, target: Optional[_TargetMap]) -> RoIChunks:

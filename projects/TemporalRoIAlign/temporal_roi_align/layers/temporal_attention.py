@@ -90,7 +90,8 @@ class TemporalAttentionalAggregation(nn.Module):
         When gradients are needed every frame is embedded by ``self.embed``. Otherwise, in at
         least float32 with autocast disabled, the supports' logits come from the cheaper of two
         computations with the same numbers (:func:`projections_are_cheaper`): the conv of every
-        support, or projections of the target's embedding (:meth:`_aggregate_by_projections`).
+        support, or projections of the target's embedding (:meth:`_aggregate_by_projections`;
+        not while tracing, ``torch.jit.trace`` or ONNX export).
         """
         self._check_target(target_roi_feats)
         if support_roi_feats.dim() != 5 or support_roi_feats.shape[1:] != target_roi_feats.shape:
@@ -122,7 +123,10 @@ class TemporalAttentionalAggregation(nn.Module):
             if target_embedding is None:
                 target_embedding = F.conv2d(target, weight, bias, padding=1, groups=self.embed.groups)
             target_embedding = target_embedding.to(dtype)
-            if projections_are_cheaper(self.channels // self.embed.groups, len(supports)):
+            # The projections' chunks of RoIs are Python values: a trace would keep them.
+            if not torch.jit.is_tracing() and projections_are_cheaper(
+                self.channels // self.embed.groups, len(supports)
+            ):
                 aggregated = self._aggregate_by_projections(target, supports, target_embedding)
             else:
                 aggregated = self._aggregate_by_support_embeddings(target, supports, target_embedding)

@@ -55,11 +55,13 @@ class TemporalROIPooler(ROIPooler):
     Without support maps (or with T = 0) the output is exactly :class:`ROIPooler`'s.
     Each RoI uses the level :class:`ROIPooler` assigns it to, on the target and supports alike.
 
-    Two paths, same numbers: when gradients are needed (grad mode on and a parameter or an
+    Three paths, same numbers: when gradients are needed (grad mode on and a parameter or an
     input requires grad) all most similar features of a group of RoIs are built and kept for
     backward; otherwise RoIs are processed in chunks of ``chunk_size`` cells, so peak memory
     does not depend on the number of RoIs, and the supports are not embedded (see
-    :class:`TemporalAttentionalAggregation`).
+    :class:`TemporalAttentionalAggregation`); while tracing (``torch.jit.trace``, ONNX export)
+    all RoIs at once in tensor operations only, so that the trace holds for other inputs
+    (docs/export.md).
     """
 
     @configurable
@@ -145,7 +147,9 @@ class TemporalROIPooler(ROIPooler):
         if supports is None:
             return roi_feats
         self._check_supports(x, supports)
-        if roi_feats.shape[0] == 0:
+        # A trace keeps Python values: it must not depend on how many RoIs (of a level) there are.
+        tracing = torch.jit.is_tracing()
+        if not tracing and roi_feats.shape[0] == 0:
             return roi_feats
 
         track_grad = torch.is_grad_enabled() and (
@@ -162,10 +166,11 @@ class TemporalROIPooler(ROIPooler):
         group_indices, group_feats = [], []
         first_roi = 0
         for image, boxes in enumerate(box_lists):
-            image_levels = levels[first_roi : first_roi + len(boxes)]
+            num_boxes = boxes.tensor.shape[0]  # while tracing a traced size; len() would be a constant
+            image_levels = levels[first_roi : first_roi + num_boxes]
             for level, level_supports in enumerate(supports):
                 indices = first_roi + nonzero_tuple(image_levels == level)[0]
-                if len(indices) == 0 or len(level_supports[image]) == 0:
+                if (not tracing and len(indices) == 0) or len(level_supports[image]) == 0:
                     continue
                 group_indices.append(indices)
                 group_feats.append(
@@ -179,7 +184,7 @@ class TemporalROIPooler(ROIPooler):
                         track_grad,
                     )
                 )
-            first_roi += len(boxes)
+            first_roi = first_roi + num_boxes
         if not group_indices:
             return roi_feats
         return roi_feats.index_copy(0, torch.cat(group_indices), torch.cat(group_feats))
@@ -234,6 +239,8 @@ class TemporalROIPooler(ROIPooler):
     ) -> torch.Tensor:
         """``roi_feats`` [R, C, h, w] of one image and level, pooled from ``target_map`` [C, H, W]
         at ``boxes`` [R, 4]; ``supports`` its [T, C, H', W'] maps."""
+        if torch.jit.is_tracing():  # tensor operations only (see most_similar_roi_align)
+            return self.aggregation(roi_feats, most_similar_roi_align(roi_feats, supports, self.topk))
         pooler = self.level_poolers[level]
         geometry = dict(
             spatial_scale=pooler.spatial_scale, sampling_ratio=pooler.sampling_ratio, aligned=pooler.aligned

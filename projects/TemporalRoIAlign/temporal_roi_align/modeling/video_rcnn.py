@@ -204,10 +204,12 @@ class VideoRCNN(GeneralizedRCNN):
                 pending.setdefault(key if key is not None else id(frame), frame)
         by_size = OrderedDict()
         for key, frame in pending.items():
-            by_size.setdefault(tuple(frame["image"].shape), []).append((key, frame))
+            # While tracing, sizes are tensors (equal ones hash apart): ints, kept by the trace.
+            size = tuple(int(s) for s in frame["image"].shape)
+            by_size.setdefault(size, []).append((key, frame))
         computed = {}
         for group in by_size.values():
-            batch = self.preprocess_image([frame for _, frame in group])
+            batch = self._preprocess_frames([frame for _, frame in group])
             for (key, frame), output in zip(group, self._compute_frame_outputs(batch)):
                 computed[key] = output
                 if FeatureCache.key(frame) is not None:  # a frame without ids is never looked up
@@ -216,6 +218,14 @@ class VideoRCNN(GeneralizedRCNN):
             computed[id(frame)] if key is None else computed[key] if key in computed else self.feature_cache.get(key)
             for key, frame in zip(keys, frames)
         ]
+
+    def _preprocess_frames(self, frames: List[Dict]) -> ImageList:
+        """:meth:`preprocess_image` of frames of one size. In an ONNX export each frame is padded
+        alone: Detectron2 0.6 pads a batch by in-place copies into it, which the exporter drops."""
+        if not torch.onnx.is_in_onnx_export():
+            return self.preprocess_image(frames)
+        images = [self.preprocess_image([frame]) for frame in frames]
+        return ImageList(torch.cat([i.tensor for i in images]), [i.image_sizes[0] for i in images])
 
     def _compute_frame_outputs(self, batch: ImageList) -> List[CachedFrame]:
         """What :meth:`frame_outputs` keeps of each frame of ``batch``: all backbone features and
