@@ -18,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = sorted(glob.glob(os.path.join(REPO, "tools", "*.py")))
 # The tools that look up datasets by name.
 WITH_IMPORT = {"check_dataset.py", "demo_video.py", "lazyconfig_train_net.py", "run_ablation.py", "train_net.py"}
-WITH_IMPORT |= {"visualize_troi.py"}
+WITH_IMPORT |= {"visualize_troi.py", "export_model.py"}
 
 
 def load_tool(path):

@@ -19,7 +19,6 @@ Writes <output>/model.ts (and Detectron2's dump of its code and graphs) or <outp
 """
 
 import argparse
-import importlib
 import os
 import warnings
 
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 from temporal_roi_align.checkpoint import CheckpointError
-from temporal_roi_align.engine import errors_as_messages, setup_cfg
+from temporal_roi_align.engine import HelpFormatter, add_import_argument, errors_as_messages, import_modules, setup_cfg
 from temporal_roi_align.export import (
     FORMATS,
     OUTPUT_NAMES,
@@ -50,10 +49,6 @@ BOX_TOLERANCE = 0.01  # pixels
 SCORE_TOLERANCE = 1e-4
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--config-file", required=True, metavar="FILE")
@@ -62,14 +57,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--sample-video", help="video file or folder of frames to trace on (default: generated frames of noise)"
     )
-    parser.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import MODULE first (e.g. one that registers your datasets or models); repeatable",
-    )
+    add_import_argument(parser)
     parser.add_argument(
         "--allow-partial-weights",
         action="store_true",
@@ -98,11 +86,7 @@ def sample_frames(args, cfg):
 
 def main(argv=None):
     args = parse_args(argv)
-    for module in args.imports:
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            raise SystemExit(f"--import {module}: {e}") from None
+    import_modules(args.modules)
     try:
         os.makedirs(args.output, exist_ok=True)
     except OSError as e:
