@@ -78,6 +78,13 @@ class DirectSimilarity:
 
         return rows
 
+    def gram(self, t: int) -> torch.Tensor:
+        """``[L, padded_locations]`` dot products of the target rows with the normalised locations
+        of support ``t``, zero in the padding (the normalised keys are freed on return)."""
+        keys = self.supports.new_zeros(self.supports.shape[1], self.padded_locations)
+        keys[:, : self.num_locations] = F.normalize(self.supports[t].flatten(1), dim=0)
+        return torch.mm(self.target_rows, keys)
+
     def cosine(self, scores: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """Cosine similarities from scores of rows ``start:stop`` (already cosines here)."""
         return scores
@@ -120,9 +127,7 @@ class GramSimilarity:
     def for_support(self, t: int) -> Callable[[int, int], torch.Tensor]:
         """Returns ``rows(start, stop)``: ``[stop - start, padded_locations]`` dot products of the
         un-normalised cells ``start:stop`` with the normalised locations of support ``t``."""
-        keys = self.supports.new_zeros(self.supports.shape[1], self.padded_locations)
-        keys[:, : self.num_locations] = F.normalize(self.supports[t].flatten(1), dim=0)
-        gram = torch.mm(self.target_rows, keys)  # [L, padded_locations], zero in the padding
+        gram = self.gram(t)
 
         def rows(start: int, stop: int) -> torch.Tensor:
             first, last = self.offsets[start], self.offsets[stop]
@@ -139,12 +144,19 @@ class GramSimilarity:
 
         return rows
 
+    def gram(self, t: int) -> torch.Tensor:
+        """``[L, padded_locations]`` dot products of the target rows with the normalised locations
+        of support ``t``, zero in the padding (the normalised keys are freed on return)."""
+        keys = self.supports.new_zeros(self.supports.shape[1], self.padded_locations)
+        keys[:, : self.num_locations] = F.normalize(self.supports[t].flatten(1), dim=0)
+        return torch.mm(self.target_rows, keys)
+
     def cosine(self, scores: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """Cosine similarities from dot products of rows ``start:stop``."""
         return scores / self.cell_norms[start:stop, None]
 
 
-class CompiledGramSimilarity:
+class CompiledGramSimilarity(GramSimilarity):
     """
     :class:`GramSimilarity`'s selection by the compiled operator: per support, the Gram matrix
     ``G_t = F^T K^_t`` (a matmul, its rows padded to ``padded_locations`` columns as the GEMM
@@ -153,27 +165,9 @@ class CompiledGramSimilarity:
     stored. Arguments as :class:`GramSimilarity`.
     """
 
-    def __init__(
-        self,
-        cell_norms: torch.Tensor,
-        sampling: RoIAlignSampling,
-        target_rows: torch.Tensor,
-        supports: torch.Tensor,
-        padded_locations: int,
-    ):
-        self.cell_norms = cell_norms
-        self.sampling = sampling
-        self.target_rows = target_rows
-        self.supports = supports
-        self.num_locations = supports.shape[2] * supports.shape[3]
-        self.padded_locations = padded_locations
-
     def top_k(self, t: int, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """The ``[cells, k]`` cosine similarities and locations of the k most similar locations
         of support ``t`` for every cell, most similar first."""
-        keys = self.supports.new_zeros(self.supports.shape[1], self.padded_locations)
-        keys[:, : self.num_locations] = F.normalize(self.supports[t].flatten(1), dim=0)
-        gram = torch.mm(self.target_rows, keys)[:, : self.num_locations]  # [L, H*W], rows padded
-        del keys  # freed before the fused product, as GramSimilarity frees its keys
+        gram = self.gram(t)[:, : self.num_locations]  # [L, H*W], rows padded
         sampling = self.sampling
         return compiled_ops.gram_top_k(gram, sampling.locations, sampling.weights, sampling.offsets, self.cell_norms, k)
