@@ -22,7 +22,6 @@ from detectron2.config import LazyConfig, get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_backbone
 from omegaconf import OmegaConf
-from test_lazy_configs import load_tool
 
 from temporal_roi_align.checkpoint.common import config_differences
 from temporal_roi_align.config import CHOICES, RENAMED_CHOICES, add_video_config
@@ -41,7 +40,8 @@ from temporal_roi_align.data.transforms import MMTrackResizeShortestEdge, build_
 from temporal_roi_align.engine import VideoTrainer, setup_cfg
 from temporal_roi_align.model_zoo import get_config_file
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO, load_tool
+
 TOY = get_config_file("toy/troi.yaml")
 
 

@@ -2,7 +2,6 @@
 detectors give the eager model's detections, on the frame group they were traced on and on
 another one of another size with more proposals; models whose trace would not hold are refused."""
 
-import importlib.util
 import os
 import re
 
@@ -10,9 +9,6 @@ import cv2
 import pytest
 import torch
 from detectron2.structures import Boxes
-from test_demo import write_clip
-from test_end_to_end import clip_frames
-from test_predictor import toy_cfg
 
 from temporal_roi_align.export import (
     FORMATS,
@@ -26,10 +22,11 @@ from temporal_roi_align.export import (
 from temporal_roi_align.modeling import TemporalROIPooler
 from temporal_roi_align.predictor import VideoPredictor
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location("export_model", os.path.join(REPO, "tools", "export_model.py"))
-tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tool)
+from helpers import REPO, load_tool
+from helpers.clips import clip_frames, write_clip
+from helpers.configs import predictor_cfg
+
+tool = load_tool("export_model")
 
 # Where a trace keeps a Python value (Detectron2's code has many): the tests compare the results.
 pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
@@ -43,7 +40,7 @@ def toy_model(request):
     """A randomly initialised toy model, the frame group it is exported on (64x85 after
     resizing) and another one (frames of another aspect ratio: 64x114, more proposals)."""
     torch.manual_seed(0)
-    predictor = VideoPredictor(toy_cfg(request.param, **TINY), check_weights=False)
+    predictor = VideoPredictor(predictor_cfg(request.param, **TINY), check_weights=False)
     model = predictor.model
     frames = clip_frames(count=8)[1]
     traced_on = frame_group_inputs(model, *predictor.frame_group(frames, 3))

@@ -5,39 +5,23 @@ import logging
 import os
 import re
 import types
-import uuid
 
 import cv2
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.data.catalog import Metadata
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
-from test_demo import write_clip
-from test_end_to_end import clip_frames
 
-from temporal_roi_align import add_video_config
 from temporal_roi_align.checkpoint import CheckpointError
 from temporal_roi_align.data import TOY_VIS_CATEGORIES
 from temporal_roi_align.data.datasets import register_ytvis_instances
 from temporal_roi_align.evaluation import to_ytvis_records
 from temporal_roi_align.predictor import VideoPredictor, dataset_metadata
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def toy_cfg(config="troi", **overrides):
-    """The toy config at a tiny size, MODEL.DEVICE as Detectron2's get_cfg leaves it ("cuda")."""
-    cfg = get_cfg()
-    add_video_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs", "toy", f"{config}.yaml"))
-    cfg.merge_from_list(
-        ["INPUT.MIN_SIZE_TEST", 64, "INPUT.SUPPORT.NUM_TEST", 2, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
-    )
-    for key, value in overrides.items():
-        cfg.merge_from_list([key, value])
-    return cfg
+from helpers import REPO
+from helpers.clips import clip_frames, write_clip
+from helpers.configs import predictor_cfg
 
 
 def save_weights(cfg, path):
@@ -52,7 +36,7 @@ def save_weights(cfg, path):
 
 
 def test_outputs_are_default_predictor_dicts(monkeypatch):
-    predictor = VideoPredictor(toy_cfg(), check_weights=False)
+    predictor = VideoPredictor(predictor_cfg(), check_weights=False)
     frames = clip_frames(count=3)[1]
     outputs = predictor.predict_video(frames)
     assert isinstance(outputs, list) and len(outputs) == 3
@@ -69,7 +53,7 @@ def test_outputs_are_default_predictor_dicts(monkeypatch):
 
 def test_runs_on_the_cpu_with_a_warning_without_cuda(monkeypatch, caplog):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    cfg = toy_cfg()
+    cfg = predictor_cfg()
     assert cfg.MODEL.DEVICE == "cuda"
     with caplog.at_level(logging.WARNING, logger="temporal_roi_align"):
         predictor = VideoPredictor(cfg, check_weights=False)
@@ -80,7 +64,7 @@ def test_runs_on_the_cpu_with_a_warning_without_cuda(monkeypatch, caplog):
 
 
 def test_weights_are_checked_by_default(tmp_path, caplog):
-    cfg = toy_cfg()
+    cfg = predictor_cfg()
     with pytest.raises(CheckpointError, match="no weights were loaded"):
         VideoPredictor(cfg)
     weights = save_weights(cfg, str(tmp_path / "model.pth"))
@@ -98,23 +82,23 @@ def test_weights_are_checked_by_default(tmp_path, caplog):
     assert "box_predictor.cls_score.weight" in caplog.text and "running anyway" in caplog.text
 
 
-def test_metadata_has_the_classes_of_the_configs_datasets(vis_toy_root, caplog):
+def test_metadata_has_the_classes_of_the_configs_datasets(vis_toy_root, caplog, new_dataset_name):
     """Loaded once when the dataset was registered without them; else the training set's, else
     numbers with a warning."""
-    name = f"custom_vis_{uuid.uuid4().hex[:8]}"  # registered without its classes: they are in its JSON
+    name = new_dataset_name("custom_vis")  # registered without its classes: they are in its JSON
     register_ytvis_instances(
         name, {}, os.path.join(vis_toy_root, "valid.json"), os.path.join(vis_toy_root, "valid", "JPEGImages")
     )
     names = [n for _, n in TOY_VIS_CATEGORIES]
-    metadata = dataset_metadata(toy_cfg("masktrack", **{"DATASETS.TEST": (name,)}))
+    metadata = dataset_metadata(predictor_cfg("masktrack", **{"DATASETS.TEST": (name,)}))
     assert metadata.thing_classes == names
     assert metadata.thing_dataset_id_to_contiguous_id == {1: 0, 2: 1, 3: 2}
 
     # The test set is not registered here: the training set's classes serve.
-    cfg = toy_cfg("masktrack", **{"DATASETS.TEST": ("nowhere",), "DATASETS.TRAIN": (name,)})
+    cfg = predictor_cfg("masktrack", **{"DATASETS.TEST": ("nowhere",), "DATASETS.TRAIN": (name,)})
     assert dataset_metadata(cfg).thing_classes == names
     with caplog.at_level(logging.WARNING):
-        cfg = toy_cfg("masktrack", **{"DATASETS.TEST": ("nowhere",), "DATASETS.TRAIN": ("ytvis_2019_train",)})
+        cfg = predictor_cfg("masktrack", **{"DATASETS.TEST": ("nowhere",), "DATASETS.TRAIN": ("ytvis_2019_train",)})
         assert dataset_metadata(cfg).get("thing_classes") is None
     assert (
         "No class names: 'nowhere' is not registered; 'ytvis_2019_train' has 40 classes, the model 3. "
@@ -172,7 +156,7 @@ def test_readme_examples_run(tmp_path, monkeypatch, vis_toy_root, capsys):
     os.makedirs(tmp_path / "datasets")
     os.symlink(vis_toy_root, tmp_path / "datasets" / "toy_vis")
     for config, folder in (("troi", "vid/troi"), ("masktrack", "vis/masktrack")):
-        save_weights(toy_cfg(config), str(tmp_path / "output" / "quickstart" / folder / "model_final.pth"))
+        save_weights(predictor_cfg(config), str(tmp_path / "output" / "quickstart" / folder / "model_final.pth"))
     write_clip(tmp_path / "in.mp4", 3)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the examples' "cuda" runs on the CPU

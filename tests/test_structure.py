@@ -1,11 +1,15 @@
-"""The package's layering: data/ knows nothing of models or checkpoints."""
+"""The package's layering (data/ knows nothing of models or checkpoints) and the test suite's:
+folders that mirror the package, tests that share code only through tests/helpers and fixtures."""
 
 import ast
 import os
 
-PACKAGE = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "projects", "TemporalRoIAlign", "temporal_roi_align"
-)
+from helpers import REPO
+
+PACKAGE = os.path.join(REPO, "projects", "TemporalRoIAlign", "temporal_roi_align")
+TESTS = os.path.join(REPO, "tests")
+# Test folders that are not package folders: the repository's configs/ and tools/.
+TEST_FOLDERS_OUTSIDE_THE_PACKAGE = {"configs", "tools"}
 
 
 def imported_modules(path):
@@ -40,3 +44,36 @@ def test_data_imports_nothing_from_modeling_or_checkpoint():
 def test_the_import_scanner_sees_relative_imports():
     modules = imported_modules(os.path.join(PACKAGE, "checkpoint", "mmtrack.py"))
     assert "temporal_roi_align.data.datasets" in modules and "temporal_roi_align.checkpoint.common" in modules
+
+
+def python_files(folder=TESTS):
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        yield from (os.path.join(root, name) for name in files if name.endswith(".py"))
+
+
+def test_tests_import_no_other_test_module():
+    """Shared code lives in tests/helpers (fixtures in conftest.py): a test module imported by
+    another one runs its tests twice under some collectors and hides where the code lives."""
+    offenders = [
+        f"{os.path.relpath(path, TESTS)} imports {module}"
+        for path in python_files()
+        for module in imported_modules(path)
+        if module.split(".")[0].startswith(("test_", "conftest"))
+    ]
+    assert not offenders, offenders
+
+
+def test_test_folders_mirror_the_package():
+    folders = {
+        os.path.relpath(os.path.dirname(path), TESTS)
+        for path in python_files()
+        if os.path.basename(path).startswith("test_")
+    }
+    strays = [
+        folder
+        for folder in sorted(folders - {"."})
+        if folder.split(os.sep)[0] not in TEST_FOLDERS_OUTSIDE_THE_PACKAGE
+        and not os.path.isdir(os.path.join(PACKAGE, folder))
+    ]
+    assert not strays, f"test folders without a package folder of the same name: {strays}"

@@ -1,6 +1,6 @@
 """
 DFF R-50-DC5 as mmtrack builds it: the same network as configs/ImageNetVID/dff_R_50_DC5.yaml
-(tests/test_flow_guided_lazy_configs.py compares them).
+(tests/configs/test_lazy_configs.py compares them).
 
 The single-frame DC5 detector of video_rcnn_dc5.py (ResNet-50 here, plain ROIAlign) whose RPN
 and box head read the key frame's conv5 map reduced to 512 channels and warped to the current

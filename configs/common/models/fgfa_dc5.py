@@ -1,6 +1,6 @@
 """
 FGFA R-50-DC5 as mmtrack builds it: the same network as configs/ImageNetVID/fgfa_R_50_DC5.yaml
-(tests/test_flow_guided_lazy_configs.py compares them).
+(tests/configs/test_lazy_configs.py compares them).
 
 The single-frame DC5 detector of video_rcnn_dc5.py (ResNet-50 here, plain ROIAlign) whose RPN
 and box head read FGFA's aggregated map: the supports' conv5 maps reduced to 512 channels,

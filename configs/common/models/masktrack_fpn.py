@@ -1,6 +1,6 @@
 """
 MaskTrack R-CNN R-50-FPN + Temporal RoI Align, the model of configs/YouTubeVIS/masktrack_troi_R_50_FPN_ytvis2019.yaml
-(tests/test_lazy_configs_vis.py compares them): Detectron2's Mask R-CNN FPN (P2-P6, one anchor
+(tests/configs/test_lazy_configs_vis.py compares them): Detectron2's Mask R-CNN FPN (P2-P6, one anchor
 size per level, 200 proposals, 7x7 box and 14x14 mask RoIs on P2-P5) with mmtrack's MaskTrack
 settings, the track head (7x7 RoIAlign, 2 x 1024-d FC) and the tracker, and Temporal RoI Align
 (K=4, N=4) as the box and mask poolers. Without support frames these poolers are RoIAlign: with

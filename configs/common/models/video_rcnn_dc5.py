@@ -1,6 +1,6 @@
 """
 Faster R-CNN R-101 DC5 with Temporal RoI Align, the paper's ablation model: the same network as
-configs/ImageNetVID/troi_R_101_DC5.yaml (tests/test_lazy_configs.py compares them).
+configs/ImageNetVID/troi_R_101_DC5.yaml (tests/configs/test_lazy_configs.py compares them).
 
 conv5 at stride 1 with dilation 2 (stride 16), RPN on conv4 with 12 anchors, conv5 reduced to
 512 channels, Temporal RoI Align to 7x7 (K=4 most similar locations, N=4 attention blocks),
