@@ -78,13 +78,6 @@ class DirectSimilarity:
 
         return rows
 
-    def gram(self, t: int) -> torch.Tensor:
-        """``[L, padded_locations]`` dot products of the target rows with the normalised locations
-        of support ``t``, zero in the padding (the normalised keys are freed on return)."""
-        keys = self.supports.new_zeros(self.supports.shape[1], self.padded_locations)
-        keys[:, : self.num_locations] = F.normalize(self.supports[t].flatten(1), dim=0)
-        return torch.mm(self.target_rows, keys)
-
     def cosine(self, scores: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """Cosine similarities from scores of rows ``start:stop`` (already cosines here)."""
         return scores
