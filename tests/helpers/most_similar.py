@@ -5,9 +5,7 @@ checked on."""
 import torch
 from torchvision.ops import roi_align
 
-from temporal_roi_align.layers import (
-    most_similar_roi_align_from_map,
-)
+from temporal_roi_align.layers import most_similar_roi_align_from_map
 
 
 def reference_most_similar_roi_align(roi_feats, support_feats, k):

@@ -3,9 +3,7 @@
 import torch
 from detectron2.structures import Boxes, BoxMode, Instances
 
-from temporal_roi_align.evaluation import (
-    VIDEvaluator,
-)
+from temporal_roi_align.evaluation import VIDEvaluator
 
 XYXY = BoxMode.XYXY_ABS
 
