@@ -47,14 +47,15 @@ def test_the_import_scanner_sees_relative_imports():
 
 
 def python_files(folder=TESTS):
+    """Every .py file under ``folder``."""
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         yield from (os.path.join(root, name) for name in files if name.endswith(".py"))
 
 
 def test_tests_import_no_other_test_module():
-    """Shared code lives in tests/helpers (fixtures in conftest.py): a test module imported by
-    another one runs its tests twice under some collectors and hides where the code lives."""
+    """Shared code lives in tests/helpers and fixtures in conftest.py, not in a test module that
+    others import (which ties them to its folder and its private names)."""
     offenders = [
         f"{os.path.relpath(path, TESTS)} imports {module}"
         for path in python_files()
