@@ -14,9 +14,10 @@ with MaskTrack R-CNN and MaskTrack R-CNN + Temporal RoI Align, scored by the You
 
 Recipe (the same schedule for every model of a task, so that rows differ only in the RoI
 features): a base single-frame model is trained for --base-iters iterations; each model then
-starts from it and trains --finetune-iters more (the single-frame row too). Starting TRoI from a
-model that already localises the objects lets its temporal aggregation learn within minutes on
-2 cores. Each task writes an annotated video of one held-out video.
+starts from it and trains --finetune-iters more (the single-frame row too; the VIS models with the
+base's backbone frozen). Starting TRoI from a model that already localises the objects lets its
+temporal aggregation learn within minutes on 2 cores. Each task writes an annotated video of one
+held-out video.
 """
 
 import argparse
@@ -63,6 +64,10 @@ VIS_MODELS = {"masktrack": "MaskTrack R-CNN", "masktrack_troi": "MaskTrack R-CNN
 # the task whose base model the base starts from: the VIS base starts from the detection base,
 # whose network it shares, as MaskTrack R-CNN starts from a trained Mask R-CNN)
 RECIPES = {"vid": ("single_frame", 400, 150, None), "vis": ("masktrack", 200, 100, "vid")}
+# Config overrides of the models fine-tuned from a task's base (before the command line's): the VIS
+# models keep the base's backbone frozen, since fine-tuning conv4 through TRoI cost the masks their
+# precision (docs/video_instance_segmentation.md).
+FINETUNE_OPTS = {"vid": [], "vis": ["MODEL.BACKBONE.FREEZE_AT", 5, "MODEL.CHANNEL_REDUCTION.FREEZE", True]}
 SEQ_NMS_ROW = "troi_seq_nms"
 BASELINE_LABELS = {"single_frame": "single-frame", "masktrack": "MaskTrack R-CNN"}
 
@@ -204,7 +209,8 @@ def train_task(task, models, args):
             f"{task}: training {labels[name]}, {i + 2} of {count} ({finetune_iters} iterations from the base; "
             f"training ETA about {left / 60:.0f} min at the base's pace)"
         )
-        cfg = config(name, os.path.join(args.output, task, name), args.opts, finetune_iters, weights)
+        opts = [*FINETUNE_OPTS[task], *args.opts]
+        cfg = config(name, os.path.join(args.output, task, name), opts, finetune_iters, weights)
         seconds, model = train(cfg)
         trained[name] = (cfg, model, base_seconds + seconds)
     stage(f"{task}: evaluating {len(models)} models on the held-out videos")

@@ -19,3 +19,19 @@ def test_dc5_backbone_has_stride_16_conv5_reduced_to_512_channels():
         out = backbone(torch.zeros(1, 3, 65, 97))
     assert out["res5_reduced"].shape == (1, 512, 5, 7)
     assert (out["res5_reduced"] >= 0).all()
+
+
+def test_freezing_the_channel_reduction_and_the_whole_backbone():
+    def trainable(*opts):
+        backbone = build_backbone(setup_cfg(get_config_file("toy/masktrack.yaml"), list(opts)), ShapeSpec(channels=3))
+        return {
+            n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("bottom_up") else "")
+            for n, p in backbone.named_parameters()
+            if p.requires_grad
+        }
+
+    everything = {"bottom_up.stem", "bottom_up.res2", "bottom_up.res3", "bottom_up.res4", "reduce"}
+    assert trainable() == everything
+    assert trainable("MODEL.CHANNEL_REDUCTION.FREEZE", True) == everything - {"reduce"}
+    assert trainable("MODEL.BACKBONE.FREEZE_AT", 5) == {"reduce"}
+    assert trainable("MODEL.BACKBONE.FREEZE_AT", 5, "MODEL.CHANNEL_REDUCTION.FREEZE", True) == set()

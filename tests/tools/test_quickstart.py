@@ -10,8 +10,6 @@ import pytest
 
 from helpers import REPO
 
-pytestmark = pytest.mark.slow
-
 
 def run(*args, env):
     proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
@@ -19,6 +17,7 @@ def run(*args, env):
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_quickstart_runs_end_to_end(tmp_path):
     out = tmp_path / "quickstart"
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), OMP_NUM_THREADS="1")
@@ -103,3 +102,28 @@ def test_vis_base_starts_from_the_detection_base(tmp_path, monkeypatch):
     open(weights, "w").close()
     assert quickstart.base_weights("vis", args) == weights and len(trained) == 1
     assert quickstart.base_weights("vid", args) == ""
+
+
+def test_vis_models_fine_tune_with_the_base_backbone_frozen(tmp_path, monkeypatch):
+    """The VIS models train from the base with its whole backbone frozen; the bases and the
+    detection models train everything; the command line's overrides come last."""
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import quickstart
+
+    trained = {}
+    monkeypatch.setattr(quickstart, "base_weights", lambda task, args: "")
+    monkeypatch.setattr(quickstart, "train", lambda cfg: trained.setdefault(cfg.OUTPUT_DIR, cfg) and (1.0, None))
+
+    def frozen(task, *opts):
+        trained.clear()
+        args = quickstart.parse_args(["--output", str(tmp_path), *opts])
+        models = list(quickstart.VIS_MODELS if task == "vis" else ["single_frame", "troi"])
+        quickstart.train_task(task, models, args)
+        return {
+            os.path.basename(out): (cfg.MODEL.BACKBONE.FREEZE_AT, cfg.MODEL.CHANNEL_REDUCTION.FREEZE)
+            for out, cfg in trained.items()
+        }
+
+    assert frozen("vis") == {"base": (0, False), "masktrack": (5, True), "masktrack_troi": (5, True)}
+    assert frozen("vid") == {"base": (0, False), "single_frame": (0, False), "troi": (0, False)}
+    assert frozen("vis", "MODEL.BACKBONE.FREEZE_AT", "0")["masktrack_troi"] == (0, True)

@@ -199,6 +199,10 @@ def _add_video_input_config(cfg):
     cfg.MODEL.CHANNEL_REDUCTION = CN()
     cfg.MODEL.CHANNEL_REDUCTION.IN_FEATURE = "res5"
     cfg.MODEL.CHANNEL_REDUCTION.OUT_CHANNELS = 512
+    # Freeze the 3x3 conv (with MODEL.BACKBONE.FREEZE_AT 5: the whole backbone). The toy VIS
+    # fine-tuning does: fine-tuning conv4 through TRoI cost the masks their precision
+    # (docs/video_instance_segmentation.md).
+    cfg.MODEL.CHANNEL_REDUCTION.FREEZE = False
 
     # Support frames of each target frame.
     cfg.INPUT.SUPPORT = CN()

@@ -13,10 +13,11 @@ class ChannelReducedBackbone(Backbone):
 
     Returns every feature of the wrapped backbone and the reduced map under
     ``"<in_feature>_reduced"`` (e.g. ``res5_reduced``: conv5 of a DC5 ResNet reduced to 512
-    channels before RoI pooling, as in the public TRoI/SELSA configs).
+    channels before RoI pooling, as in the public TRoI/SELSA configs). With ``freeze`` the conv's
+    parameters do not train.
     """
 
-    def __init__(self, bottom_up: Backbone, in_feature: str, out_channels: int):
+    def __init__(self, bottom_up: Backbone, in_feature: str, out_channels: int, freeze: bool = False):
         super().__init__()
         shapes = bottom_up.output_shape()
         if in_feature not in shapes:
@@ -26,6 +27,7 @@ class ChannelReducedBackbone(Backbone):
         self.out_name = f"{in_feature}_reduced"
         self.reduce = Conv2d(shapes[in_feature].channels, out_channels, kernel_size=3, padding=1, activation=nn.ReLU())
         weight_init.c2_msra_fill(self.reduce)
+        self.reduce.requires_grad_(not freeze)
         self._out_feature_strides = {k: s.stride for k, s in shapes.items()}
         self._out_feature_channels = {k: s.channels for k, s in shapes.items()}
         self._out_feature_strides[self.out_name] = shapes[in_feature].stride
@@ -56,4 +58,5 @@ def build_channel_reduced_resnet_backbone(cfg, input_shape: ShapeSpec):
         build_resnet_backbone(cfg, input_shape),
         cfg.MODEL.CHANNEL_REDUCTION.IN_FEATURE,
         cfg.MODEL.CHANNEL_REDUCTION.OUT_CHANNELS,
+        cfg.MODEL.CHANNEL_REDUCTION.FREEZE,
     )
