@@ -252,12 +252,8 @@ class _Operator:
         if gram is not None:
             sampling, target_rows = gram
             norms = torch.linalg.vector_norm(cells.detach(), dim=1).clamp_min(1e-12)  # as F.normalize
-            if self.compiled:
-                self.similarity = CompiledGramSimilarity(
-                    norms, sampling, target_rows, supports.detach(), padded_locations
-                )
-            else:
-                self.similarity = GramSimilarity(norms, sampling, target_rows, supports.detach(), padded_locations)
+            similarity = CompiledGramSimilarity if self.compiled else GramSimilarity
+            self.similarity = similarity(norms, sampling, target_rows, supports.detach(), padded_locations)
         else:
             queries = self.queries.detach() if self.queries is not None else F.normalize(cells.detach(), dim=1)
             self.similarity = DirectSimilarity(queries, supports.detach(), self.rows, padded_locations)
